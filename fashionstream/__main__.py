@@ -1,0 +1,3 @@
+from fashionstream.cli import main
+
+raise SystemExit(main())

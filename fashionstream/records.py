@@ -1,0 +1,464 @@
+"""Versioned wire records: what travels on each Kafka topic, shared by producers, agents and sinks.
+
+Choice of carriage (DESIGN.md asks to pick one and document it):
+- `fashion.images.v1`: JSON `ImageRequest`, key = item id.
+- `fashion.frames.v1`: the value is the JPEG itself; metadata rides in Kafka headers in
+  CloudEvents binary style (`ce_id`, `ce_source`, `ce_type`, `ce_time`, `content-type`) plus
+  `fs_*` extension headers. Key = camera id (video) or item id (catalogue image), so one camera's
+  frames stay ordered on one partition.
+- `fashion.items.v1`: JSON `TaggedImage`, key = the frame's key.
+- `fashion.deadletter.v1`: JSON `DeadLetter`, key = the failed record's key.
+
+Every decoder raises `BadRecordError` naming what is wrong; nothing here touches Kafka itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fashionstream.errors import BadRecordError
+
+
+class Topic(enum.StrEnum):
+    IMAGES = "fashion.images.v1"
+    FRAMES = "fashion.frames.v1"
+    ITEMS = "fashion.items.v1"
+    DEADLETTER = "fashion.deadletter.v1"
+
+
+class SourceKind(enum.StrEnum):
+    FEED = "feed"  # an e-commerce catalogue feed; one image per item
+    CAMERA = "camera"  # a video source; many frames
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a record was dead-lettered. The metric label and the `reason` field of `DeadLetter`."""
+
+    BAD_RECORD = "bad_record"  # not a valid record of its topic's schema
+    INVALID_URL = "invalid_url"
+    SCHEME_NOT_ALLOWED = "scheme_not_allowed"  # only http(s) is fetched
+    ADDRESS_REFUSED = "address_refused"  # SSRF guard: private, loopback, link-local, ...
+    DNS_ERROR = "dns_error"
+    CONNECT_ERROR = "connect_error"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http_status"  # a non-2xx answer
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    TOO_LARGE = "too_large"  # body over fetch_max_bytes
+    NOT_AN_IMAGE = "not_an_image"  # magic bytes of no supported image format
+    TRUNCATED_IMAGE = "truncated_image"
+    CORRUPT_IMAGE = "corrupt_image"
+    DECOMPRESSION_BOMB = "decompression_bomb"  # over fetch_max_pixels
+    OVERSIZE_MESSAGE = "oversize_message"  # over max_message_bytes
+    VIDEO_DECODE_ERROR = "video_decode_error"
+    MODEL_ERROR = "model_error"
+    SINK_REJECTED = "sink_rejected"  # Postgres refused the row itself (not an outage)
+
+
+def event_id_for_item(feed: str, item_id: str, image_url: str) -> str:
+    """Stable id of one catalogue image, so that re-running a feed adds no rows."""
+    return str(uuid.uuid5(_NAMESPACE, f"feed\0{feed}\0{item_id}\0{image_url}"))
+
+
+def event_id_for_frame(camera_id: str, stream_ref: str, frame_number: int) -> str:
+    """Stable id of one video frame. `stream_ref` names the recording (a file's name and size)
+    or the live session (its start time), so a re-run of a file repeats its ids."""
+    return str(uuid.uuid5(_NAMESPACE, f"camera\0{camera_id}\0{stream_ref}\0{frame_number}"))
+
+
+_NAMESPACE = uuid.UUID("6f1d8a8e-2a55-4d2b-9a2f-2d4c7e0b9f31")
+
+# ---------------------------------------------------------------------------------------------
+# fashion.images.v1
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One catalogue item whose image should be fetched and tagged."""
+
+    SCHEMA = "fashion.image_request.v1"
+
+    feed: str  # the source id of the feed (e.g. the file's stem); groups items in Postgres
+    item_id: str
+    image_url: str
+    submitted_at: float  # epoch seconds when the producer sent it; end-to-end latency starts here
+    attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("feed", "item_id", "image_url"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise BadRecordError(f"ImageRequest.{name} must be a non-empty string")
+        _require_time("ImageRequest.submitted_at", self.submitted_at)
+
+    @property
+    def event_id(self) -> str:
+        return event_id_for_item(self.feed, self.item_id, self.image_url)
+
+    def to_json(self) -> bytes:
+        return _dump({"schema": self.SCHEMA, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, value: bytes | None) -> ImageRequest:
+        data = _load(value, cls.SCHEMA)
+        attributes = data.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise BadRecordError("ImageRequest.attributes must be an object")
+        try:
+            return cls(
+                feed=data["feed"],
+                item_id=data["item_id"],
+                image_url=data["image_url"],
+                submitted_at=data["submitted_at"],
+                attributes=attributes,
+            )
+        except KeyError as exc:
+            raise BadRecordError(f"ImageRequest is missing {exc.args[0]!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# fashion.frames.v1
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image to tag: a video frame or a fetched catalogue photo, as JPEG bytes.
+
+    Exactly one of `frame_number` (cameras) and `item_id` (feeds) is set.
+    """
+
+    CE_TYPE = "fashion.frame.v1"
+
+    event_id: str
+    source_kind: SourceKind
+    source_id: str  # camera id or feed name
+    captured_at: float  # epoch seconds: capture time (camera) or fetch time (feed)
+    submitted_at: float  # epoch seconds: when the frame (or the catalogue item) entered Kafka
+    jpeg: bytes
+    frame_number: int | None = None
+    item_id: str | None = None
+    image_url: str | None = None
+    fetch_s: float | None = None  # time the fetch agent spent getting the image
+    attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.event_id or not self.source_id:
+            raise BadRecordError("Frame needs an event id and a source id")
+        if (self.frame_number is None) == (self.item_id is None):
+            raise BadRecordError("Frame needs exactly one of frame_number and item_id")
+        _require_time("Frame.captured_at", self.captured_at)
+        _require_time("Frame.submitted_at", self.submitted_at)
+        if not self.jpeg.startswith(b"\xff\xd8"):
+            raise BadRecordError("Frame value is not a JPEG (no SOI marker)")
+
+    @property
+    def key(self) -> str:
+        return self.source_id if self.source_kind is SourceKind.CAMERA else str(self.item_id)
+
+    @property
+    def reference(self) -> str:
+        """What a person would look up: the image URL, or camera#frame."""
+        if self.image_url is not None:
+            return self.image_url
+        return f"{self.source_id}#{self.frame_number}"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        pairs: list[tuple[str, Any]] = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", self.event_id),
+            ("ce_source", self.source_id),
+            ("ce_type", self.CE_TYPE),
+            ("ce_time", _rfc3339(self.captured_at)),
+            ("content-type", "image/jpeg"),
+            ("fs_source_kind", self.source_kind.value),
+            ("fs_captured_at", repr(self.captured_at)),
+            ("fs_submitted_at", repr(self.submitted_at)),
+        ]
+        if self.frame_number is not None:
+            pairs.append(("fs_frame_number", str(self.frame_number)))
+        if self.item_id is not None:
+            pairs.append(("fs_item_id", self.item_id))
+        if self.image_url is not None:
+            pairs.append(("fs_image_url", self.image_url))
+        if self.fetch_s is not None:
+            pairs.append(("fs_fetch_s", repr(self.fetch_s)))
+        if self.attributes:
+            pairs.append(("fs_attributes", json.dumps(dict(self.attributes))))
+        return [(k, str(v).encode()) for k, v in pairs]
+
+    @classmethod
+    def from_kafka(
+        cls, value: bytes | None, headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
+    ) -> Frame:
+        """Rebuild a frame from a Kafka value and its headers (a list of pairs or a mapping)."""
+        if not value:
+            raise BadRecordError("Frame has an empty value")
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+        h: dict[str, str] = {}
+        for k, v in pairs:
+            try:
+                h[k] = v.decode() if isinstance(v, bytes | bytearray) else str(v)
+            except UnicodeDecodeError:
+                raise BadRecordError(f"Frame header {k!r} is not UTF-8") from None
+        if h.get("ce_type") != cls.CE_TYPE:
+            raise BadRecordError(
+                f"Frame header ce_type is {h.get('ce_type')!r}, not {cls.CE_TYPE!r}"
+            )
+        try:
+            attributes = json.loads(h["fs_attributes"]) if "fs_attributes" in h else {}
+            return cls(
+                event_id=h["ce_id"],
+                source_kind=SourceKind(h["fs_source_kind"]),
+                source_id=h["ce_source"],
+                captured_at=float(h["fs_captured_at"]),
+                submitted_at=float(h["fs_submitted_at"]),
+                jpeg=bytes(value),
+                frame_number=int(h["fs_frame_number"]) if "fs_frame_number" in h else None,
+                item_id=h.get("fs_item_id"),
+                image_url=h.get("fs_image_url"),
+                fetch_s=float(h["fs_fetch_s"]) if "fs_fetch_s" in h else None,
+                attributes=attributes if isinstance(attributes, dict) else {},
+            )
+        except KeyError as exc:
+            raise BadRecordError(f"Frame is missing header {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise BadRecordError(f"Frame has a malformed header: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# fashion.items.v1
+
+
+@dataclass(frozen=True)
+class WireMask:
+    """COCO compressed RLE (pycocotools), column-major, of an image of `size` = (height, width)."""
+
+    size: tuple[int, int]
+    counts: str
+
+
+@dataclass(frozen=True)
+class WireLabel:
+    label: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class WireColour:
+    name: str  # catalogue colour name measured from the pixels inside the mask
+    rgb: tuple[int, int, int]  # the dominant colour inside the mask
+    share: float  # fraction of mask pixels nearest that colour
+
+
+@dataclass(frozen=True)
+class WirePerson:
+    index: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the tagged image
+    mask: WireMask
+
+
+@dataclass(frozen=True)
+class WireGarment:
+    index: int  # position in the image's garment list: part of the idempotency key
+    category: str
+    score: float
+    box: tuple[float, float, float, float]
+    mask: WireMask
+    attributes: Mapping[str, WireLabel]  # head -> top label, e.g. "gender" -> ("Women", 0.93)
+    probabilities: Mapping[str, Mapping[str, float]]  # head -> label -> prob (all labels)
+    colour: WireColour
+    style: WireLabel
+    person_index: int | None  # the WirePerson this garment is worn by, if any
+
+
+@dataclass(frozen=True)
+class TaggedImage:
+    """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
+
+    SCHEMA = "fashion.tagged_image.v1"
+
+    event_id: str
+    source_kind: SourceKind
+    source_id: str
+    captured_at: float
+    submitted_at: float
+    width: int
+    height: int
+    model_version: str
+    timings: Mapping[str, float]  # stage -> seconds: fetch, decode, infer, queue (frame waited)
+    garments: tuple[WireGarment, ...]
+    people: tuple[WirePerson, ...]
+    frame_number: int | None = None
+    item_id: str | None = None
+    image_url: str | None = None
+    attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.source_id if self.source_kind is SourceKind.CAMERA else str(self.item_id)
+
+    def to_json(self) -> bytes:
+        return _dump({"schema": self.SCHEMA, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, value: bytes | None) -> TaggedImage:
+        data = _load(value, cls.SCHEMA)
+        try:
+            return cls(
+                event_id=_str(data, "event_id"),
+                source_kind=SourceKind(data["source_kind"]),
+                source_id=_str(data, "source_id"),
+                captured_at=float(data["captured_at"]),
+                submitted_at=float(data["submitted_at"]),
+                width=int(data["width"]),
+                height=int(data["height"]),
+                model_version=_str(data, "model_version"),
+                timings={str(k): float(v) for k, v in data["timings"].items()},
+                garments=tuple(_garment(g) for g in data["garments"]),
+                people=tuple(_person(p) for p in data["people"]),
+                frame_number=None
+                if data.get("frame_number") is None
+                else int(data["frame_number"]),
+                item_id=data.get("item_id"),
+                image_url=data.get("image_url"),
+                attributes=dict(data.get("attributes") or {}),
+            )
+        except BadRecordError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadRecordError(f"TaggedImage is malformed: {exc!r}") from None
+
+
+def _mask(d: Mapping[str, Any]) -> WireMask:
+    h, w = d["size"]
+    return WireMask(size=(int(h), int(w)), counts=str(d["counts"]))
+
+
+def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
+
+
+def _person(d: Mapping[str, Any]) -> WirePerson:
+    return WirePerson(
+        index=int(d["index"]), score=float(d["score"]), box=_box(d["box"]), mask=_mask(d["mask"])
+    )
+
+
+def _garment(d: Mapping[str, Any]) -> WireGarment:
+    r, g, b = (int(v) for v in d["colour"]["rgb"])
+    return WireGarment(
+        index=int(d["index"]),
+        category=str(d["category"]),
+        score=float(d["score"]),
+        box=_box(d["box"]),
+        mask=_mask(d["mask"]),
+        attributes={
+            k: WireLabel(str(v["label"]), float(v["prob"])) for k, v in d["attributes"].items()
+        },
+        probabilities={
+            k: {str(lbl): float(p) for lbl, p in v.items()} for k, v in d["probabilities"].items()
+        },
+        colour=WireColour(str(d["colour"]["name"]), (r, g, b), float(d["colour"]["share"])),
+        style=WireLabel(str(d["style"]["label"]), float(d["style"]["prob"])),
+        person_index=None if d.get("person_index") is None else int(d["person_index"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# fashion.deadletter.v1
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a failed record was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    SCHEMA = "fashion.deadletter.v1"
+
+    reason: DeadLetterReason
+    detail: str  # a sentence a person can act on, e.g. "HTTP 404 from https://..."
+    stage: str  # produce, fetch, decode, tag, sink
+    failed_at: float
+    source_id: str | None = None
+    reference: str | None = None  # the URL, camera#frame, or file that failed
+    key: str | None = None  # the failed record's Kafka key (UTF-8, undecodable bytes replaced)
+    origin: Origin | None = None
+
+    def to_json(self) -> bytes:
+        return _dump({"schema": self.SCHEMA, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, value: bytes | None) -> DeadLetter:
+        data = _load(value, cls.SCHEMA)
+        try:
+            origin = data.get("origin")
+            return cls(
+                reason=DeadLetterReason(data["reason"]),
+                detail=str(data["detail"]),
+                stage=str(data["stage"]),
+                failed_at=float(data["failed_at"]),
+                source_id=data.get("source_id"),
+                reference=data.get("reference"),
+                key=data.get("key"),
+                origin=None if origin is None else Origin(**origin),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRecordError(f"DeadLetter is malformed: {exc!r}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _dump(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False, default=_default).encode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"not serialisable: {type(value).__name__}")
+
+
+def _load(value: bytes | None, schema: str) -> dict[str, Any]:
+    if not value:
+        raise BadRecordError(f"empty value where a {schema} record was expected")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRecordError(f"not JSON where a {schema} record was expected: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRecordError(f"a {schema} record must be a JSON object")
+    if data.get("schema") != schema:
+        raise BadRecordError(f"schema is {data.get('schema')!r}, expected {schema!r}")
+    return data
+
+
+def _str(data: Mapping[str, Any], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str) or not value:
+        raise BadRecordError(f"{name} must be a non-empty string")
+    return value
+
+
+def _require_time(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRecordError(f"{name} must be a finite number of epoch seconds")
+
+
+def _rfc3339(epoch_s: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC).isoformat()

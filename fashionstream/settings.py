@@ -1,0 +1,218 @@
+"""The one frozen settings object: every setting, its default, its env var and what it does.
+
+Read once at the entry point (`Settings.from_env()`), then passed down. Nothing else reads the
+environment. `fashionstream settings` prints the table below with the values in effect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FASHIONSTREAM_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class BrokerKind(enum.StrEnum):
+    """Which pip-installed Kafka-protocol broker the embedded stack runs."""
+
+    NOIDA = "noida"
+    TANSU = "tansu"
+
+
+class Backend(enum.StrEnum):
+    """How the tagger runs its networks."""
+
+    AUTO = "auto"  # the fastest one available: torch on a GPU, ONNX Runtime on a CPU
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+class Device(enum.StrEnum):
+    AUTO = "auto"  # cuda when a GPU is present, else cpu
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class FallBehindPolicy(enum.StrEnum):
+    """What a live video source does when the pipeline cannot keep up. Files never drop."""
+
+    DROP_OLDEST = "drop_oldest"  # keep the newest frames: analytics wants "now", not a backlog
+    BLOCK = "block"  # wait for the broker; the camera's own buffer then drops frames
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def _setting_factory(factory: Callable[[], Any], help: str) -> Any:
+    return field(default_factory=factory, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of every fashionstream process. Env var: FASHIONSTREAM_<NAME upper-case>."""
+
+    # --- local state and logging
+    state_dir: Path = _setting_factory(
+        lambda: Path.home() / ".local" / "state" / "fashionstream",
+        "where the embedded stack keeps its broker and Postgres data, logs and pid files",
+    )
+    log_level: str = _setting("INFO", "Python logging level for every process")
+
+    # --- Kafka
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:19092", "Kafka bootstrap servers, comma-separated (host:port)"
+    )
+    embedded_broker: BrokerKind = _setting(
+        BrokerKind.TANSU, "broker that `fashionstream up` starts when Kafka is local"
+    )
+    topic_partitions: int = _setting(4, "partitions per topic when the topics are created")
+    topic_replication: int = _setting(1, "replication factor when the topics are created")
+    max_message_bytes: int = _setting(
+        8 * 1024 * 1024, "largest Kafka message produced or accepted (frames are JPEG bytes)"
+    )
+    kafka_session_timeout_s: float = _setting(
+        6.0, "consumer group session timeout; short so a restarted worker rejoins fast"
+    )
+    consumer_group: str = _setting("fashionstream", "Faust app id = Kafka consumer group")
+
+    # --- Postgres
+    database_url: str = _setting(
+        "postgresql://postgres@127.0.0.1:15432/fashionstream",
+        "Postgres the sink writes to (libpq URL)",
+    )
+
+    # --- fetching catalogue images (SSRF-guarded)
+    fetch_allow_networks: tuple[str, ...] = _setting(
+        (),
+        "CIDRs that may be fetched although private/loopback/link-local (comma-separated);"
+        " empty refuses them all",
+    )
+    fetch_connect_timeout_s: float = _setting(5.0, "TCP connect timeout per fetch")
+    fetch_read_timeout_s: float = _setting(15.0, "timeout between bytes while reading a body")
+    fetch_max_bytes: int = _setting(
+        20 * 1024 * 1024, "largest image body; enforced while streaming"
+    )
+    fetch_max_pixels: int = _setting(
+        40_000_000, "largest decoded image (width x height): a decompression-bomb guard"
+    )
+    fetch_max_redirects: int = _setting(5, "redirects followed per fetch, each re-checked")
+    fetch_concurrency: int = _setting(8, "catalogue images fetched at once per worker")
+    image_max_side: int = _setting(
+        1024, "fetched images are resized so the long side is at most this before tagging"
+    )
+
+    # --- video sources
+    video_fps: float = _setting(2.0, "frames sampled per second of presentation time")
+    video_max_side: int = _setting(640, "frames are resized so the long side is at most this")
+    jpeg_quality: int = _setting(85, "JPEG quality of frames on the wire")
+    fall_behind_policy: FallBehindPolicy = _setting(
+        FallBehindPolicy.DROP_OLDEST, "live sources only: drop_oldest or block"
+    )
+    reconnect_backoff_max_s: float = _setting(30.0, "longest wait between live-source reconnects")
+
+    # --- tagging
+    weights_dir: Path = _setting(REPO_ROOT / "weights", "folder with manifest.json and the weights")
+    backend: Backend = _setting(Backend.AUTO, "auto, torch or onnx")
+    device: Device = _setting(Device.AUTO, "auto, cpu or cuda")
+    torch_threads: int = _setting(0, "CPU threads for inference; 0 = all cores")
+    batch_size: int = _setting(8, "frames per inference batch (Faust take(N, ...))")
+    batch_within_s: float = _setting(0.5, "longest wait to fill a batch (Faust take(..., within))")
+    detection_threshold: float = _setting(0.5, "lowest detection score kept")
+
+    # --- sink
+    sink_batch_size: int = _setting(64, "tagged images written per Postgres transaction")
+    sink_batch_within_s: float = _setting(0.5, "longest wait to fill a sink batch")
+    sink_retry_max_s: float = _setting(
+        30.0, "longest backoff between retries while Postgres is down"
+    )
+
+    # --- metrics
+    metrics_host: str = _setting("127.0.0.1", "address /metrics listens on (0.0.0.0 to expose)")
+    worker_metrics_port: int = _setting(9464, "port of the worker's /metrics; 0 = none")
+    producer_metrics_port: int = _setting(9465, "port of a producer's /metrics; 0 = none")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from FASHIONSTREAM_* variables (then `overrides`), with clear errors."""
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                try:
+                    values[f.name] = _parse(hints[f.name], raw)
+                except ValueError as exc:
+                    raise ValueError(f"{env_name(f.name)}={raw!r}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "topic_partitions", "max_message_bytes", "fetch_max_bytes", "fetch_max_pixels",
+            "image_max_side", "video_max_side", "batch_size", "sink_batch_size",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.video_fps <= 120.0:
+            raise ValueError(f"video_fps must be in (0, 120], got {self.video_fps}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if not 0.0 <= self.detection_threshold <= 1.0:
+            raise ValueError(
+                f"detection_threshold must be in [0, 1], got {self.detection_threshold}"
+            )
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(env var, value in effect, description) for every setting, in declaration order."""
+        return [
+            (env_name(f.name), _show(getattr(self, f.name)), f.metadata["help"])
+            for f in dataclasses.fields(self)
+        ]
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _parse(hint: Any, raw: str) -> Any:
+    if hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("expected a boolean (true/false)")
+    if hint in (int, float, str):
+        return hint(raw.strip() if hint is not str else raw)
+    if hint is Path:
+        return Path(raw).expanduser()
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(raw.strip().lower())
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in hint)
+            raise ValueError(f"expected one of: {allowed}") from None
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_parse(item, part.strip()) for part in raw.split(",") if part.strip())
+    if origin is types.UnionType:  # pragma: no cover - no optional settings yet
+        raise ValueError("optional settings are not supported")
+    raise TypeError(f"no parser for settings type {hint!r}")

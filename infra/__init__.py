@@ -1,0 +1,1 @@
+"""Infrastructure: SQL migrations and the embedded local stack (broker + Postgres)."""

@@ -1,0 +1,1 @@
+"""Pure ML: detection, attribute classification, colour, FashionTagger, training, evaluation."""

@@ -1,0 +1,164 @@
+"""What the models say about an image: the validated containers every tagger returns.
+
+`Tagger.tag(images) -> list[ImageTags]` is the contract of DESIGN.md: a batch of RGB uint8 arrays
+in, one `ImageTags` per image out, in order. Nothing here imports torch, Kafka or a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+
+@dataclass(frozen=True)
+class RleMask:
+    """A binary mask as COCO compressed RLE (column-major), `size` = (height, width)."""
+
+    size: tuple[int, int]
+    counts: str
+
+    @classmethod
+    def encode(cls, mask: np.ndarray) -> RleMask:
+        if mask.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+        rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        h, w = rle["size"]
+        return cls(size=(int(h), int(w)), counts=rle["counts"].decode("ascii"))
+
+    def decode(self) -> np.ndarray:
+        """The (H, W) bool mask."""
+        rle = {"size": list(self.size), "counts": self.counts.encode("ascii")}
+        return coco_mask.decode(rle).astype(bool)
+
+    def area(self) -> int:
+        rle = {"size": list(self.size), "counts": self.counts.encode("ascii")}
+        return int(coco_mask.area(rle))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One head's answer: its top label and that label's probability."""
+
+    label: str
+    prob: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0 + 1e-6:
+            raise ValueError(f"prob must be in [0, 1], got {self.prob}")
+
+
+@dataclass(frozen=True)
+class ColourReading:
+    """The garment's colour measured from the pixels inside its mask, named in the catalogue's
+    colour vocabulary (`baseColour`)."""
+
+    name: str
+    rgb: tuple[int, int, int]
+    share: float  # fraction of the mask's pixels nearest this colour
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Instances found in one image: parallel numpy arrays, validated on construction.
+
+    boxes (n, 4) float32 xyxy pixels; masks (n, H, W) bool; scores (n,) float32 in [0, 1];
+    class_ids (n,) int64 indexing `class_names`.
+    """
+
+    boxes: np.ndarray
+    masks: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        expected = {
+            "boxes": (n, 4),
+            "scores": (n,),
+            "class_ids": (n,),
+        }
+        for name, shape in expected.items():
+            actual = getattr(self, name).shape
+            if actual != shape:
+                raise ValueError(f"Detections.{name}: expected shape {shape}, got {actual}")
+        if self.masks.ndim != 3 or self.masks.shape[0] != n:
+            raise ValueError(
+                f"Detections.masks: expected shape ({n}, H, W), got {self.masks.shape}"
+            )
+        if self.masks.dtype != np.bool_:
+            raise ValueError(f"Detections.masks: expected dtype bool, got {self.masks.dtype}")
+        if n and (self.class_ids.min() < 0 or self.class_ids.max() >= len(self.class_names)):
+            raise ValueError("Detections.class_ids: an id is outside class_names")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls, height: int, width: int, class_names: tuple[str, ...]) -> Detections:
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            masks=np.zeros((0, height, width), bool),
+            scores=np.zeros((0,), np.float32),
+            class_ids=np.zeros((0,), np.int64),
+            class_names=class_names,
+        )
+
+
+@dataclass(frozen=True)
+class PersonTags:
+    score: float
+    box: tuple[float, float, float, float]
+    mask: RleMask
+
+
+@dataclass(frozen=True)
+class GarmentTags:
+    """One garment: where it is, what it is, and what the attribute heads say about it."""
+
+    category: str  # detector category: top, outerwear, dress, skirt, shorts, trousers, ...
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
+    mask: RleMask
+    attributes: Mapping[str, Prediction]  # head -> top label: gender, masterCategory, ...
+    probabilities: Mapping[str, Mapping[str, float]]  # head -> label -> prob, every label
+    colour: ColourReading
+    style: Prediction  # the catalogue's `usage`: Casual, Formal, Sports, ...
+    person_index: int | None = None  # index into ImageTags.people of the wearer, if any
+
+
+@dataclass(frozen=True)
+class ImageTags:
+    """Everything the tagger found in one image."""
+
+    width: int
+    height: int
+    garments: tuple[GarmentTags, ...]
+    people: tuple[PersonTags, ...]
+    model_version: str
+    timings: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds (this image's
+    # share of its batch): detect, classify, ...
+
+    def __post_init__(self) -> None:
+        for g in self.garments:
+            if g.mask.size != (self.height, self.width):
+                raise ValueError(
+                    f"garment mask size {g.mask.size} != image size {(self.height, self.width)}"
+                )
+            if g.person_index is not None and not 0 <= g.person_index < len(self.people):
+                raise ValueError(f"garment person_index {g.person_index} has no person")
+
+
+class Tagger(Protocol):
+    """Anything that tags a batch of images: the real FashionTagger, or a fake in unit tests."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+        """`images`: RGB uint8 arrays (H, W, 3), any sizes. Returns one ImageTags per image."""
+        ...

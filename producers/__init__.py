@@ -1,0 +1,1 @@
+"""Producers: catalogue feeds and video sources -> Kafka (kafka-python)."""

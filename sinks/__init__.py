@@ -1,0 +1,1 @@
+"""Sinks: the Postgres writer, Prometheus metrics and reports. No Kafka."""

@@ -1,0 +1,1 @@
+"""The Faust app and its agents: fetch, tag, sink, dead letters. Kafka lives here."""
