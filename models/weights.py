@@ -1,0 +1,95 @@
+"""The weights manifest (weights/manifest.json): which file each shipped model loads, its sha256,
+classes, preprocessing, measured metrics and how it was trained. Weights are data, not code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+class WeightsError(Exception):
+    """A manifest or weights file that is missing, malformed or not the file it claims to be."""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One shipped model. `architecture` is the registry name its builder is found under."""
+
+    name: str
+    file: str
+    sha256: str
+    architecture: str
+    version: str
+    classes: Mapping[str, Any]  # e.g. {"detector": [...]} or {"gender": [...], ...}
+    preprocessing: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    training: Mapping[str, Any]  # data, command, duration_s, machine, epochs, ...
+
+    def path(self, weights_dir: Path) -> Path:
+        return weights_dir / self.file
+
+    def verified_path(self, weights_dir: Path) -> Path:
+        """The file's path, after checking it exists and its sha256 matches the manifest."""
+        path = self.path(weights_dir)
+        if not path.is_file():
+            raise WeightsError(f"{self.name}: weights file {path} is missing")
+        actual = sha256_of(path)
+        if actual != self.sha256:
+            raise WeightsError(
+                f"{self.name}: {path} has sha256 {actual}, the manifest says {self.sha256}"
+            )
+        return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(weights_dir: Path) -> dict[str, WeightsEntry]:
+    path = weights_dir / MANIFEST
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"no weights manifest at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path} is not valid JSON: {exc}") from None
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        raise WeightsError(f"{path} has no 'models' object")
+    try:
+        return {name: WeightsEntry(name=name, **fields) for name, fields in models.items()}
+    except TypeError as exc:
+        raise WeightsError(f"{path}: malformed entry: {exc}") from None
+
+
+def entry(weights_dir: Path, name: str) -> WeightsEntry:
+    entries = load_manifest(weights_dir)
+    if name not in entries:
+        raise WeightsError(f"{weights_dir / MANIFEST} has no model {name!r} ({sorted(entries)})")
+    return entries[name]
+
+
+def write_entry(weights_dir: Path, new: WeightsEntry) -> None:
+    """Add or replace one model's entry; the file is replaced atomically."""
+    path = weights_dir / MANIFEST
+    raw: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"models": {}}
+    fields = {k: v for k, v in new.__dict__.items() if k != "name"}
+    raw.setdefault("models", {})[new.name] = fields
+    raw["models"] = dict(sorted(raw["models"].items()))
+    fd, tmp = tempfile.mkstemp(dir=weights_dir, prefix=".manifest-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(raw, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
