@@ -68,7 +68,6 @@ def test_image_tags_refuse_a_person_index_without_person() -> None:
     person = PersonTags(score=0.9, box=(0, 0, 6, 4), mask=mask)
     with pytest.raises(ValueError, match="person_index 1 has no person"):
         ImageTags(width=6, height=4, garments=(garment,), people=(person,), model_version="m")
+    alone = GarmentTags(**{**garment.__dict__, "person_index": None})
     with pytest.raises(ValueError, match="mask size"):
-        ImageTags(width=7, height=4, garments=(), people=(person,), model_version="m").__class__(
-            width=7, height=4, garments=(garment,), people=(), model_version="m"
-        )
+        ImageTags(width=7, height=4, garments=(alone,), people=(), model_version="m")
