@@ -1,0 +1,1 @@
+"""Backbone networks shared by the detector and the attribute classifier."""
