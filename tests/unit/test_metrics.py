@@ -1,0 +1,123 @@
+"""sinks.metrics: every metric is served on /metrics, named fashionstream_<what>_<unit>, with
+bounded labels only."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from sinks.metrics import Metrics, serve_metrics
+
+UNITS = ("seconds", "bytes", "messages", "records")
+UNBOUNDED_LABELS = {"url", "image_url", "item_id", "event_id", "key", "offset", "frame_number"}
+NAME = re.compile(r"^fashionstream_[a-z][a-z0-9_]*$")
+# the attribute names other engineers' code uses
+CONTRACT = {
+    "messages_in", "messages_out", "message_bytes_out", "dead_letters", "consumer_lag",
+    "batch_size", "stage_duration", "end_to_end_latency", "rows_written", "sink_errors",
+    "items_sent", "items_skipped", "bytes_fetched", "frames_decoded", "frames_sent",
+    "frames_dropped", "video_decode_errors", "source_lag", "reconnects",
+}  # fmt: skip
+
+
+def _all_metrics(metrics: Metrics) -> dict[str, Counter | Gauge | Histogram]:
+    return {
+        attr: value
+        for attr, value in vars(metrics).items()
+        if isinstance(value, Counter | Gauge | Histogram)
+    }
+
+
+def _touch(metric: Counter | Gauge | Histogram) -> None:
+    labels = {name: "x" for name in metric._labelnames}
+    child = metric.labels(**labels) if labels else metric
+    if isinstance(child, Counter):
+        child.inc()
+    elif isinstance(child, Gauge):
+        child.set(1.0)
+    else:
+        child.observe(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_every_metric_is_served_with_the_naming_convention() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    defined = _all_metrics(metrics)
+    assert set(defined) == CONTRACT, "Metrics attributes are a shared contract: add, never rename"
+    for metric in defined.values():
+        _touch(metric)
+
+    server = serve_metrics(registry, "127.0.0.1", _free_port())
+    assert server is not None
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as response:
+            assert response.status == 200
+            page = response.read().decode()
+    finally:
+        server.close()
+
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    assert "process_cpu_seconds" in families  # the process collector is on the same registry
+    for attr, metric in defined.items():
+        name = metric._name
+        assert name in families, f"Metrics.{attr} ({name}) is not on /metrics"
+        assert NAME.match(name), name
+        family = families[name]
+        if family.type == "counter":
+            assert any(s.name == f"{name}_total" for s in family.samples), attr
+            # a counter's own unit, if any, comes before _total: fashionstream_x_bytes_total
+        else:
+            assert name.rsplit("_", 1)[-1] in UNITS, f"{name}: no base unit suffix"
+        label_names = set(metric._labelnames)
+        assert not label_names & UNBOUNDED_LABELS, f"{name} has an unbounded label"
+
+
+def test_a_second_metrics_on_the_same_registry_is_refused() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Metrics(registry)
+
+
+def test_histograms_observe_into_their_buckets() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_metrics=False)
+    metrics.stage_duration.labels(stage="infer").observe(0.3)
+    metrics.stage_duration.labels(stage="infer").observe(7.0)
+    le_half = registry.get_sample_value(
+        "fashionstream_stage_duration_seconds_bucket", {"stage": "infer", "le": "0.5"}
+    )
+    le_ten = registry.get_sample_value(
+        "fashionstream_stage_duration_seconds_bucket", {"stage": "infer", "le": "10.0"}
+    )
+    assert (le_half, le_ten) == (1.0, 2.0)
+
+
+@pytest.mark.parametrize(("port", "served"), [(0, False), (-1, None), (70000, None)])
+def test_serve_metrics_port_rules(port: int, served: bool | None) -> None:
+    registry = CollectorRegistry()
+    if served is None:
+        with pytest.raises(ValueError, match="metrics port"):
+            serve_metrics(registry, "127.0.0.1", port)
+    else:
+        assert serve_metrics(registry, "127.0.0.1", port) is None
+
+
+def test_serve_metrics_fails_loudly_on_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            serve_metrics(CollectorRegistry(), "127.0.0.1", taken.getsockname()[1])
