@@ -1,0 +1,286 @@
+"""Catalogue feed reading: CSV, JSON Lines or a plain URL list into validated feed rows.
+
+Pure parsing, no Kafka: `read_feed` yields a `FeedItem` per usable row and a `SkippedRow` (with
+its line and reason) per malformed one, so the producer can report both.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin
+
+AttributeValue = str | int | float | bool | None
+
+# Column names seen in catalogue feeds (Google Merchant, Shopify, Meta catalogues, hand-made CSVs),
+# compared after lower-casing and dropping everything but letters and digits ("imageUrl",
+# "image_url" and "Image URL" are the same column). The first alias present wins.
+ID_ALIASES = ("id", "item_id", "itemid", "sku", "product_id", "productid", "g:id", "offer_id")
+URL_ALIASES = (
+    "image_link",
+    "image_url",
+    "imageUrl",
+    "image",
+    "g:image_link",
+    "img_url",
+    "image_src",
+    "picture_url",
+)
+
+
+def normalise_column(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+_ID_KEYS = tuple(dict.fromkeys(normalise_column(a) for a in ID_ALIASES))
+_URL_KEYS = tuple(dict.fromkeys(normalise_column(a) for a in URL_ALIASES))
+
+
+class FeedFormat(enum.StrEnum):
+    AUTO = "auto"  # by file suffix, else by the first non-blank character
+    CSV = "csv"
+    JSONL = "jsonl"
+    URLS = "urls"  # one image URL per line; the item id is derived from the URL
+
+
+class SkipReason(enum.StrEnum):
+    """Why a feed row was not sent. The producer's metric label and summary key."""
+
+    MISSING_ID = "missing_id"
+    MISSING_URL = "missing_url"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_ROW = "bad_row"  # e.g. a CSV row with more fields than the header
+    DUPLICATE_ID = "duplicate_id"  # a later row with an id already sent in this run
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One usable feed row: an item id, its image URL, and every other column as attributes."""
+
+    line: int
+    item_id: str
+    image_url: str
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    line: int
+    reason: SkipReason
+    detail: str
+
+
+FeedRow = FeedItem | SkippedRow
+
+
+def detect_format(path: Path | None, first_line: str) -> FeedFormat:
+    """The feed's format from its suffix, else from its first non-blank line."""
+    if path is not None:
+        suffix = path.suffix.lower()
+        if suffix in {".jsonl", ".ndjson", ".json"}:
+            return FeedFormat.JSONL
+        if suffix in {".csv", ".tsv"}:
+            return FeedFormat.CSV
+        if suffix in {".txt", ".urls"}:
+            return FeedFormat.URLS
+    stripped = first_line.lstrip("\ufeff").strip()
+    if stripped.startswith(("{", "[")):
+        return FeedFormat.JSONL
+    if re.match(r"^https?://\S+$", stripped, re.IGNORECASE):
+        return FeedFormat.URLS
+    return FeedFormat.CSV
+
+
+def read_feed(
+    stream: IO[str],
+    fmt: FeedFormat = FeedFormat.AUTO,
+    *,
+    path: Path | None = None,
+    base_url: str | None = None,
+) -> Iterator[FeedRow]:
+    """Parse an open text stream (a file or stdin). Duplicate ids after the first are skipped."""
+    lines = _LineCounter(stream)
+    if fmt is FeedFormat.AUTO:
+        fmt = detect_format(path, lines.peek_first_nonblank())
+    if fmt is FeedFormat.CSV:
+        rows: Iterator[FeedRow] = _parse_csv(lines, base_url)
+    elif fmt is FeedFormat.JSONL:
+        rows = _parse_jsonl(lines, base_url)
+    else:
+        rows = _parse_urls(lines, base_url)
+    return _drop_duplicates(rows)
+
+
+def items_from_records(
+    records: Iterable[Mapping[str, Any]], *, base_url: str | None = None
+) -> Iterator[FeedRow]:
+    """Rows already parsed into mappings (e.g. built in Python): the same validation and
+    duplicate handling as a file. `line` is the 1-based position in `records`."""
+
+    def rows() -> Iterator[FeedRow]:
+        for n, record in enumerate(records, start=1):
+            if not isinstance(record, Mapping):
+                yield SkippedRow(n, SkipReason.NOT_AN_OBJECT, f"row {n} is not a mapping")
+                continue
+            yield _item_from_mapping(n, record, base_url)
+
+    return _drop_duplicates(rows())
+
+
+def open_feed(source: str) -> IO[str]:
+    """A text stream over `source`: a path, or `-` for stdin. UTF-8, a BOM is dropped."""
+    if source == "-":
+        import sys
+
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+    return Path(source).open(encoding="utf-8-sig", newline="")
+
+
+def feed_name_for(source: str) -> str:
+    """The default source id of a feed: the file's stem, `stdin` for `-`."""
+    return "stdin" if source == "-" else Path(source).stem or "feed"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _LineCounter:
+    """Iterates a text stream's lines, counting them, with a look-ahead at the first one."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._buffered: list[str] = []
+        self._first: str | None = None
+        self.line = 0
+
+    def peek_first_nonblank(self) -> str:
+        if self._first is None:
+            self._first = ""
+            for raw in self._stream:
+                self._buffered.append(raw)
+                if raw.strip():
+                    self._first = raw
+                    break
+        return self._first
+
+    def __iter__(self) -> Iterator[str]:
+        while self._buffered:
+            self.line += 1
+            yield self._buffered.pop(0)
+        for raw in self._stream:
+            self.line += 1
+            yield raw
+
+
+def _parse_csv(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
+    # csv.DictReader skips blank lines itself; `lines.line` is the last physical line the reader
+    # consumed, so a row is reported by the line where it ends (quoted fields may span lines).
+    first = lines.peek_first_nonblank()
+    dialect: type[csv.Dialect] = csv.excel_tab if "\t" in first and "," not in first else csv.excel
+    reader = csv.DictReader(iter(lines), dialect=dialect, restkey="\0extra")
+    if reader.fieldnames is None:
+        return
+    for record in reader:
+        line = lines.line
+        if "\0extra" in record:
+            yield SkippedRow(line, SkipReason.BAD_ROW, f"line {line}: more fields than the header")
+            continue
+        cleaned = {k: v for k, v in record.items() if k is not None and v is not None}
+        yield _item_from_mapping(line, cleaned, base_url)
+
+
+def _parse_jsonl(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
+    for raw in lines:
+        line = lines.line
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield SkippedRow(line, SkipReason.BAD_JSON, f"line {line}: {exc.msg}")
+            continue
+        if not isinstance(record, dict):
+            yield SkippedRow(
+                line, SkipReason.NOT_AN_OBJECT, f"line {line}: a {type(record).__name__}"
+            )
+            continue
+        yield _item_from_mapping(line, record, base_url)
+
+
+def _parse_urls(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
+    for raw in lines:
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        url = _resolve(text, base_url)
+        # A URL list has no ids: the URL itself is the item's identity.
+        item_id = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
+        yield FeedItem(lines.line, item_id, url, {})
+
+
+def _item_from_mapping(line: int, record: Mapping[str, Any], base_url: str | None) -> FeedRow:
+    by_key: dict[str, str] = {}
+    for name in record:
+        by_key.setdefault(normalise_column(str(name)), str(name))
+    id_column = next((by_key[k] for k in _ID_KEYS if k in by_key), None)
+    url_column = next((by_key[k] for k in _URL_KEYS if k in by_key), None)
+    item_id = _scalar_text(record.get(id_column)) if id_column else ""
+    if not item_id:
+        return SkippedRow(line, SkipReason.MISSING_ID, f"line {line}: no item id")
+    url = _scalar_text(record.get(url_column)) if url_column else ""
+    if not url:
+        return SkippedRow(line, SkipReason.MISSING_URL, f"line {line}: item {item_id!r} has no URL")
+    attributes: dict[str, AttributeValue] = {}
+    for name, value in record.items():
+        if name in (id_column, url_column):
+            continue
+        kept = _attribute(value)
+        if kept is not None:
+            attributes[str(name)] = kept
+    return FeedItem(line, item_id, _resolve(url, base_url), attributes)
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    return str(value).strip()
+
+
+def _attribute(value: Any) -> AttributeValue:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return None
+
+
+def _resolve(url: str, base_url: str | None) -> str:
+    return urljoin(base_url, url) if base_url else url
+
+
+def _drop_duplicates(rows: Iterator[FeedRow]) -> Iterator[FeedRow]:
+    seen: set[str] = set()
+    for row in rows:
+        if isinstance(row, FeedItem):
+            if row.item_id in seen:
+                yield SkippedRow(
+                    row.line,
+                    SkipReason.DUPLICATE_ID,
+                    f"line {row.line}: item id {row.item_id!r} already seen",
+                )
+                continue
+            seen.add(row.item_id)
+        yield row

@@ -1,0 +1,664 @@
+"""Video sources -> `fashion.frames.v1`: PyAV decode, sampling by presentation time, resize, JPEG.
+
+A file is a recording: it is read to its end, never drops a frame, and its frames get the same
+frame numbers, capture times and event ids on every run. An rtsp://, rtmp:// or a live http(s)://
+source is a session: it reconnects with exponential backoff, and when the broker cannot keep up
+it applies `fall_behind_policy`. Corrupt input is dead-lettered as VIDEO_DECODE_ERROR.
+
+Capture time of a recording = its start time + the frame's presentation time (relative to the
+stream's first timestamp). The start time is the container's `creation_time` metadata when
+present; otherwise it is the Unix epoch (1970-01-01T00:00:00Z), a fixed rule that keeps re-runs
+identical and cannot be mistaken for a wall-clock time. A live session's start time is the wall
+clock when it connected.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import io
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from fashionstream.errors import DecodeError
+from fashionstream.records import (
+    DeadLetter,
+    DeadLetterReason,
+    Frame,
+    SourceKind,
+    Topic,
+    event_id_for_frame,
+)
+from fashionstream.settings import FallBehindPolicy, Settings
+from producers.kafka import Deliveries, RecordProducer, build_producer
+from sinks.metrics import Metrics, Stage
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "srt")
+HTTP_SCHEMES = ("http", "https")
+OPEN_TIMEOUT_S = 10.0  # connecting to a live source
+READ_TIMEOUT_S = 10.0  # a live source silent this long is reconnected
+FLUSH_TIMEOUT_S = 60.0
+MAX_CONSECUTIVE_DECODE_ERRORS = 25  # then the recording is abandoned / the session reconnected
+BACKOFF_START_S = 0.5
+
+
+def resized_dims(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the long side is at most `max_side`; even numbers for swscale."""
+    scale = min(1.0, max_side / max(width, height))
+    if scale >= 1.0:
+        return width, height
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+class PtsSampler:
+    """Keeps the first frame of each 1/fps slot of presentation time (slot 0 starts at the
+    first frame). Decoding order, frame rate changes and dropped frames cannot shift the slots,
+    so the same recording always yields the same frames."""
+
+    def __init__(self, fps: float) -> None:
+        if not 0.0 < fps <= 120.0:
+            raise ValueError(f"fps must be in (0, 120], got {fps}")
+        self.fps = fps
+        self._origin: float | None = None
+        self._last_slot = -1
+
+    def keep(self, pts_s: float) -> bool:
+        if self._origin is None:
+            self._origin = pts_s
+        # A small epsilon keeps a frame exactly on a slot boundary (0.2 s at 5 fps, stored as
+        # 2048/10240) in its own slot despite float rounding.
+        slot = math.floor((pts_s - self._origin) * self.fps + 1e-6)
+        if slot > self._last_slot:
+            self._last_slot = slot
+            return True
+        return False
+
+
+def recording_start(metadata: dict[str, str]) -> float:
+    """Epoch seconds of a recording's first frame: `creation_time`, else the Unix epoch."""
+    raw = metadata.get("creation_time")
+    if raw:
+        try:
+            parsed = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+        except ValueError:
+            log.warning("ignoring unparseable creation_time %r", raw)
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            return parsed.timestamp()
+    return 0.0
+
+
+def redact(location: str) -> str:
+    """A source location fit for logs and dead letters: URL credentials and query removed."""
+    parts = urlsplit(location)
+    if not parts.scheme or parts.scheme == "file" or len(parts.scheme) == 1:
+        return location
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class VideoDecodeError(DecodeError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(DeadLetterReason.VIDEO_DECODE_ERROR, detail)
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One frame picked by the sampler, already resized and JPEG-encoded."""
+
+    frame_number: int  # index of the frame among all frames decoded from the stream (0-based)
+    pts_s: float  # presentation time relative to the stream's first frame
+    captured_at: float
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    max_side: int
+    jpeg_quality: int
+    fps: float
+    fall_behind: FallBehindPolicy
+    reconnect_backoff_max_s: float
+    max_message_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, fps: float | None = None) -> VideoOptions:
+        return cls(
+            max_side=settings.video_max_side,
+            jpeg_quality=settings.jpeg_quality,
+            fps=settings.video_fps if fps is None else fps,
+            fall_behind=settings.fall_behind_policy,
+            reconnect_backoff_max_s=settings.reconnect_backoff_max_s,
+            max_message_bytes=settings.max_message_bytes,
+        )
+
+
+@dataclass
+class VideoReport:
+    camera: str
+    source: str
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_sent: int = 0  # acknowledged by the broker
+    frames_dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    decode_errors: int = 0
+    dead_letters: int = 0
+    reconnects: int = 0
+    delivery_failures: int = 0
+    completed: bool = False  # a recording read to its end (always False for live sessions)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def drop(self, reason: str) -> None:
+        with self._lock:  # the decode thread and the sending thread both drop frames
+            self.frames_dropped[reason] += 1
+
+    @property
+    def ok(self) -> bool:
+        return self.frames_sent > 0
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.frames_dropped.items())) or "none"
+        return (
+            f"camera {self.camera}: {self.frames_sent} frames sent of {self.frames_sampled} "
+            f"sampled ({self.frames_decoded} decoded); dropped: {dropped}; decode errors: "
+            f"{self.decode_errors}; dead letters: {self.dead_letters}; reconnects: "
+            f"{self.reconnects}; delivery failures: {self.delivery_failures}"
+        )
+
+
+class ContainerOpener(Protocol):
+    def __call__(self, location: str, *, live: bool) -> Any: ...
+
+
+def open_container(location: str, *, live: bool) -> Any:
+    """PyAV `av.open` with network options for live sources."""
+    import av
+
+    options: dict[str, str] = {}
+    if urlsplit(location).scheme in ("rtsp", "rtsps"):
+        options["rtsp_transport"] = "tcp"  # UDP loses packets across NAT and busy links
+    if live:
+        options["reconnect"] = "0"  # we reconnect ourselves, with backoff and a metric
+    return av.open(location, mode="r", options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+
+
+class VideoProducer:
+    """Sends one video source's sampled frames to Kafka. Build with `from_settings`."""
+
+    def __init__(
+        self,
+        producer: RecordProducer,
+        metrics: Metrics,
+        options: VideoOptions,
+        *,
+        opener: ContainerOpener = open_container,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._options = options
+        self._open = opener
+        self._clock = clock
+        self._sleep = sleep
+        self.stop = stop or threading.Event()
+        self._deliveries = Deliveries()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, metrics: Metrics, *, fps: float | None = None
+    ) -> VideoProducer:
+        producer = build_producer(settings, client_id="fashionstream-video")
+        return cls(producer, metrics, VideoOptions.from_settings(settings, fps))
+
+    def close(self) -> None:
+        self._producer.close(timeout=FLUSH_TIMEOUT_S)
+
+    # ------------------------------------------------------------------ public entry points
+
+    def send(self, source: str, camera: str, *, progress: bool = False) -> VideoReport:
+        """A file path, or an rtsp:// / rtmp:// / http(s):// URL. Returns once a recording is
+        read to its end, or a live session is stopped (`self.stop.set()`)."""
+        scheme = urlsplit(source).scheme.lower()
+        if scheme in LIVE_SCHEMES:
+            return self.send_live(source, camera)
+        if scheme in HTTP_SCHEMES:
+            return self._send_http(source, camera, progress=progress)
+        if scheme not in ("", "file") and len(scheme) != 1:  # a drive letter is not a scheme
+            raise ValueError(f"unsupported video source scheme {scheme!r} in {redact(source)}")
+        path = Path(urlsplit(source).path if scheme == "file" else source)
+        return self.send_file(path, camera, progress=progress)
+
+    def send_file(self, path: Path, camera: str, *, progress: bool = False) -> VideoReport:
+        """Every sampled frame of a recording; frame numbers and event ids repeat on re-runs.
+
+        Raises FileNotFoundError for a missing file; a file that is not a decodable video is
+        dead-lettered (VIDEO_DECODE_ERROR) and reported, not raised."""
+        if not path.is_file():
+            raise FileNotFoundError(f"no such video file: {path}")
+        stream_ref = f"{path.name}:{path.stat().st_size}"
+        return self._send_recording(str(path), camera, stream_ref, progress=progress)
+
+    def send_live(self, url: str, camera: str, *, max_frames: int | None = None) -> VideoReport:
+        """Read a live source until `self.stop` is set (or `max_frames` are sampled),
+        reconnecting with exponential backoff up to `reconnect_backoff_max_s`."""
+        report = VideoReport(camera=camera, source=redact(url))
+        session = _LiveSession(self, url, camera, report, max_frames)
+        session.run()
+        self._finish(report)
+        return report
+
+    # ------------------------------------------------------------------ recordings
+
+    def _send_http(self, url: str, camera: str, *, progress: bool) -> VideoReport:
+        # An http(s) URL is a recording when it has a duration (a file served over HTTP), else a
+        # live stream (MJPEG, MPEG-TS over HTTP, an HLS live playlist).
+        try:
+            container = self._open(url, live=True)
+        except Exception as exc:  # PyAV raises FFmpegError/OSError subclasses; all mean "cannot"
+            report = VideoReport(camera=camera, source=redact(url))
+            self._dead_letter(report, camera, redact(url), f"cannot open {redact(url)}: {exc}")
+            self._finish(report)
+            return report
+        is_recording = container.duration is not None
+        container.close()
+        if not is_recording:
+            return self.send_live(url, camera)
+        return self._send_recording(url, camera, f"{redact(url)}:{container.duration}", progress)
+
+    def _send_recording(
+        self, location: str, camera: str, stream_ref: str, progress: bool
+    ) -> VideoReport:
+        report = VideoReport(camera=camera, source=redact(location))
+        reference = redact(location)
+        try:
+            container = self._open(location, live=False)
+        except Exception as exc:
+            self._dead_letter(report, camera, reference, f"cannot open {reference}: {exc}")
+            self._finish(report)
+            return report
+        bar = None
+        try:
+            if not container.streams.video:
+                self._dead_letter(report, camera, reference, f"{reference} has no video stream")
+                return report
+            start = recording_start(dict(container.metadata))
+            if progress:
+                from tqdm import tqdm
+
+                duration = container.duration / 1e6 if container.duration else None
+                bar = tqdm(total=duration, unit="s", desc=f"{camera}", leave=True)
+            reader = _FrameReader(container, self._options, start, self._metrics, camera)
+            last_pts = 0.0
+            for item in reader:
+                if self.stop.is_set():
+                    break
+                if isinstance(item, VideoDecodeError):
+                    report.decode_errors += 1
+                    self._dead_letter(report, camera, f"{reference}#{reader.position}", item.detail)
+                    if reader.consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                        break
+                    continue
+                report.frames_sampled += 1
+                self._publish(item, camera, stream_ref, report, reference)
+                if bar is not None:
+                    bar.update(max(0.0, item.pts_s - last_pts))
+                    bar.set_postfix(frames=report.frames_sampled, refresh=False)
+                    last_pts = max(last_pts, item.pts_s)
+            report.frames_decoded = reader.decoded
+            report.completed = reader.finished and not self.stop.is_set()
+        finally:
+            container.close()
+            if bar is not None:
+                bar.close()
+            self._finish(report)
+        return report
+
+    # ------------------------------------------------------------------ shared
+
+    def _publish(
+        self,
+        sampled: SampledFrame,
+        camera: str,
+        stream_ref: str,
+        report: VideoReport,
+        reference: str,
+    ) -> None:
+        if len(sampled.jpeg) > self._options.max_message_bytes:
+            report.drop(DeadLetterReason.OVERSIZE_MESSAGE.value)
+            self._metrics.frames_dropped.labels(camera, DeadLetterReason.OVERSIZE_MESSAGE).inc()
+            self._dead_letter(
+                report,
+                camera,
+                f"{reference}#{sampled.frame_number}",
+                f"frame {sampled.frame_number} is {len(sampled.jpeg)} bytes as JPEG, over "
+                f"max_message_bytes={self._options.max_message_bytes}",
+                reason=DeadLetterReason.OVERSIZE_MESSAGE,
+            )
+            return
+        now = self._clock()
+        frame = Frame(
+            event_id=event_id_for_frame(camera, stream_ref, sampled.frame_number),
+            source_kind=SourceKind.CAMERA,
+            source_id=camera,
+            captured_at=sampled.captured_at,
+            submitted_at=now,
+            jpeg=sampled.jpeg,
+            frame_number=sampled.frame_number,
+        )
+        size = len(sampled.jpeg)
+        metrics = self._metrics
+        captured_at = sampled.captured_at
+
+        def delivered() -> None:
+            report.frames_sent += 1
+            metrics.frames_sent.labels(camera).inc()
+            metrics.messages_out.labels(Topic.FRAMES).inc()
+            metrics.message_bytes_out.labels(Topic.FRAMES).inc(size)
+            metrics.source_lag.labels(camera).set(max(0.0, self._clock() - captured_at))
+
+        def failed(_exc: BaseException) -> None:
+            report.delivery_failures += 1
+            metrics.frames_dropped.labels(camera, "delivery_failed").inc()
+
+        future = self._producer.send(
+            Topic.FRAMES.value, value=sampled.jpeg, key=camera.encode(), headers=frame.headers()
+        )
+        self._deliveries.track(future, delivered, failed)
+
+    def _dead_letter(
+        self,
+        report: VideoReport,
+        camera: str,
+        reference: str,
+        detail: str,
+        reason: DeadLetterReason = DeadLetterReason.VIDEO_DECODE_ERROR,
+    ) -> None:
+        log.error("camera %s: %s: %s", camera, reason.value, detail)
+        if reason is DeadLetterReason.VIDEO_DECODE_ERROR:
+            self._metrics.video_decode_errors.labels(camera).inc()
+        self._metrics.dead_letters.labels(reason, Stage.PRODUCE).inc()
+        letter = DeadLetter(
+            reason=reason,
+            detail=detail,
+            stage=Stage.PRODUCE.value,
+            failed_at=self._clock(),
+            source_id=camera,
+            reference=reference,
+            key=camera,
+        )
+        future = self._producer.send(
+            Topic.DEADLETTER.value, value=letter.to_json(), key=camera.encode()
+        )
+
+        def delivered() -> None:
+            report.dead_letters += 1
+            self._metrics.messages_out.labels(Topic.DEADLETTER).inc()
+
+        self._deliveries.track(future, delivered)
+
+    def _finish(self, report: VideoReport) -> None:
+        """Wait until the broker acknowledged or refused every record sent so far."""
+        self._deliveries.wait(self._producer, FLUSH_TIMEOUT_S)
+        log.info("%s", report.summary())
+
+
+class _FrameReader:
+    """Iterates a container's video stream: decoded, sampled, resized, JPEG-encoded frames, and
+    a VideoDecodeError for each packet that fails to decode (then carries on)."""
+
+    def __init__(
+        self,
+        container: Any,
+        options: VideoOptions,
+        start_epoch_s: float | None,
+        metrics: Metrics,
+        camera: str,
+        *,
+        first_frame_number: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._container = container
+        self._stream = container.streams.video[0]
+        self._stream.thread_type = "AUTO"  # frame + slice threads: decode is the hot loop
+        self._options = options
+        self._sampler = PtsSampler(options.fps)
+        self._start = start_epoch_s  # None: live, the wall clock at the first frame
+        self._metrics = metrics
+        self._camera = camera
+        self._clock = clock
+        self._first_pts: float | None = None
+        self.decoded = 0
+        self.frame_number = first_frame_number
+        self.consecutive_errors = 0
+        self.finished = False
+        self.position = "start"  # where the last decode error happened, for dead letters
+
+    def __iter__(self) -> Iterator[SampledFrame | VideoDecodeError]:
+        import av
+
+        stream = self._stream
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        frames_decoded = self._metrics.frames_decoded.labels(self._camera)
+        # resize + JPEG per sampled frame (decoding itself is counted, not timed: it overlaps
+        # with demuxing inside FFmpeg's threads)
+        encode_s = self._metrics.stage_duration.labels(Stage.PRODUCE)
+        try:
+            packets = self._container.demux(stream)
+            while True:
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.error.EOFError:
+                    break
+                except av.FFmpegError as exc:
+                    # the demuxer itself failed: nothing after this point is readable
+                    self.consecutive_errors = MAX_CONSECUTIVE_DECODE_ERRORS
+                    self.position = f"frame {self.frame_number}"
+                    yield VideoDecodeError(f"demux failed after frame {self.frame_number}: {exc}")
+                    return
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:
+                    self.consecutive_errors += 1
+                    pts = packet.pts * packet.time_base if packet.pts is not None else None
+                    self.position = f"pts {float(pts):.3f}s" if pts is not None else "packet"
+                    yield VideoDecodeError(f"packet at {self.position} does not decode: {exc}")
+                    continue
+                for frame in frames:
+                    self.consecutive_errors = 0
+                    number = self.frame_number
+                    self.frame_number += 1
+                    self.decoded += 1
+                    frames_decoded.inc()
+                    pts_s = frame.time if frame.time is not None else number / (rate or 1.0)
+                    if self._first_pts is None:
+                        self._first_pts = pts_s
+                    if self._start is None:  # live: the session starts with its first frame
+                        self._start = self._clock()
+                    relative = pts_s - self._first_pts
+                    if not self._sampler.keep(relative):
+                        continue
+                    began = time.perf_counter()
+                    jpeg = self._encode(frame)
+                    encode_s.observe(time.perf_counter() - began)
+                    yield SampledFrame(number, relative, self._start + relative, jpeg)
+            self.finished = True
+        except av.FFmpegError as exc:  # a failure outside one packet (e.g. the decoder flush)
+            self.position = f"frame {self.frame_number}"
+            yield VideoDecodeError(f"decoding stopped after frame {self.frame_number}: {exc}")
+
+    def _encode(self, frame: Any) -> bytes:
+        width, height = resized_dims(frame.width, frame.height, self._options.max_side)
+        # swscale resizes and converts to RGB in one pass; AREA is the right filter for
+        # shrinking and is faster here than the default bicubic.
+        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+        out = io.BytesIO()
+        rgb.to_image().save(out, "JPEG", quality=self._options.jpeg_quality)
+        return out.getvalue()
+
+
+class _LiveSession:
+    """One live source: reconnect loop + a bounded hand-off between decoding and sending.
+
+    A reader thread decodes and encodes into a buffer; this thread sends. With `drop_oldest`
+    the buffer is a ring that discards its oldest frame when full (the pipeline wants "now"),
+    and sending pauses while too many records await the broker's acknowledgement; with `block`
+    the reader waits, and the source's own buffer drops frames.
+    """
+
+    def __init__(
+        self,
+        owner: VideoProducer,
+        url: str,
+        camera: str,
+        report: VideoReport,
+        max_frames: int | None,
+    ) -> None:
+        self.owner = owner
+        self.url = url
+        self.camera = camera
+        self.report = report
+        self.max_frames = max_frames
+        self.session_ref = f"live:{redact(url)}@{owner._clock():.6f}"
+        depth = max(4, math.ceil(owner._options.fps * 2))
+        self.buffer: collections.deque[SampledFrame] = collections.deque()
+        self.depth = depth
+        self.max_in_flight = depth
+        self.cond = threading.Condition()
+        self.reader_done = False
+        self.published = 0  # frames handed to the Kafka producer by this session
+
+    def run(self) -> None:
+        owner = self.owner
+        backoff = BACKOFF_START_S
+        frame_number = 0
+        first = True
+        while not owner.stop.is_set() and not self._enough():
+            if not first:
+                self.report.reconnects += 1
+                owner._metrics.reconnects.labels(self.camera).inc()
+                log.info("camera %s: reconnecting in %.1fs", self.camera, backoff)
+                if owner.stop.wait(backoff):
+                    break
+            first = False
+            try:
+                container = owner._open(self.url, live=True)
+            except Exception as exc:
+                log.warning("camera %s: cannot open %s: %s", self.camera, redact(self.url), exc)
+                backoff = min(backoff * 2, owner._options.reconnect_backoff_max_s)
+                continue
+            try:
+                produced, frame_number = self._read(container, frame_number)
+            finally:
+                container.close()
+            backoff = (
+                BACKOFF_START_S
+                if produced
+                else min(backoff * 2, owner._options.reconnect_backoff_max_s)
+            )
+
+    def _enough(self) -> bool:
+        return self.max_frames is not None and self.report.frames_sampled >= self.max_frames
+
+    def _read(self, container: Any, frame_number: int) -> tuple[bool, int]:
+        owner = self.owner
+        reader = _FrameReader(
+            container,
+            owner._options,
+            None,
+            owner._metrics,
+            self.camera,
+            first_frame_number=frame_number,
+            clock=owner._clock,
+        )
+        self.reader_done = False
+        produced = False
+        thread = threading.Thread(
+            target=self._decode_into_buffer, args=(reader,), name=f"decode-{self.camera}"
+        )
+        thread.start()
+        try:
+            while True:
+                with self.cond:
+                    while not self.buffer and not self.reader_done:
+                        self.cond.wait(0.5)
+                    if not self.buffer and self.reader_done:
+                        break
+                    sampled = self.buffer.popleft()
+                    self.cond.notify_all()
+                self._wait_for_room()
+                owner._publish(
+                    sampled, self.camera, self.session_ref, self.report, redact(self.url)
+                )
+                self.published += 1
+                produced = True
+        finally:
+            with self.cond:
+                self.reader_done = True
+                self.cond.notify_all()
+            thread.join(timeout=READ_TIMEOUT_S + OPEN_TIMEOUT_S)
+            self.report.frames_decoded += reader.decoded
+        return produced, reader.frame_number
+
+    def _decode_into_buffer(self, reader: _FrameReader) -> None:
+        owner = self.owner
+        policy = owner._options.fall_behind
+        try:
+            for item in reader:
+                if owner.stop.is_set() or self._enough():
+                    break
+                with self.cond:
+                    if self.reader_done:  # the sender gave up on this connection
+                        break
+                if isinstance(item, VideoDecodeError):
+                    self.report.decode_errors += 1
+                    owner._dead_letter(
+                        self.report, self.camera, f"{redact(self.url)}#{reader.position}",
+                        item.detail,
+                    )  # fmt: skip
+                    if reader.consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                        break
+                    continue
+                self.report.frames_sampled += 1
+                with self.cond:
+                    if policy is FallBehindPolicy.BLOCK:
+                        while len(self.buffer) >= self.depth and not owner.stop.is_set():
+                            self.cond.wait(0.5)
+                    elif len(self.buffer) >= self.depth:
+                        self.buffer.popleft()
+                        self.report.drop("fall_behind")
+                        owner._metrics.frames_dropped.labels(self.camera, "fall_behind").inc()
+                    self.buffer.append(item)
+                    self.cond.notify_all()
+        except Exception:
+            log.exception("camera %s: reader failed", self.camera)
+        finally:
+            with self.cond:
+                self.reader_done = True
+                self.cond.notify_all()
+
+    def _wait_for_room(self) -> None:
+        """Hold the next send while too many records await acknowledgement (the broker is
+        behind); meanwhile the reader keeps the buffer fresh according to the policy."""
+        report = self.report
+        while not self.owner.stop.is_set():
+            in_flight = self.published - report.frames_sent - report.delivery_failures
+            if in_flight < self.max_in_flight:
+                return
+            time.sleep(0.01)
