@@ -1,0 +1,518 @@
+"""The Postgres sink: tagged images in, rows of sources / catalogue_items / images / people /
+garments out, written idempotently (see infra/migrations/0001_initial_schema.sql).
+
+Contract (STYLE.md 5): `add(tagged)` buffers, `flush()` writes everything buffered in ONE
+transaction of batched upserts (`execute_values` + `ON CONFLICT`), and returns only once it is
+committed; the caller acknowledges Kafka offsets after that. psycopg2 blocks: call it from a
+worker thread, one thread at a time.
+
+Failures (sinks/errors.py):
+- the connection cannot be made or breaks, or the database is unusable as a whole: roll back,
+  drop the connection, raise `PostgresUnavailableError`; the batch stays buffered and the next
+  `flush()` retries it on a new connection.
+- Postgres refuses a record's data (a CHECK, a value out of range, bytes it cannot store): the
+  batch is rolled back and written again record by record, each under a SAVEPOINT in one
+  transaction, so the good records commit and the bad ones are named in `RecordsRejectedError`.
+
+Idempotency: images are keyed by (event_id, model_version), people and garments by
+(image, index); a rewrite replaces the values and deletes indexes beyond the new count, so the
+rows always equal the last write. Re-running a feed or redelivering a record adds no rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import psycopg2
+from psycopg2.extras import Json, execute_values
+
+from fashionstream.records import TaggedImage, WireGarment, WirePerson
+from fashionstream.settings import Settings
+from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
+from sinks.metrics import Metrics, SinkErrorKind, Stage
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """What the sink uses of a psycopg2 connection (tests inject a fake)."""
+
+    @property
+    def closed(self) -> int: ...  # non-zero once closed or broken
+
+    def cursor(self) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+ConnectionFactory = Callable[[], Connection]
+
+# Errors that a record's own data causes: isolate the record and dead-letter it. Client-side
+# ones come from adapting values (psycopg2 refuses strings with NUL; datetime refuses years
+# beyond 9999). Every other psycopg2 error means the database, not the record, is the problem.
+ROW_ERRORS: tuple[type[Exception], ...] = (
+    psycopg2.DataError,
+    psycopg2.IntegrityError,
+    ValueError,
+    OverflowError,
+)
+
+# attribute heads with typed columns: head name (model side) -> column prefix
+HEAD_COLUMNS: Mapping[str, str] = {
+    "gender": "gender",
+    "masterCategory": "master_category",
+    "subCategory": "sub_category",
+    "articleType": "article_type",
+    "season": "season",
+    "baseColour": "base_colour",
+}
+
+# catalogue feed columns kept as typed item columns, matched after lower-casing and dropping
+# everything but letters and digits ("Product Name" == "product_name"); the first present wins
+ITEM_FIELD_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "title": ("title", "name", "productname", "productdisplayname", "gtitle"),
+    "brand": ("brand", "gbrand", "manufacturer", "vendor"),
+    "price": ("price", "gprice", "saleprice"),
+    "currency": ("currency", "pricecurrency"),
+    "link": ("link", "productlink", "producturl", "url", "glink", "pageurl"),
+}
+
+UPSERT_SOURCES = """
+INSERT INTO sources (kind, source_id) VALUES %s
+ON CONFLICT (kind, source_id) DO UPDATE SET last_seen_at = now()
+RETURNING id, kind, source_id
+"""
+
+UPSERT_ITEMS = """
+INSERT INTO catalogue_items (source_pk, item_id, title, brand, price, currency, link, attributes)
+VALUES %s
+ON CONFLICT (source_pk, item_id) DO UPDATE SET
+    title = EXCLUDED.title, brand = EXCLUDED.brand, price = EXCLUDED.price,
+    currency = EXCLUDED.currency, link = EXCLUDED.link, attributes = EXCLUDED.attributes,
+    updated_at = now()
+RETURNING id, source_pk, item_id
+"""
+ITEM_TEMPLATE = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+
+UPSERT_IMAGES = """
+INSERT INTO images (event_id, model_version, source_pk, item_pk, image_url, frame_number,
+                    captured_at, submitted_at, width, height, timings, garment_count, person_count)
+VALUES %s
+ON CONFLICT (event_id, model_version) DO UPDATE SET
+    source_pk = EXCLUDED.source_pk, item_pk = EXCLUDED.item_pk, image_url = EXCLUDED.image_url,
+    frame_number = EXCLUDED.frame_number, captured_at = EXCLUDED.captured_at,
+    submitted_at = EXCLUDED.submitted_at, width = EXCLUDED.width, height = EXCLUDED.height,
+    timings = EXCLUDED.timings, garment_count = EXCLUDED.garment_count,
+    person_count = EXCLUDED.person_count, written_at = now()
+RETURNING id, event_id::text, model_version
+"""
+IMAGE_TEMPLATE = "(%s::uuid, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+
+UPSERT_PEOPLE = """
+INSERT INTO people (image_id, person_index, score, x1, y1, x2, y2,
+                    mask_height, mask_width, mask_rle, source_pk, captured_at)
+VALUES %s
+ON CONFLICT (image_id, person_index) DO UPDATE SET
+    score = EXCLUDED.score, x1 = EXCLUDED.x1, y1 = EXCLUDED.y1, x2 = EXCLUDED.x2,
+    y2 = EXCLUDED.y2, mask_height = EXCLUDED.mask_height, mask_width = EXCLUDED.mask_width,
+    mask_rle = EXCLUDED.mask_rle, source_pk = EXCLUDED.source_pk,
+    captured_at = EXCLUDED.captured_at
+"""
+
+_HEAD_COLS = [c for prefix in HEAD_COLUMNS.values() for c in (prefix, f"{prefix}_prob")]
+_GARMENT_COLS = [
+    "image_id", "garment_index", "person_index", "category", "score", "x1", "y1", "x2", "y2",
+    "mask_height", "mask_width", "mask_rle", *_HEAD_COLS, "attributes", "probabilities",
+    "colour_name", "colour_r", "colour_g", "colour_b", "colour_share", "style", "style_prob",
+    "source_pk", "captured_at",
+]  # fmt: skip
+# identifiers are fixed names from this module, never data: joining them is not SQL injection
+UPSERT_GARMENTS = (
+    f"INSERT INTO garments ({', '.join(_GARMENT_COLS)}) VALUES %s"  # noqa: S608
+    " ON CONFLICT (image_id, garment_index) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _GARMENT_COLS[2:])
+)
+GARMENT_TEMPLATE = (
+    "("
+    + ", ".join(
+        "%s::jsonb" if c in ("attributes", "probabilities") else "%s" for c in _GARMENT_COLS
+    )
+    + ")"
+)
+
+DELETE_STALE_GARMENTS = """
+DELETE FROM garments g USING (VALUES %s) AS v (image_id, n)
+WHERE g.image_id = v.image_id AND g.garment_index >= v.n
+"""
+DELETE_STALE_PEOPLE = """
+DELETE FROM people p USING (VALUES %s) AS v (image_id, n)
+WHERE p.image_id = v.image_id AND p.person_index >= v.n
+"""
+STALE_TEMPLATE = "(%s::bigint, %s::integer)"
+PAGE_SIZE = 1000
+# tables the sink writes, parents first (fixtures and tools truncate these)
+TABLES = ("sources", "catalogue_items", "images", "people", "garments")
+
+
+@dataclass(frozen=True)
+class ItemFields:
+    """The typed catalogue columns found among a feed row's attributes."""
+
+    title: str | None
+    brand: str | None
+    price: Decimal | None
+    currency: str | None
+    link: str | None
+
+
+class PostgresSink:
+    """Buffers `TaggedImage`s and writes them to Postgres on `flush()`."""
+
+    def __init__(self, connect: ConnectionFactory, metrics: Metrics) -> None:
+        self._connect = connect
+        self._metrics = metrics
+        self._conn: Connection | None = None
+        # keyed by the idempotency key: a redelivered record in the same batch replaces the
+        # earlier copy (one upsert statement may not touch a row twice)
+        self._pending: dict[tuple[str, str], TaggedImage] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: Metrics) -> PostgresSink:
+        connect = functools.partial(
+            psycopg2.connect,
+            settings.database_url,
+            connect_timeout=5,
+            application_name="fashionstream-sink",
+            # a hung server must not block the sink forever; keepalives notice a dead peer
+            options="-c statement_timeout=60000",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        return cls(connect, metrics)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, tagged: TaggedImage) -> None:
+        self._pending[(tagged.event_id, tagged.model_version)] = tagged
+
+    def flush(self) -> int:
+        """Write what was added since the last successful flush; returns the images written.
+
+        Raises PostgresUnavailableError (batch kept, retry later) or RecordsRejectedError (the
+        others are committed; the batch is cleared).
+        """
+        if not self._pending:
+            return 0
+        batch = list(self._pending.values())
+        started = time.perf_counter()
+        rejected: list[RejectedRecord] = []
+        cause: Exception | None = None
+        try:
+            conn = self._connection()
+            try:
+                with conn.cursor() as cur:
+                    rows = self._write(cur, batch)
+                conn.commit()
+            except ROW_ERRORS as exc:
+                conn.rollback()
+                log.warning("batch of %d refused (%s); writing one by one", len(batch), exc)
+                rows, rejected, cause = self._write_isolating(conn, batch)
+        except psycopg2.Error as exc:
+            self._drop_connection()
+            self._metrics.sink_errors.labels(error=SinkErrorKind.UNAVAILABLE.value).inc()
+            raise PostgresUnavailableError(
+                f"Postgres write of {len(batch)} images failed: {_describe(exc)}"
+            ) from exc
+
+        self._pending.clear()
+        committed_at = time.time()
+        self._metrics.stage_duration.labels(stage=Stage.SINK.value).observe(
+            time.perf_counter() - started
+        )
+        self._metrics.batch_size.labels(stage=Stage.SINK.value).observe(len(batch))
+        for table, count in rows.items():
+            self._metrics.rows_written.labels(table=table).inc(count)
+        bad = {id(r.tagged) for r in rejected}
+        written = [t for t in batch if id(t) not in bad]
+        for tagged in written:
+            start = min(tagged.captured_at, tagged.submitted_at)
+            self._metrics.end_to_end_latency.labels(source_kind=tagged.source_kind.value).observe(
+                max(0.0, committed_at - start)
+            )
+        if rejected:
+            self._metrics.sink_errors.labels(error=SinkErrorKind.REJECTED.value).inc(len(rejected))
+            raise RecordsRejectedError(rejected, written=len(written)) from cause
+        return len(written)
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    # --- writing
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                log.debug("closing a broken connection failed", exc_info=True)
+
+    def _write_isolating(
+        self, conn: Connection, batch: Sequence[TaggedImage]
+    ) -> tuple[Counter[str], list[RejectedRecord], Exception | None]:
+        """One transaction, one SAVEPOINT per record: good records commit, bad ones are named."""
+        rows: Counter[str] = Counter()
+        rejected: list[RejectedRecord] = []
+        first: Exception | None = None
+        with conn.cursor() as cur:
+            for tagged in batch:
+                cur.execute("SAVEPOINT fashionstream_record")
+                try:
+                    rows += self._write(cur, [tagged])
+                except ROW_ERRORS as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT fashionstream_record")
+                    rejected.append(RejectedRecord(tagged, _describe(exc)))
+                    first = first or exc
+                    log.warning(
+                        "Postgres rejected event %s of %s: %s",
+                        tagged.event_id,
+                        tagged.source_id,
+                        _describe(exc),
+                    )
+                else:
+                    cur.execute("RELEASE SAVEPOINT fashionstream_record")
+        conn.commit()
+        return rows, rejected, first
+
+    def _write(self, cur: Any, batch: Sequence[TaggedImage]) -> Counter[str]:
+        """Upsert `batch` inside the caller's transaction; returns rows written per table."""
+        rows: Counter[str] = Counter()
+        # sorted keys: concurrent sinks lock shared rows (sources, items) in the same order
+        source_keys = sorted({(t.source_kind.value, t.source_id) for t in batch})
+        source_pk = {
+            (kind, source_id): pk
+            for pk, kind, source_id in execute_values(
+                cur, UPSERT_SOURCES, source_keys, page_size=PAGE_SIZE, fetch=True
+            )
+        }
+
+        items: dict[tuple[int, str], tuple[Any, ...]] = {}
+        for t in batch:
+            if t.item_id is not None:
+                pk = source_pk[(t.source_kind.value, t.source_id)]
+                items[(pk, t.item_id)] = item_row(pk, t)
+        item_pk: dict[tuple[int, str], int] = {}
+        if items:
+            returned = execute_values(
+                cur,
+                UPSERT_ITEMS,
+                [items[k] for k in sorted(items)],
+                template=ITEM_TEMPLATE,
+                page_size=PAGE_SIZE,
+                fetch=True,
+            )
+            item_pk = {(source, item): pk for pk, source, item in returned}
+            rows["catalogue_items"] += len(items)
+
+        ordered = sorted(batch, key=lambda t: (_uuid_text(t.event_id), t.model_version))
+        image_rows = []
+        for t in ordered:
+            spk = source_pk[(t.source_kind.value, t.source_id)]
+            ipk = None if t.item_id is None else item_pk[(spk, t.item_id)]
+            image_rows.append(image_row(spk, ipk, t))
+        returned = execute_values(
+            cur, UPSERT_IMAGES, image_rows, template=IMAGE_TEMPLATE, page_size=PAGE_SIZE, fetch=True
+        )
+        image_id = {(event_id, version): pk for pk, event_id, version in returned}
+        rows["images"] += len(image_rows)
+
+        people: list[tuple[Any, ...]] = []
+        garments: list[tuple[Any, ...]] = []
+        counts: list[tuple[int, int, int]] = []
+        for t in ordered:
+            iid = image_id[(_uuid_text(t.event_id), t.model_version)]
+            spk = source_pk[(t.source_kind.value, t.source_id)]
+            people.extend(person_row(iid, spk, t, p) for p in t.people)
+            garments.extend(garment_row(iid, spk, t, g) for g in t.garments)
+            counts.append((iid, len(t.garments), len(t.people)))
+        if people:
+            execute_values(cur, UPSERT_PEOPLE, people, page_size=PAGE_SIZE)
+            rows["people"] += len(people)
+        if garments:
+            execute_values(
+                cur, UPSERT_GARMENTS, garments, template=GARMENT_TEMPLATE, page_size=PAGE_SIZE
+            )
+            rows["garments"] += len(garments)
+        # a rewrite with fewer detections than before removes the extra rows
+        execute_values(
+            cur,
+            DELETE_STALE_GARMENTS,
+            [(iid, n) for iid, n, _ in counts],
+            template=STALE_TEMPLATE,
+            page_size=PAGE_SIZE,
+        )
+        execute_values(
+            cur,
+            DELETE_STALE_PEOPLE,
+            [(iid, n) for iid, _, n in counts],
+            template=STALE_TEMPLATE,
+            page_size=PAGE_SIZE,
+        )
+        return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# record -> row adapters (pure functions: the unit tests check them directly)
+
+
+def item_row(source_pk: int, t: TaggedImage) -> tuple[Any, ...]:
+    fields = item_fields(t.attributes)
+    return (
+        source_pk,
+        t.item_id,
+        fields.title,
+        fields.brand,
+        fields.price,
+        fields.currency,
+        fields.link,
+        Json(dict(t.attributes)),
+    )
+
+
+def image_row(source_pk: int, item_pk: int | None, t: TaggedImage) -> tuple[Any, ...]:
+    return (
+        t.event_id,
+        t.model_version,
+        source_pk,
+        item_pk,
+        t.image_url,
+        t.frame_number,
+        _timestamp(t.captured_at),
+        _timestamp(t.submitted_at),
+        t.width,
+        t.height,
+        Json(dict(t.timings)),
+        len(t.garments),
+        len(t.people),
+    )
+
+
+def person_row(image_id: int, source_pk: int, t: TaggedImage, p: WirePerson) -> tuple[Any, ...]:
+    x1, y1, x2, y2 = p.box
+    h, w = p.mask.size
+    return (
+        image_id, p.index, p.score, x1, y1, x2, y2, h, w, p.mask.counts, source_pk,
+        _timestamp(t.captured_at),
+    )  # fmt: skip
+
+
+def garment_row(image_id: int, source_pk: int, t: TaggedImage, g: WireGarment) -> tuple[Any, ...]:
+    x1, y1, x2, y2 = g.box
+    h, w = g.mask.size
+    heads: list[Any] = []
+    for head in HEAD_COLUMNS:
+        label = g.attributes.get(head)
+        heads.extend((None, None) if label is None else (label.label, label.prob))
+    r, gr, b = g.colour.rgb
+    return (
+        image_id, g.index, g.person_index, g.category, g.score, x1, y1, x2, y2, h, w,
+        g.mask.counts, *heads,
+        Json({k: {"label": v.label, "prob": v.prob} for k, v in g.attributes.items()}),
+        Json({k: dict(v) for k, v in g.probabilities.items()}),
+        g.colour.name, r, gr, b, g.colour.share, g.style.label, g.style.prob,
+        source_pk, _timestamp(t.captured_at),
+    )  # fmt: skip
+
+
+def item_fields(attributes: Mapping[str, Any]) -> ItemFields:
+    """Title, brand, price, currency and product link from a feed row's columns. A price like
+    "19.99 USD" (Google Merchant) gives both the amount and the currency; an unreadable price is
+    left to the JSONB attributes rather than refusing the record."""
+    by_key: dict[str, Any] = {}
+    for name, value in attributes.items():
+        by_key.setdefault(re.sub(r"[^a-z0-9]", "", name.lower()), value)
+
+    def first(field: str) -> Any:
+        for alias in ITEM_FIELD_ALIASES[field]:
+            value = by_key.get(alias)
+            if value not in (None, ""):
+                return value
+        return None
+
+    price, currency = _price(first("price"))
+    explicit_currency = first("currency")
+    return ItemFields(
+        title=_text(first("title")),
+        brand=_text(first("brand")),
+        price=price,
+        currency=_text(explicit_currency) if explicit_currency is not None else currency,
+        link=_text(first("link")),
+    )
+
+
+def _price(value: Any) -> tuple[Decimal | None, str | None]:
+    if value is None or isinstance(value, bool):
+        return None, None
+    if isinstance(value, int | float):
+        return _decimal(str(value)), None
+    match = re.fullmatch(
+        r"\s*([A-Za-z]{3})?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([A-Za-z]{3})?\s*", str(value)
+    )
+    if match is None:
+        return None, None
+    amount = _decimal(match.group(2).replace(",", ""))
+    currency = match.group(1) or match.group(3)
+    return amount, currency.upper() if currency else None
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    # numeric(14, 4): larger amounts, negatives and NaN are not prices
+    if not value.is_finite() or value < 0 or value >= Decimal(10) ** 10:
+        return None
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _timestamp(epoch_s: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
+
+
+def _uuid_text(event_id: str) -> str:
+    """How Postgres prints the uuid (lower case, hyphenated), to match RETURNING rows."""
+    try:
+        return str(uuid.UUID(event_id))
+    except ValueError:
+        return event_id  # Postgres refuses it; the record is isolated and rejected
+
+
+def _describe(exc: BaseException) -> str:
+    code = getattr(exc, "pgcode", None)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{code} {message}" if code else f"{type(exc).__name__}: {message}"
