@@ -1,0 +1,303 @@
+"""sinks.postgres with a fake connection: batched statements, one commit, typed errors, rollback,
+isolation of a rejected record, reconnecting after an outage, and the feed-column adapters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fashionstream.records import SourceKind, TaggedImage
+from sinks.errors import PostgresUnavailableError, RecordsRejectedError
+from sinks.metrics import Metrics
+from sinks.postgres import ItemFields, PostgresSink, item_fields
+from tests.integration.conftest import tagged_image
+
+TABLE = re.compile(rb"^\s*(?:INSERT INTO|DELETE FROM)\s+(\w+)", re.IGNORECASE)
+
+
+class FakeCursor:
+    """Records statements; answers RETURNING like Postgres would; raises on request."""
+
+    def __init__(self, conn: FakeConnection) -> None:
+        self.connection = conn
+        self._args: list[tuple[Any, ...]] = []
+        self._result: list[tuple[Any, ...]] = []
+
+    def __enter__(self) -> FakeCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def mogrify(self, template: bytes, args: tuple[Any, ...]) -> bytes:
+        self._args.append(args)
+        return b"(row)"
+
+    def execute(self, query: bytes | str, params: object = None) -> None:
+        text = query if isinstance(query, bytes) else query.encode()
+        args, self._args = self._args, []
+        self.connection.log.append((text, args))
+        if self.connection.fail is not None:
+            error = self.connection.fail(text, args)
+            if error is not None:
+                raise error
+        match = TABLE.match(text)
+        table = match.group(1).decode() if match else ""
+        ids = range(self.connection.next_id, self.connection.next_id + len(args))
+        self.connection.next_id += len(args)
+        # RETURNING of sources, catalogue_items and images: the new id and the first two values
+        if table in {"sources", "catalogue_items", "images"}:
+            self._result = [(pk, a[0], a[1]) for pk, a in zip(ids, args, strict=True)]
+        else:
+            self._result = []
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._result
+
+
+class FakeConnection:
+    encoding = "UTF8"
+
+    def __init__(self, fail: Callable[[bytes, list[tuple[Any, ...]]], Exception | None] | None):
+        self.fail = fail
+        self.log: list[tuple[bytes, list[tuple[Any, ...]]]] = []
+        self.commits = 0
+        self.rollbacks = 0
+        self.closed = 0
+        self.next_id = 1
+
+    def cursor(self) -> FakeCursor:
+        if self.closed:
+            raise psycopg2.InterfaceError("connection already closed")
+        return FakeCursor(self)
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def rollback(self) -> None:
+        self.rollbacks += 1
+
+    def close(self) -> None:
+        self.closed = 1
+
+    def statements(self) -> list[str]:
+        return [_verb(text) for text, _ in self.log]
+
+
+def _verb(text: bytes) -> str:
+    match = TABLE.match(text)
+    if match:
+        return f"{text.split()[0].decode().upper()} {match.group(1).decode()}"
+    return text.decode().strip()
+
+
+class Factory:
+    def __init__(
+        self, fail: Callable[[bytes, list[tuple[Any, ...]]], Exception | None] | None = None
+    ) -> None:
+        self.fail = fail
+        self.made: list[FakeConnection] = []
+        self.refuse = False
+
+    def __call__(self) -> FakeConnection:
+        if self.refuse:
+            raise psycopg2.OperationalError("connection refused")
+        conn = FakeConnection(self.fail)
+        self.made.append(conn)
+        return conn
+
+
+def _sink(factory: Factory) -> tuple[PostgresSink, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return PostgresSink(factory, Metrics(registry, process_metrics=False)), registry
+
+
+def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
+    factory = Factory()
+    sink, registry = _sink(factory)
+    for i in range(10):
+        sink.add(tagged_image(index=i, garments=2, people=1))
+    sink.add(tagged_image(index=0, garments=2, people=1))  # a redelivery within the batch
+    assert sink.pending == 10
+    assert sink.flush() == 10
+    (conn,) = factory.made
+    assert conn.statements() == [
+        "INSERT sources",
+        "INSERT images",
+        "INSERT people",
+        "INSERT garments",
+        "DELETE garments",
+        "DELETE people",
+    ]
+    rows = {_verb(text): len(args) for text, args in conn.log}
+    assert rows == {
+        "INSERT sources": 1,
+        "INSERT images": 10,
+        "INSERT people": 10,
+        "INSERT garments": 20,
+        "DELETE garments": 10,
+        "DELETE people": 10,
+    }
+    inserts = [text for text, _ in conn.log if text.lstrip().startswith(b"INSERT")]
+    assert len(inserts) == 4
+    assert all(b"ON CONFLICT" in text for text in inserts)
+    assert (conn.commits, conn.rollbacks) == (1, 0)
+    assert sink.pending == 0
+    written = registry.get_sample_value("fashionstream_rows_written_total", {"table": "garments"})
+    assert written == 20.0
+    batch = registry.get_sample_value("fashionstream_batch_size_records_sum", {"stage": "sink"})
+    assert batch == 10.0
+
+
+def test_feed_items_are_upserted_before_their_images() -> None:
+    factory = Factory()
+    sink, _ = _sink(factory)
+    sink.add(tagged_image(index=1, source_kind=SourceKind.FEED, source_id="f", people=0))
+    sink.flush()
+    statements = factory.made[0].statements()
+    assert statements[:3] == ["INSERT sources", "INSERT catalogue_items", "INSERT images"]
+    assert "INSERT people" not in statements  # no people: no statement
+
+
+def test_an_empty_flush_does_not_connect() -> None:
+    factory = Factory()
+    sink, _ = _sink(factory)
+    assert sink.flush() == 0
+    assert factory.made == []
+
+
+def _fail_on_table(table: str, error: Exception) -> Callable[..., Exception | None]:
+    def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
+        return error if re.match(rb"\s*INSERT INTO " + table.encode(), text) else None
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg2.OperationalError("server closed the connection unexpectedly"),
+        psycopg2.InterfaceError("connection already closed"),
+        psycopg2.ProgrammingError('relation "garments" does not exist'),
+    ],
+    ids=["connection-lost", "closed", "not-migrated"],
+)
+def test_a_database_failure_is_unavailable_and_keeps_the_batch(error: Exception) -> None:
+    factory = Factory(_fail_on_table("garments", error))
+    sink, registry = _sink(factory)
+    sink.add(tagged_image(index=1))
+    with pytest.raises(PostgresUnavailableError) as raised:
+        sink.flush()
+    assert raised.value.__cause__ is error
+    (conn,) = factory.made
+    assert conn.commits == 0
+    assert conn.closed  # dropped: the next flush makes a new connection
+    assert sink.pending == 1
+
+    factory.fail = None
+    assert sink.flush() == 1
+    assert len(factory.made) == 2
+    assert factory.made[1].commits == 1
+    unavailable = registry.get_sample_value(
+        "fashionstream_sink_errors_total", {"error": "unavailable"}
+    )
+    assert unavailable == 1.0
+
+
+def test_a_refused_connection_is_unavailable() -> None:
+    factory = Factory()
+    factory.refuse = True
+    sink, _ = _sink(factory)
+    sink.add(tagged_image(index=1))
+    with pytest.raises(PostgresUnavailableError, match="connection refused"):
+        sink.flush()
+    assert sink.pending == 1
+
+
+def test_a_rejected_record_is_isolated_with_savepoints() -> None:
+    def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
+        # the images statement fails whenever it carries the bad record (width 0)
+        if text.lstrip().startswith(b"INSERT INTO images") and any(a[8] == 0 for a in args):
+            return psycopg2.DataError("new row violates check constraint")
+        return None
+
+    factory = Factory(fail)
+    sink, registry = _sink(factory)
+    good = [tagged_image(index=i) for i in range(3)]
+    bad = tagged_image(index=9, width=0)
+    for record in (good[0], bad, good[1], good[2]):
+        sink.add(record)
+    with pytest.raises(RecordsRejectedError) as raised:
+        sink.flush()
+    assert [r.tagged for r in raised.value.rejected] == [bad]
+    assert "check constraint" in raised.value.rejected[0].detail
+    assert raised.value.written == 3
+    assert isinstance(raised.value.__cause__, psycopg2.DataError)
+    (conn,) = factory.made
+    assert (conn.rollbacks, conn.commits) == (1, 1)  # the batch rolled back, then one commit
+    statements = conn.statements()
+    assert statements.count("SAVEPOINT fashionstream_record") == 4
+    assert statements.count("ROLLBACK TO SAVEPOINT fashionstream_record") == 1
+    assert statements.count("RELEASE SAVEPOINT fashionstream_record") == 3
+    assert sink.pending == 0
+    rejected = registry.get_sample_value("fashionstream_sink_errors_total", {"error": "rejected"})
+    assert rejected == 1.0
+
+
+def test_a_connection_lost_while_isolating_keeps_the_batch() -> None:
+    calls = {"n": 0}
+
+    def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
+        if text.lstrip().startswith(b"INSERT INTO images"):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return psycopg2.DataError("bad value")
+            return psycopg2.OperationalError("server closed the connection unexpectedly")
+        return None
+
+    factory = Factory(fail)
+    sink, _ = _sink(factory)
+    sink.add(tagged_image(index=1))
+    sink.add(tagged_image(index=2))
+    with pytest.raises(PostgresUnavailableError):
+        sink.flush()
+    assert sink.pending == 2
+    assert factory.made[0].commits == 0
+
+
+def _tagged_with(attributes: dict[str, Any]) -> TaggedImage:
+    return tagged_image(index=1, source_kind=SourceKind.FEED, attributes=attributes)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        (
+            {"title": "Shirt", "brand": "Acme", "price": 19.5, "link": "https://s/1"},
+            ItemFields("Shirt", "Acme", Decimal("19.5"), None, "https://s/1"),
+        ),
+        (
+            {"Product Name": "Dress", "g:price": "1,299.00 usd", "product_url": "u"},
+            ItemFields("Dress", None, Decimal("1299.00"), "USD", "u"),
+        ),
+        (
+            {"productDisplayName": "Tee", "price": "EUR 5", "currency": "gbp"},
+            ItemFields("Tee", None, Decimal("5"), "gbp", None),
+        ),
+        ({"price": "call us"}, ItemFields(None, None, None, None, None)),
+        ({"price": -3}, ItemFields(None, None, None, None, None)),
+        ({"price": float("nan")}, ItemFields(None, None, None, None, None)),
+        ({"price": True, "title": ""}, ItemFields(None, None, None, None, None)),
+        ({}, ItemFields(None, None, None, None, None)),
+    ],
+    ids=["plain", "merchant-price", "explicit-currency", "unreadable", "negative", "nan",
+         "bool-and-blank", "empty"],
+)  # fmt: skip
+def test_item_fields_from_feed_columns(attributes: dict[str, Any], expected: ItemFields) -> None:
+    assert item_fields(_tagged_with(attributes).attributes) == expected
