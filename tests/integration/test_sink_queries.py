@@ -1,0 +1,83 @@
+"""sinks.queries over rows the real sink wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import psycopg2.extensions
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fashionstream.records import SourceKind, WireLabel
+from fashionstream.settings import Settings
+from sinks import queries
+from sinks.metrics import Metrics
+from sinks.postgres import PostgresSink
+from tests.integration.conftest import tagged_image
+
+
+@pytest.fixture
+def written(local_stack: Settings, db: psycopg2.extensions.connection) -> list[str]:
+    sink = PostgresSink.from_settings(
+        local_stack, Metrics(CollectorRegistry(), process_metrics=False)
+    )
+    frames = [tagged_image(index=i, garments=3, source_id="cam-a") for i in range(3)]
+    feed = tagged_image(index=1, source_kind=SourceKind.FEED, source_id="feed-x", garments=1)
+    # one garment with another gender, so the top labels have an order to check
+    men = replace(feed.garments[0], attributes={"gender": WireLabel("Men", 0.7)})
+    feed = replace(feed, garments=(men,))
+    for record in (*frames, feed):
+        sink.add(record)
+    sink.flush()
+    sink.close()
+    return [f.event_id for f in frames]
+
+
+def test_counts_and_categories(db: psycopg2.extensions.connection, written: list[str]) -> None:
+    assert queries.count_rows(db) == {
+        "sources": 2,
+        "catalogue_items": 1,
+        "images": 4,
+        "people": 4,
+        "garments": 10,
+    }
+    per_category = queries.garments_per_category(db)
+    assert [(c.label, c.count) for c in per_category] == [
+        ("top", 4),
+        ("footwear", 3),
+        ("trousers", 3),
+    ]
+    camera_only = queries.garments_per_category(db, source_id="cam-a")
+    assert sum(c.count for c in camera_only) == 9
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert queries.garments_per_category(db, since=future) == []
+
+
+def test_top_attribute_values(db: psycopg2.extensions.connection, written: list[str]) -> None:
+    top = queries.top_attribute_values(db, limit=2)
+    assert [(c.label, c.count) for c in top["gender"]] == [("Women", 9), ("Men", 1)]
+    assert [(c.label, c.count) for c in top["colour"]] == [("Navy Blue", 10)]
+    assert [(c.label, c.count) for c in top["style"]] == [("Casual", 10)]
+    assert set(top) == {"gender", "masterCategory", "articleType", "season", "colour", "style"}
+
+
+def test_mean_timings_and_popular_looks(
+    db: psycopg2.extensions.connection, written: list[str]
+) -> None:
+    assert queries.mean_timings(db) == {
+        "decode": pytest.approx(0.004),
+        "infer": pytest.approx(0.7),
+        "queue": pytest.approx(0.2),
+    }
+    looks = queries.popular_looks(db, limit=1)
+    assert looks == [("top", "Navy Blue", "Casual", 4)]
+
+
+def test_garments_for_event(db: psycopg2.extensions.connection, written: list[str]) -> None:
+    garments = queries.garments_for_event(db, written[1])
+    assert [g.garment_index for g in garments] == [0, 1, 2]
+    assert garments[0].category == "top"
+    assert garments[0].attributes["gender"] == {"label": "Women", "prob": 0.91}
+    assert garments[0].box == (30.0, 40.0, 180.0, 240.0)
+    assert queries.garments_for_event(db, written[1], model_version="other") == []
