@@ -228,6 +228,9 @@ class LocalStack:
 
     @contextlib.contextmanager
     def _locked(self, timeout_s: float) -> Iterator[None]:
+        if self.broker is None and self.postgres is None:
+            yield  # all external: nothing local to guard, and the state dir may be read-only
+            return
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.state_dir / "stack.lock").open("a") as lock:
             acquired = wait_until(lambda: _try_lock(lock.fileno()), timeout_s, interval_s=0.2)

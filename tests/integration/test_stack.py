@@ -204,3 +204,30 @@ def test_external_endpoints_start_nothing(state_dir: Path) -> None:
     stack = LocalStack.from_settings(settings)
     assert stack.broker is None
     assert stack.postgres is None
+
+
+def test_external_services_are_checked_given_topics_and_migrated_without_a_state_dir(
+    local_stack: Settings, tmp_path: Path
+) -> None:
+    # the session's services, treated the way a deployment's Kafka and Postgres are
+    unwritable = tmp_path / "ro"
+    unwritable.mkdir(mode=0o500)
+    settings = Settings.from_env(
+        environ={},
+        state_dir=unwritable / "state",
+        kafka_bootstrap=local_stack.kafka_bootstrap,
+        database_url=local_stack.database_url,
+    )
+    stack = LocalStack(settings, broker=None, postgres=None)
+    status = stack.start(timeout_s=60)
+    assert not status.kafka.managed
+    assert status.kafka.running
+    assert not status.postgres.managed
+    assert status.postgres.running
+    assert {t.name for t in status.topics} == {t.value for t in Topic}
+    assert not any(t.created for t in status.topics)
+    assert status.migrations_applied == ()
+    assert not (unwritable / "state").exists()
+    stopped = stack.stop(timeout_s=10)  # leaves external services alone
+    assert stopped.kafka.running
+    assert stopped.postgres.running
