@@ -60,12 +60,14 @@ ConnectionFactory = Callable[[], Connection]
 
 # Errors that a record's own data causes: isolate the record and dead-letter it. Client-side
 # ones come from adapting values (psycopg2 refuses strings with NUL; datetime refuses years
-# beyond 9999). Every other psycopg2 error means the database, not the record, is the problem.
+# beyond 9999; json refuses values that are not JSON). Every other psycopg2 error means the
+# database, not the record, is the problem.
 ROW_ERRORS: tuple[type[Exception], ...] = (
     psycopg2.DataError,
     psycopg2.IntegrityError,
     ValueError,
     OverflowError,
+    TypeError,
 )
 
 # attribute heads with typed columns: head name (model side) -> column prefix

@@ -78,10 +78,14 @@ def broker_under_test() -> BrokerKind:
 def stack_settings(state_dir: Path, broker: BrokerKind) -> Settings:
     """Settings for a private stack in `state_dir` on free loopback ports (or the external
     services named by the FASHIONSTREAM_TEST_* variables)."""
-    kafka = os.environ.get(KAFKA_ENV) or f"127.0.0.1:{free_port()}"
+    kafka_port = free_port()
+    pg_port = free_port()
+    while pg_port == kafka_port:
+        pg_port = free_port()
+    kafka = os.environ.get(KAFKA_ENV) or f"127.0.0.1:{kafka_port}"
     database = (
         os.environ.get(DATABASE_ENV)
-        or f"postgresql://postgres@127.0.0.1:{free_port()}/fashionstream_test"
+        or f"postgresql://postgres@127.0.0.1:{pg_port}/fashionstream_test"
     )
     return Settings.from_env(
         environ={},

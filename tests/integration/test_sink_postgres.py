@@ -119,8 +119,10 @@ def test_another_model_version_is_another_image_row(
         ({"event_id": "not-a-uuid"}, "22P02"),  # invalid text representation
         ({"frame_number": None}, "23514"),  # neither a frame number nor an item
         ({"timings": {"infer": float("nan")}}, "22P02"),  # NaN is not JSON
+        ({"timings": {"infer": {1, 2}}}, "TypeError"),  # not JSON-serialisable at all
+        ({"captured_at": 1e12}, "ValueError"),  # year 33658: beyond datetime
     ],
-    ids=["check", "nul-byte", "bad-uuid", "no-frame-or-item", "nan-json"],
+    ids=["check", "nul-byte", "bad-uuid", "no-frame-or-item", "nan-json", "not-json", "year"],
 )
 def test_one_rejected_record_is_isolated_and_the_rest_commit(
     local_stack: Settings,
