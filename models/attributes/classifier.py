@@ -1,0 +1,129 @@
+"""The shipped attribute classifier: loads the manifest's "attributes" weights and classifies
+garment crops. The tagger calls `prepare` on each detected garment, then `predict` on the batch
+(torch) or runs `module` exported to ONNX and turns its logits into probabilities with
+`probabilities_from_logits`.
+
+Tensor contract of `module` (also its ONNX export): input (B, 3, S, S) float32, RGB scaled to
+[0, 1] then normalised with `mean`/`std` (i.e. [-1, 1]), S = `input_size`; outputs one (B, n)
+float32 logits tensor per head, in `heads` order, n = len(heads[head]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import weights as W
+from models.attributes.crop import Box, prepare_crop
+from models.attributes.network import ARCHITECTURE, AttributeNet, build_attribute_net
+from models.backbones.efficientnet_lite0 import INPUT_MEAN, INPUT_STD
+
+MANIFEST_NAME = "attributes"
+
+
+def probabilities_from_logits(
+    logits: Sequence[np.ndarray], heads: Mapping[str, Sequence[str]]
+) -> list[dict[str, np.ndarray]]:
+    """Per-head (B, n) logits, in `heads` order -> one {head: (n,) float32 softmax} per crop."""
+    if len(logits) != len(heads):
+        raise ValueError(f"expected logits for {len(heads)} heads, got {len(logits)}")
+    batch = {np.asarray(x).shape[0] for x in logits}
+    if len(batch) != 1:
+        raise ValueError(f"heads disagree on the batch size: {sorted(batch)}")
+    probs: dict[str, np.ndarray] = {}
+    for (head, labels), x in zip(heads.items(), logits, strict=True):
+        x = np.asarray(x, np.float64)
+        if x.ndim != 2 or x.shape[1] != len(labels):
+            raise ValueError(f"head {head}: expected (B, {len(labels)}) logits, got {x.shape}")
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        probs[head] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return [{head: p[i] for head, p in probs.items()} for i in range(batch.pop())]
+
+
+class AttributeClassifier:
+    """Multi-head garment classifier. Built from its parts; `from_weights` reads the manifest."""
+
+    def __init__(
+        self,
+        module: AttributeNet,
+        heads: Mapping[str, Sequence[str]],
+        input_size: int,
+        *,
+        device: str = "cpu",
+        version: str = "",
+        mean: Sequence[float] = INPUT_MEAN,
+        std: Sequence[float] = INPUT_STD,
+    ) -> None:
+        if tuple(heads) != module.head_names:
+            raise ValueError(f"heads {list(heads)} differ from the module's {module.head_names}")
+        if input_size % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {input_size}")
+        self.heads: dict[str, tuple[str, ...]] = {h: tuple(v) for h, v in heads.items()}
+        self.input_size = input_size
+        self.version = version
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_weights(cls, weights_dir: Path, *, device: str = "cpu") -> AttributeClassifier:
+        """The manifest's "attributes" model, its file's sha256 checked first."""
+        entry = W.entry(weights_dir, MANIFEST_NAME)
+        if entry.architecture != ARCHITECTURE:
+            raise W.WeightsError(
+                f"{MANIFEST_NAME}: architecture {entry.architecture!r}, expected {ARCHITECTURE!r}"
+            )
+        path = entry.verified_path(weights_dir)
+        heads = {h: tuple(labels) for h, labels in entry.classes.items()}
+        module = build_attribute_net(heads=heads)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise W.WeightsError(f"{path}: does not fit the manifest's heads: {exc}") from exc
+        pre = entry.preprocessing
+        return cls(
+            module,
+            heads,
+            int(pre["input_size"]),
+            device=device,
+            version=entry.version,
+            mean=pre["mean"],
+            std=pre["std"],
+        )
+
+    def prepare(self, image: np.ndarray, box: Box | None, mask: np.ndarray | None) -> np.ndarray:
+        """One garment's crop, (S, S, 3) uint8, by the crop rule of models.attributes.crop: box
+        grown 10% a side, pixels outside the mask grey, letterboxed on grey. No box and no mask:
+        the whole image (a single-product photo)."""
+        return prepare_crop(image, box, mask, self.input_size)
+
+    def to_batch(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        """(B, 3, S, S) float32 normalised, on the classifier's device."""
+        s = self.input_size
+        for i, crop in enumerate(crops):
+            if crop.shape != (s, s, 3) or crop.dtype != np.uint8:
+                raise ValueError(f"crop {i}: expected ({s}, {s}, 3) uint8, got {crop.shape}")
+        if not crops:
+            return torch.zeros((0, 3, s, s), device=self.device)
+        x = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2).float()
+        return (x / 255.0 - self._mean) / self._std
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """{head: (n_labels,) probabilities} per crop, in `heads` label order."""
+        if not crops:
+            return []
+        with torch.inference_mode():
+            logits = self.module(self.to_batch(crops))
+        return probabilities_from_logits([t.float().cpu().numpy() for t in logits], self.heads)
+
+    def top_labels(self, probs: Mapping[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+        """{head: (label, probability)} of one crop's `predict` output."""
+        return {
+            head: (self.heads[head][int(np.argmax(p))], float(np.max(p)))
+            for head, p in probs.items()
+        }

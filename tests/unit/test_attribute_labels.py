@@ -1,0 +1,98 @@
+"""The attribute classifier's label mappings (models.attributes.labels): every mapped label is
+in its head's vocabulary, and the per-source rules."""
+
+import pytest
+
+from models.attributes import labels as L
+from models.taxonomy import GARMENT_CATEGORIES
+
+
+def test_mapped_categories_are_detector_categories() -> None:
+    assert set(L.ARTICLE_TO_CATEGORY.values()) <= set(GARMENT_CATEGORIES)
+    for heads in [*L.CCP_TO_HEADS.values(), *L.CLOTHING_TO_HEADS.values()]:
+        if "category" in heads:
+            assert heads["category"] in GARMENT_CATEGORIES
+
+
+def test_mapped_clothing_classes_exist() -> None:
+    assert set(L.ARTICLE_TO_CLOTHING.values()) <= set(L.CLOTHING_CLASSES)
+    assert set(L.CLOTHING_TO_HEADS) == set(L.CLOTHING_CLASSES)
+    for heads in L.CCP_TO_HEADS.values():
+        if "clothing" in heads:
+            assert heads["clothing"] in L.CLOTHING_CLASSES
+
+
+def test_every_mapping_names_only_known_heads() -> None:
+    for heads in [*L.CCP_TO_HEADS.values(), *L.CLOTHING_TO_HEADS.values()]:
+        assert set(heads) <= set(L.HEAD_NAMES)
+
+
+def test_catalogue_row_gets_derived_heads_and_drops_missing_cells() -> None:
+    row = {
+        "id": "1", "gender": "Men", "masterCategory": "Apparel", "subCategory": "Topwear",
+        "articleType": "Shirts", "baseColour": "Blue", "season": "", "year": "2011",
+        "usage": "NA",
+    }  # fmt: skip
+    assert L.catalogue_heads(row) == {
+        "gender": "Men",
+        "masterCategory": "Apparel",
+        "subCategory": "Topwear",
+        "articleType": "Shirts",
+        "baseColour": "Blue",
+        "category": "top",
+        "clothing": "shirt",
+    }
+
+
+@pytest.mark.parametrize(
+    ("article", "category", "clothing"),
+    [
+        ("Tshirts", "top", None),  # sleeve length unknown: no clothing-small class
+        ("Jeans", "trousers", "pants"),
+        ("Heels", "footwear", "shoes"),
+        ("Handbags", "bag", None),
+        ("Watches", None, None),
+    ],
+)
+def test_article_type_mappings(article, category, clothing) -> None:
+    heads = L.catalogue_heads({"articleType": article, "usage": "Casual"})
+    assert heads.get("category") == category
+    assert heads.get("clothing") == clothing
+
+
+def test_usage_outside_the_style_vocabulary_is_not_a_label() -> None:
+    assert "usage" not in L.catalogue_heads({"articleType": "Shirts", "usage": "Home"})
+    assert L.catalogue_heads({"articleType": "Shirts", "usage": "Party"})["usage"] == "Party"
+
+
+def test_clothing_folder_heads() -> None:
+    assert L.clothing_folder_heads("pants") == {
+        "clothing": "pants",
+        "category": "trousers",
+        "masterCategory": "Apparel",
+        "subCategory": "Bottomwear",
+    }
+    with pytest.raises(ValueError, match="not a clothing-small class"):
+        L.clothing_folder_heads("socks")
+
+
+def _ccp(label: str, *others: str) -> dict[str, str]:
+    heads = L.ccp_heads(label, frozenset({label, *others}))
+    assert heads is not None
+    return dict(heads)
+
+
+def test_ccp_vest_and_bodysuit_depend_on_the_photo() -> None:
+    assert _ccp("vest", "t-shirt")["category"] == "outerwear"
+    assert _ccp("vest", "jeans")["category"] == "top"
+    assert _ccp("bodysuit", "skirt")["category"] == "top"
+    assert _ccp("bodysuit", "heels")["category"] == "dress"
+    assert _ccp("jeans")["articleType"] == "Jeans"
+    assert L.ccp_heads("skin", frozenset({"skin"})) is None
+
+
+def test_fixed_vocabularies() -> None:
+    assert L.fixed_vocabulary("category") == GARMENT_CATEGORIES
+    assert L.fixed_vocabulary("usage") == L.STYLE_LABELS
+    assert L.fixed_vocabulary("articleType") is None
+    assert L.min_train_images("articleType") == 20
