@@ -98,6 +98,9 @@ class Settings:
     )
     fetch_connect_timeout_s: float = _setting(5.0, "TCP connect timeout per fetch")
     fetch_read_timeout_s: float = _setting(15.0, "timeout between bytes while reading a body")
+    fetch_total_timeout_s: float = _setting(
+        60.0, "longest time one fetch may take, redirects included (a slow-drip guard)"
+    )
     fetch_max_bytes: int = _setting(
         20 * 1024 * 1024, "largest image body; enforced while streaming"
     )
@@ -160,6 +163,7 @@ class Settings:
         positive = (
             "topic_partitions", "max_message_bytes", "fetch_max_bytes", "fetch_max_pixels",
             "image_max_side", "video_max_side", "batch_size", "sink_batch_size",
+            "fetch_total_timeout_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

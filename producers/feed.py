@@ -195,6 +195,8 @@ def _parse_csv(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
             yield SkippedRow(line, SkipReason.BAD_ROW, f"line {line}: more fields than the header")
             continue
         cleaned = {k: v for k, v in record.items() if k is not None and v is not None}
+        if not any(v.strip() for v in cleaned.values()):
+            continue  # a line of only spaces or separators: as blank as an empty one
         yield _item_from_mapping(line, cleaned, base_url)
 
 

@@ -47,7 +47,42 @@ class RecordProducer(Protocol):
 
 
 def build_producer(settings: Settings, *, client_id: str) -> RecordProducer:
-    """A kafka-python producer for `settings.kafka_bootstrap` that accepts frame-sized records."""
+    """A kafka-python producer for `settings.kafka_bootstrap` that accepts frame-sized records,
+    connected on its first send (so a run with nothing to send never needs the broker).
+
+    kafka-python raises KafkaTimeoutError from that first send when the broker cannot be reached.
+    """
+    return LazyProducer(lambda: _kafka_producer(settings, client_id))
+
+
+class LazyProducer:
+    """Builds the real producer on the first `send`; `flush`/`close` before that do nothing."""
+
+    def __init__(self, build: Callable[[], RecordProducer]) -> None:
+        self._build = build
+        self._producer: RecordProducer | None = None
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> RecordFuture:
+        if self._producer is None:
+            self._producer = self._build()
+        return self._producer.send(topic, value=value, key=key, headers=headers)
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=timeout)
+
+
+def _kafka_producer(settings: Settings, client_id: str) -> RecordProducer:
     from kafka import KafkaProducer
     from kafka.record import util as record_util
 

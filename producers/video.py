@@ -56,7 +56,7 @@ def resized_dims(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     if scale >= 1.0:
         return width, height
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 class PtsSampler:
@@ -308,7 +308,6 @@ class VideoProducer:
                 if self.stop.is_set():
                     break
                 if isinstance(item, VideoDecodeError):
-                    report.decode_errors += 1
                     self._dead_letter(report, camera, f"{reference}#{reader.position}", item.detail)
                     if reader.consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
                         break
@@ -390,6 +389,7 @@ class VideoProducer:
     ) -> None:
         log.error("camera %s: %s: %s", camera, reason.value, detail)
         if reason is DeadLetterReason.VIDEO_DECODE_ERROR:
+            report.decode_errors += 1
             self._metrics.video_decode_errors.labels(camera).inc()
         self._metrics.dead_letters.labels(reason, Stage.PRODUCE).inc()
         letter = DeadLetter(
@@ -536,10 +536,10 @@ class _LiveSession:
         self.report = report
         self.max_frames = max_frames
         self.session_ref = f"live:{redact(url)}@{owner._clock():.6f}"
-        depth = max(4, math.ceil(owner._options.fps * 2))
+        fps = owner._options.fps
         self.buffer: collections.deque[SampledFrame] = collections.deque()
-        self.depth = depth
-        self.max_in_flight = depth
+        self.depth = max(4, math.ceil(fps))  # ~1 s of frames waiting to be sent
+        self.max_in_flight = max(4, math.ceil(2 * fps))  # ~2 s of frames awaiting the broker
         self.cond = threading.Condition()
         self.reader_done = False
         self.published = 0  # frames handed to the Kafka producer by this session
@@ -602,7 +602,9 @@ class _LiveSession:
                         break
                     sampled = self.buffer.popleft()
                     self.cond.notify_all()
-                self._wait_for_room()
+                if not self._wait_for_room():
+                    self._drop_buffered(sampled)
+                    break
                 owner._publish(
                     sampled, self.camera, self.session_ref, self.report, redact(self.url)
                 )
@@ -627,7 +629,6 @@ class _LiveSession:
                     if self.reader_done:  # the sender gave up on this connection
                         break
                 if isinstance(item, VideoDecodeError):
-                    self.report.decode_errors += 1
                     owner._dead_letter(
                         self.report, self.camera, f"{redact(self.url)}#{reader.position}",
                         item.detail,
@@ -653,12 +654,24 @@ class _LiveSession:
                 self.reader_done = True
                 self.cond.notify_all()
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self) -> bool:
         """Hold the next send while too many records await acknowledgement (the broker is
-        behind); meanwhile the reader keeps the buffer fresh according to the policy."""
+        behind); meanwhile the reader keeps the buffer fresh according to the policy. False
+        when the session is stopped while waiting."""
         report = self.report
         while not self.owner.stop.is_set():
             in_flight = self.published - report.frames_sent - report.delivery_failures
             if in_flight < self.max_in_flight:
-                return
+                return True
             time.sleep(0.01)
+        return False
+
+    def _drop_buffered(self, current: SampledFrame) -> None:
+        """Stopping: frames not yet handed to Kafka are dropped (and counted), not sent late."""
+        with self.cond:
+            left = 1 + len(self.buffer)
+            self.buffer.clear()
+            self.cond.notify_all()
+        for _ in range(left):
+            self.report.drop("stopped")
+        self.owner._metrics.frames_dropped.labels(self.camera, "stopped").inc(left)

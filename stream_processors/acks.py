@@ -1,0 +1,72 @@
+"""When a consumed offset may be committed: only after the event's effect is durable.
+
+What faust-streaming 0.15.3 does (read from its source: streams.py, events.py,
+types/tuples.py, transport/consumer.py, app/base.py):
+
+1. Commit = "acked". The consumer commits, every `broker_commit_interval` seconds, on
+   rebalance and on stop, the offset after the longest run of consecutive *acked* offsets per
+   partition (`Consumer._new_offset`). A message is acked when its reference count (one per
+   stream that received it) drops to zero (`Message.ack` -> `Consumer.ack`).
+2. `Stream.take(N, within)` / `take_events` turn per-event acking off and ack the whole batch
+   in a `finally:` block *after the body of the `async for` returns* -- and also when the body
+   raises or is cancelled (the generator is closed, the `finally` runs). So a batch whose
+   produce or Postgres write failed, or a worker stopped mid-batch (SIGTERM during a retry),
+   would be committed and lost.
+3. Gap handling is not safe for out-of-order acks: `_new_offset` only notices a missing head
+   offset when it is 2+ past the committed one, and not at all when nothing was committed yet
+   (committed offset None or 0). With several actors per agent (concurrency > 1), or acks
+   in any order but the offset order, a message can be committed before it was processed.
+4. Before committing, the consumer flushes Faust's producer (`_commit_offsets` awaits
+   `producer.flush()`), but that does not cover a send that has not been issued yet.
+5. On rebalance, `_consumer_wait_empty` waits until every tracked message is acked (bounded
+   only by the flight recorder's log), then commits; on stop the consumer does not wait (its
+   own `should_stop` ends the loop) and commits what is acked.
+6. Events that belong to a previous consumer generation are skipped *and acked*. After a
+   rebalance Faust seeks to the committed offsets, so they are read again, but until then an
+   offset past them may be committed. This is the one remaining window (a crash between such a
+   commit and the reprocessing); it needs a rebalance while a worker is mid-batch.
+
+What the agents here do about it:
+
+- One actor per agent (concurrency=1) consuming with `take_events`: events are acked in offset
+  order per partition.
+- `HeldBatch` takes an extra reference on every message of a batch before any work starts.
+  `take_events`' own ack then only drops the count to one; the final ack -- the one that makes
+  the offset committable -- happens in `release()`, which is called only after the batch's
+  effect is durable: every record produced for it (results and dead letters) acknowledged by
+  the broker (acks=all), or its rows committed in Postgres. A failure or cancellation leaves
+  the references held, the offsets are never committed, and the records are read again after
+  a restart (at-least-once; the event ids make the re-run idempotent).
+- Pipelined batches release in batch order (each batch awaits the previous one first).
+- A batch-level failure that is not a bad record (broker gone, a bug) crashes the worker
+  (CrashingSupervisor): a supervisor restarts it from the committed offsets, instead of an agent
+  restarted in-process beside held, never-committable offsets.
+- `broker_commit_interval` is short (1 s) so a restarted worker re-reads little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class HeldBatch:
+    """Holds back the commit of a batch of Faust events until `release()`."""
+
+    def __init__(self, events: Sequence[Any], consumer: Any) -> None:
+        self.events = tuple(events)
+        self._consumer = consumer
+        self._released = False
+        for event in self.events:
+            event.message.incref()
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def release(self) -> None:
+        """The batch's effect is durable: let its offsets be committed. Idempotent."""
+        if self._released:
+            return
+        self._released = True
+        for event in self.events:
+            event.message.ack(self._consumer)

@@ -1,0 +1,149 @@
+"""The one adapter from the tagger's in-process results to the wire: ImageTags -> TaggedImage."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from fashionstream.errors import ModelError
+from fashionstream.records import (
+    DeadLetterReason,
+    Frame,
+    TaggedImage,
+    WireColour,
+    WireGarment,
+    WireLabel,
+    WireMask,
+    WirePerson,
+)
+from models.tags import GarmentTags, ImageTags, PersonTags, RleMask
+
+
+def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) -> TaggedImage:
+    """Convert the tagger's answer for one frame into the `fashion.items.v1` record.
+
+    Input contract (what `Tagger.tag` returns for the RGB array decoded from `frame.jpeg`):
+
+    - ``tags.width``, ``tags.height`` (int): size of that array, i.e. of the JPEG on the wire.
+    - ``tags.garments[i].box`` (x1, y1, x2, y2) float pixels in that image, x to the right,
+      y downwards, x1 <= x2, y1 <= y2. Copied as floats, clamped to [0, width] x [0, height]
+      (detectors may overshoot by a fraction of a pixel).
+    - ``tags.garments[i].mask`` COCO compressed RLE (column-major) of an (height, width) bool
+      mask: copied verbatim as ``WireMask(size=(height, width), counts)``; never decoded here.
+    - ``score``, attribute and style ``prob`` in [0, 1]; ``probabilities[head][label]`` every
+      label's probability (sums to 1 per head). A non-finite number is a model fault: ModelError.
+    - ``category`` a detector category name, ``attributes`` head -> top (label, prob),
+      ``colour`` (name, rgb, share), ``style`` (label, prob), ``person_index`` into
+      ``tags.people`` or None.
+    - ``tags.people[j]`` (score, box, mask) as above.
+    - ``tags.timings`` stage -> seconds of this image's share of its batch (detect, classify...).
+
+    Output: ``WireGarment.index`` / ``WirePerson.index`` = position in the tagger's list. The
+    tagger's output order is deterministic for a given image and model, and (event_id,
+    model_version, index) is the garment's idempotency key in Postgres. ``timings`` merges the
+    tagger's own stages with the pipeline's (`timings` argument: fetch, decode, queue, infer).
+    Identity and provenance fields are copied from `frame`.
+
+    Raises ModelError(MODEL_ERROR) when the answer breaks this contract.
+    """
+    if tags.width <= 0 or tags.height <= 0:
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"image size {tags.width}x{tags.height}")
+    size = (tags.height, tags.width)
+    people = tuple(_person(j, p, size) for j, p in enumerate(tags.people))
+    garments = tuple(_garment(i, g, size, len(people)) for i, g in enumerate(tags.garments))
+    merged = {str(k): _finite(f"timings[{k}]", v) for k, v in tags.timings.items()}
+    merged.update({str(k): _finite(f"timings[{k}]", v) for k, v in timings.items()})
+    if not tags.model_version:
+        raise ModelError(DeadLetterReason.MODEL_ERROR, "the tagger gave no model version")
+    return TaggedImage(
+        event_id=frame.event_id,
+        source_kind=frame.source_kind,
+        source_id=frame.source_id,
+        captured_at=frame.captured_at,
+        submitted_at=frame.submitted_at,
+        width=tags.width,
+        height=tags.height,
+        model_version=tags.model_version,
+        timings=merged,
+        garments=garments,
+        people=people,
+        frame_number=frame.frame_number,
+        item_id=frame.item_id,
+        image_url=frame.image_url,
+        attributes=dict(frame.attributes),
+    )
+
+
+def _garment(index: int, g: GarmentTags, size: tuple[int, int], n_people: int) -> WireGarment:
+    if g.person_index is not None and not 0 <= g.person_index < n_people:
+        raise ModelError(
+            DeadLetterReason.MODEL_ERROR, f"garment {index} worn by missing person {g.person_index}"
+        )
+    return WireGarment(
+        index=index,
+        category=g.category,
+        score=_prob(f"garment {index} score", g.score),
+        box=_box(f"garment {index}", g.box, size),
+        mask=_mask(f"garment {index}", g.mask, size),
+        attributes={
+            head: WireLabel(p.label, _prob(f"garment {index} {head}", p.prob))
+            for head, p in g.attributes.items()
+        },
+        probabilities={
+            head: {label: _prob(f"garment {index} {head}/{label}", v) for label, v in probs.items()}
+            for head, probs in g.probabilities.items()
+        },
+        colour=WireColour(
+            name=g.colour.name,
+            rgb=(int(g.colour.rgb[0]), int(g.colour.rgb[1]), int(g.colour.rgb[2])),
+            share=_prob(f"garment {index} colour share", g.colour.share),
+        ),
+        style=WireLabel(g.style.label, _prob(f"garment {index} style", g.style.prob)),
+        person_index=g.person_index,
+    )
+
+
+def _person(index: int, p: PersonTags, size: tuple[int, int]) -> WirePerson:
+    return WirePerson(
+        index=index,
+        score=_prob(f"person {index} score", p.score),
+        box=_box(f"person {index}", p.box, size),
+        mask=_mask(f"person {index}", p.mask, size),
+    )
+
+
+def _box(
+    what: str, box: tuple[float, float, float, float], size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    height, width = size
+    x1, y1, x2, y2 = (_finite(f"{what} box", float(v)) for v in box)
+    if x2 < x1 or y2 < y1:
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"{what} box {box} is inverted")
+    return (
+        min(max(x1, 0.0), float(width)),
+        min(max(y1, 0.0), float(height)),
+        min(max(x2, 0.0), float(width)),
+        min(max(y2, 0.0), float(height)),
+    )
+
+
+def _mask(what: str, mask: RleMask, size: tuple[int, int]) -> WireMask:
+    if tuple(mask.size) != size:
+        raise ModelError(
+            DeadLetterReason.MODEL_ERROR, f"{what} mask size {mask.size} != image size {size}"
+        )
+    return WireMask(size=(int(mask.size[0]), int(mask.size[1])), counts=mask.counts)
+
+
+def _prob(what: str, value: float) -> float:
+    value = _finite(what, value)
+    if not -1e-6 <= value <= 1.0 + 1e-6:
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"{what} = {value} is not in [0, 1]")
+    return min(max(value, 0.0), 1.0)
+
+
+def _finite(what: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"{what} is {value}")
+    return value

@@ -1,0 +1,153 @@
+"""The sink agent: `fashion.items.v1` -> Postgres, batched, idempotent, acknowledged after commit.
+
+Each batch (`take_events(sink_batch_size, within=sink_batch_within_s)`) is added to the sink and
+flushed in the sink's own worker thread (psycopg2 blocks). While Postgres is unavailable the same
+batch is flushed again with exponential backoff up to `sink_retry_max_s`, for as long as it
+takes; its offsets stay uncommitted meanwhile, so nothing is lost, and the idempotent upsert
+means nothing is duplicated when it finally commits. Records Postgres itself refuses are
+dead-lettered as SINK_REJECTED; the rest of the batch is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from fashionstream.errors import BadRecordError, SinkError
+from fashionstream.records import DeadLetterReason, TaggedImage, Topic
+from fashionstream.settings import Settings
+from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
+from sinks.metrics import Metrics, Stage
+from stream_processors.acks import HeldBatch
+from stream_processors.deadletters import DeadLetterer, unexpected
+
+log = logging.getLogger(__name__)
+
+RETRY_START_S = 0.5
+
+
+class ItemSink(Protocol):
+    """What the agent needs of `sinks.postgres.PostgresSink` (tests inject a fake)."""
+
+    def add(self, tagged: TaggedImage) -> None: ...
+
+    def flush(self) -> int:
+        """Commit everything added; raises PostgresUnavailableError (kept, retry) or
+        RecordsRejectedError (the rest committed)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SinkStage:
+    """Writes batches of tagged images; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: Callable[[], ItemSink],
+        dead_letters: DeadLetterer,
+        metrics: Metrics,
+        sink_executor: Executor,
+        consumer: Callable[[], Any],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._sink_factory = sink
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._executor = sink_executor
+        self._consumer = consumer
+        self._sleep = sleep
+        self._sink: ItemSink | None = None
+
+    async def run(self, stream: Any) -> None:
+        """The agent body."""
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        self._sink = await loop.run_in_executor(self._executor, self._sink_factory)
+        try:
+            async for events in stream.take_events(
+                settings.sink_batch_size, settings.sink_batch_within_s
+            ):
+                held = HeldBatch(events, self._consumer())
+                self._metrics.messages_in.labels(Topic.ITEMS).inc(len(events))
+                await self._write_batch(events)
+                held.release()
+        finally:
+            sink, self._sink = self._sink, None
+            if sink is not None:
+                await loop.run_in_executor(self._executor, sink.close)
+
+    async def _write_batch(self, events: Sequence[Any]) -> None:
+        deliveries: list[Awaitable[Any]] = []
+        by_key: dict[tuple[str, str], list[Any]] = {}
+        tagged: list[TaggedImage] = []
+        for event in events:
+            try:
+                record = TaggedImage.from_json(event.value)
+            except BadRecordError as exc:
+                deliveries.append(await self._dead_letters.send(exc, event, Stage.SINK))
+                continue
+            except Exception as exc:
+                error = unexpected(exc, DeadLetterReason.BAD_RECORD)
+                deliveries.append(await self._dead_letters.send(error, event, Stage.SINK))
+                continue
+            tagged.append(record)
+            by_key.setdefault((record.event_id, record.model_version), []).append(event)
+        if tagged:
+            for rejected in await self._flush_until_committed(tagged):
+                record = rejected.tagged
+                error = SinkError(DeadLetterReason.SINK_REJECTED, rejected.detail)
+                for event in by_key.get((record.event_id, record.model_version), []):
+                    deliveries.append(
+                        await self._dead_letters.send(
+                            error,
+                            event,
+                            Stage.SINK,
+                            source_id=record.source_id,
+                            reference=record.image_url
+                            or f"{record.source_id}#{record.frame_number}",
+                        )
+                    )
+        await asyncio.gather(*deliveries)
+
+    async def _flush_until_committed(self, batch: Sequence[TaggedImage]) -> list[RejectedRecord]:
+        """Add + flush in the sink thread; retry while Postgres is unavailable. Returns the
+        records Postgres rejected (everything else is committed on return)."""
+        loop = asyncio.get_running_loop()
+        sink = self._sink
+        if sink is None:
+            raise RuntimeError("sink agent is not running")
+
+        def add_all() -> None:
+            for record in batch:
+                sink.add(record)
+
+        await loop.run_in_executor(self._executor, add_all)
+        delay = RETRY_START_S
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await loop.run_in_executor(self._executor, sink.flush)
+            except PostgresUnavailableError as exc:
+                log.warning(
+                    "Postgres unavailable (attempt %d, %d records held, retry in %.1fs): %s",
+                    attempt,
+                    len(batch),
+                    delay,
+                    exc,
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self._settings.sink_retry_max_s)
+                continue
+            except RecordsRejectedError as exc:
+                return list(exc.rejected)
+            if attempt > 1:
+                log.info("Postgres is back: batch of %d committed", len(batch))
+            return []

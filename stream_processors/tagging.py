@@ -1,0 +1,256 @@
+"""The tagging agent: `fashion.frames.v1` -> `fashion.items.v1`, one TaggedImage per frame.
+
+Batches come from `take_events(batch_size, within=batch_within_s)`. The event loop only moves
+bytes: JPEG decoding runs in one decode thread, inference in ONE dedicated inference thread (a
+single-worker executor, so torch's own thread pool is not multiplied). Two batches are in flight
+at most: while batch k is inferred, batch k+1 is collected and decoded, so the model never waits
+for Kafka. Results are produced in batch order, and a batch's offsets are released (see
+`acks.HeldBatch`) only after the broker acknowledged every record produced for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fashionstream.errors import BadRecordError, ModelError, PipelineError
+from fashionstream.records import DeadLetterReason, Frame, TaggedImage, Topic
+from fashionstream.settings import Settings
+from models.tags import ImageTags, Tagger
+from sinks.metrics import Metrics, Stage
+from stream_processors.acks import HeldBatch
+from stream_processors.adapters import tagged_image
+from stream_processors.deadletters import DeadLetterer, unexpected
+from stream_processors.images import decode_jpeg
+from stream_processors.sending import Send
+
+log = logging.getLogger(__name__)
+
+MAX_BATCHES_IN_FLIGHT = 2
+
+
+@dataclass
+class _Item:
+    """One event of a batch on its way through decode and inference."""
+
+    event: Any
+    frame: Frame | None = None
+    image: np.ndarray | None = None
+    error: PipelineError | None = None
+    stage: Stage = Stage.TAG
+    decode_s: float = 0.0
+    queued_s: float = 0.0
+
+
+class TaggingStage:
+    """Runs the tagger over batches of frames; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tagger: Callable[[], Awaitable[Tagger]],
+        send: Send,
+        dead_letters: DeadLetterer,
+        metrics: Metrics,
+        decode_executor: Executor,
+        infer_executor: Executor,
+        consumer: Callable[[], Any],
+    ) -> None:
+        self._settings = settings
+        self._tagger = tagger
+        self._send = send
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._decode_executor = decode_executor
+        self._infer_executor = infer_executor
+        self._consumer = consumer
+
+    async def run(self, stream: Any) -> None:
+        """The agent body."""
+        settings = self._settings
+        in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        previous: asyncio.Task[None] | None = None
+        try:
+            async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+                held = HeldBatch(events, self._consumer())
+                self._metrics.messages_in.labels(Topic.FRAMES).inc(len(events))
+                self._metrics.batch_size.labels(Stage.INFER).observe(len(events))
+                items = await self._decode(events)
+                task = asyncio.create_task(self._complete(items, held, previous))
+                in_flight.append(task)
+                previous = task
+                while in_flight and (
+                    len(in_flight) >= MAX_BATCHES_IN_FLIGHT or in_flight[0].done()
+                ):
+                    await in_flight.popleft()  # re-raises a batch's failure: the worker crashes
+            while in_flight:
+                await in_flight.popleft()
+        finally:
+            for task in in_flight:
+                task.cancel()  # stopping: unreleased offsets are simply read again
+
+    async def _decode(self, events: Sequence[Any]) -> list[_Item]:
+        """Parse headers (cheap, on the loop) and decode JPEGs in the decode thread."""
+        items: list[_Item] = []
+        for event in events:
+            item = _Item(event)
+            try:
+                item.frame = Frame.from_kafka(event.value, event.message.headers)
+            except BadRecordError as exc:
+                item.error = exc
+            except Exception as exc:
+                item.error = unexpected(exc, DeadLetterReason.BAD_RECORD)
+            items.append(item)
+        max_pixels = self._settings.fetch_max_pixels
+
+        def decode_all() -> None:
+            for item in items:
+                if item.frame is None:
+                    continue
+                began = time.perf_counter()
+                try:
+                    item.image = decode_jpeg(item.frame.jpeg, max_pixels)
+                except PipelineError as exc:
+                    item.error, item.stage = exc, Stage.DECODE
+                except Exception as exc:
+                    item.error = unexpected(exc, DeadLetterReason.CORRUPT_IMAGE)
+                    item.stage = Stage.DECODE
+                item.decode_s = time.perf_counter() - began
+
+        await asyncio.get_running_loop().run_in_executor(self._decode_executor, decode_all)
+        decode_metric = self._metrics.stage_duration.labels(Stage.DECODE)
+        for item in items:
+            if item.image is not None:
+                decode_metric.observe(item.decode_s)
+        return items
+
+    async def _complete(
+        self, items: list[_Item], held: HeldBatch, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Infer, then (after the previous batch) produce results and dead letters, await the
+        broker's acknowledgements, and release the batch's offsets."""
+        tagger = await self._tagger()
+        ready = [item for item in items if item.image is not None]
+        results = await self._infer(tagger, ready) if ready else []
+        if previous is not None:
+            await previous  # keeps results in batch order; raises if the previous batch failed
+        deliveries: list[Awaitable[Any]] = []
+        for item, (tags, infer_s) in zip(ready, results, strict=True):
+            if isinstance(tags, PipelineError):
+                item.error, item.stage = tags, Stage.INFER
+                continue
+            frame = item.frame
+            if frame is None:  # ready items always have a frame; keeps mypy honest
+                raise RuntimeError("decoded item without a frame")
+            try:
+                record = tagged_image(
+                    frame,
+                    tags,
+                    {"decode": item.decode_s, "infer": infer_s, "queue": item.queued_s},
+                )
+            except PipelineError as exc:
+                item.error, item.stage = exc, Stage.TAG
+                continue
+            except Exception as exc:
+                item.error, item.stage = unexpected(exc, DeadLetterReason.MODEL_ERROR), Stage.TAG
+                continue
+            deliveries.append(await self._publish(record))
+        for item in items:
+            if item.error is not None:
+                frame = item.frame
+                deliveries.append(
+                    await self._dead_letters.send(
+                        item.error,
+                        item.event,
+                        item.stage,
+                        source_id=frame.source_id if frame else None,
+                        reference=frame.reference if frame else None,
+                    )
+                )
+        await asyncio.gather(*deliveries)
+        held.release()
+
+    async def _publish(self, record: TaggedImage) -> Awaitable[Any]:
+        value = record.to_json()
+        self._metrics.messages_out.labels(Topic.ITEMS).inc()
+        self._metrics.message_bytes_out.labels(Topic.ITEMS).inc(len(value))
+        return await self._send(Topic.ITEMS, record.key.encode(), value, None)
+
+    async def _infer(
+        self, tagger: Tagger, items: list[_Item]
+    ) -> list[tuple[ImageTags | PipelineError, float]]:
+        """Tag the batch in the inference thread. When the batch fails, each image is tagged
+        alone so that one poisoned image is dead-lettered (MODEL_ERROR), not the batch."""
+        loop = asyncio.get_running_loop()
+        started = time.time()
+        for item in items:
+            if item.frame is not None:
+                item.queued_s = max(0.0, started - _entered_frames_topic(item))
+        images = [item.image for item in items if item.image is not None]
+
+        def tag_batch() -> tuple[list[ImageTags] | Exception, float]:
+            began = time.perf_counter()
+            try:
+                out = tagger.tag(images)
+            except Exception as exc:  # judged below, per image, on the loop
+                return exc, time.perf_counter() - began
+            return out, time.perf_counter() - began
+
+        outcome, seconds = await loop.run_in_executor(self._infer_executor, tag_batch)
+        self._metrics.stage_duration.labels(Stage.INFER).observe(seconds)
+        share = seconds / max(1, len(images))
+        if isinstance(outcome, list) and len(outcome) == len(images):
+            return [(tags, share) for tags in outcome]
+        if isinstance(outcome, list):
+            log.error("tagger returned %d results for %d images", len(outcome), len(images))
+        else:
+            log.error("tagging a batch of %d failed: %r", len(images), outcome, exc_info=outcome)
+        if len(images) == 1:
+            return [(_model_error(outcome, 1), seconds)]
+        results: list[tuple[ImageTags | PipelineError, float]] = []
+        for image in images:
+            one, one_s = await loop.run_in_executor(self._infer_executor, _tag_one, tagger, image)
+            self._metrics.stage_duration.labels(Stage.INFER).observe(one_s)
+            results.append((one, one_s))
+        return results
+
+
+def _tag_one(tagger: Tagger, image: np.ndarray) -> tuple[ImageTags | PipelineError, float]:
+    began = time.perf_counter()
+    try:
+        out = tagger.tag([image])
+    except Exception as exc:
+        log.error("tagging one image failed", exc_info=exc)
+        return _model_error(exc, 1), time.perf_counter() - began
+    if len(out) != 1:
+        return _model_error(out, 1), time.perf_counter() - began
+    return out[0], time.perf_counter() - began
+
+
+def _model_error(outcome: object, expected: int) -> PipelineError:
+    if isinstance(outcome, ModelError):
+        return outcome
+    if isinstance(outcome, BaseException):
+        return ModelError(
+            DeadLetterReason.MODEL_ERROR, f"tagger raised {type(outcome).__name__}: {outcome}"
+        )
+    got = len(outcome) if isinstance(outcome, list) else "no"
+    return ModelError(DeadLetterReason.MODEL_ERROR, f"tagger returned {got} results for {expected}")
+
+
+def _entered_frames_topic(item: _Item) -> float:
+    """Epoch seconds when the frame's record was produced (the Kafka message timestamp)."""
+    timestamp = getattr(item.event.message, "timestamp", None)
+    if isinstance(timestamp, int | float) and timestamp > 0:
+        return float(timestamp) if timestamp < 1e11 else float(timestamp) / 1000.0
+    frame = item.frame
+    return frame.submitted_at if frame is not None else time.time()

@@ -1,0 +1,72 @@
+"""`fashionstream worker`: runs the Pipeline's Faust app until SIGINT/SIGTERM, with /metrics."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from fashionstream.settings import Settings
+from models.tags import Tagger
+from sinks.metrics import Metrics, serve_metrics
+from stream_processors.app import Pipeline, SinkFactory
+from stream_processors.sinking import ItemSink
+
+log = logging.getLogger(__name__)
+
+
+def load_factory(spec: str) -> Callable[[Settings], Tagger]:
+    """`module:callable` -> the callable, which takes the settings and returns a Tagger.
+
+    Lets tests and benchmarks run a worker process with another tagger (e.g. a fast fake one
+    where a test is about Kafka semantics). Raises ValueError for a malformed or unknown spec.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"tagger factory {spec!r}: expected module:callable")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"tagger factory {spec!r}: {exc}") from None
+    if not callable(factory):
+        raise ValueError(f"tagger factory {spec!r} is not callable")
+    built: Callable[[Settings], Tagger] = factory
+    return built
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    tagger: Tagger | Callable[[], Tagger] | None = None,
+    sink: ItemSink | SinkFactory | None = None,
+) -> int:
+    """Blocks until the worker stops; returns the process exit status (0 after a clean stop)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    server = serve_metrics(registry, settings.metrics_host, settings.worker_metrics_port)
+    if server is not None:
+        log.info("worker metrics on %s", server.url)
+    pipeline = Pipeline.from_settings(settings, metrics=metrics, tagger=tagger, sink=sink)
+    worker = faust.Worker(
+        pipeline.app,
+        loglevel=settings.log_level,
+        # keep the process's logging as the CLI configured it; Faust would reconfigure it
+        override_logging=False,
+        redirect_stdouts=False,
+    )
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        pipeline.close()
+        if server is not None:
+            server.close()
+    if pipeline.app.crashed:
+        log.error("worker stopped after a crash: %r", pipeline.app.crash_reason)
+        code = code or 1
+    return code

@@ -1,0 +1,379 @@
+"""Feed parsing (CSV, JSON Lines, URL lists, stdin) and the feed producer against a fake Kafka."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fashionstream.records import ImageRequest, Topic
+from producers.feed import (
+    FeedFormat,
+    FeedItem,
+    SkippedRow,
+    SkipReason,
+    detect_format,
+    feed_name_for,
+    items_from_records,
+    read_feed,
+)
+from producers.image_feed import FeedProducer
+from sinks.metrics import Metrics
+
+
+def parse(text: str, fmt: FeedFormat = FeedFormat.AUTO, **kwargs: Any) -> list[Any]:
+    return list(read_feed(io.StringIO(text), fmt, **kwargs))
+
+
+def items(rows: list[Any]) -> list[FeedItem]:
+    return [r for r in rows if isinstance(r, FeedItem)]
+
+
+def skips(rows: list[Any]) -> list[tuple[int, SkipReason]]:
+    return [(r.line, r.reason) for r in rows if isinstance(r, SkippedRow)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_items", "expected_skips"),
+    [
+        pytest.param(
+            "id,title,brand,price,image_link,link\n"
+            "a1,Blue shirt,Acme,19.90,https://x.test/a1.jpg,https://x.test/p/a1\n",
+            [("a1", "https://x.test/a1.jpg")],
+            [],
+            id="csv-google-merchant",
+        ),
+        pytest.param(
+            "sku,imageUrl\ns1,https://x.test/s1.jpg\n",
+            [("s1", "https://x.test/s1.jpg")],
+            [],
+            id="csv-camel-case-url-column",
+        ),
+        pytest.param(
+            "Product ID,Image URL\np1,https://x.test/p1.jpg\n",
+            [("p1", "https://x.test/p1.jpg")],
+            [],
+            id="csv-spaced-headers",
+        ),
+        pytest.param(
+            "item_id,image\ni1,https://x.test/i1.jpg\n",
+            [("i1", "https://x.test/i1.jpg")],
+            [],
+            id="csv-image-column",
+        ),
+        pytest.param(
+            "id,image_url\n\n  \nb1,https://x.test/b1.jpg\n\n",
+            [("b1", "https://x.test/b1.jpg")],
+            [],
+            id="csv-blank-lines-ignored",
+        ),
+        pytest.param(
+            "id,image_link\n,https://x.test/none.jpg\nc2,\nc3,https://x.test/c3.jpg\n",
+            [("c3", "https://x.test/c3.jpg")],
+            [(2, SkipReason.MISSING_ID), (3, SkipReason.MISSING_URL)],
+            id="csv-missing-id-and-url",
+        ),
+        pytest.param(
+            "title,image_link\nno id column,https://x.test/1.jpg\n",
+            [],
+            [(2, SkipReason.MISSING_ID)],
+            id="csv-no-id-column",
+        ),
+        pytest.param(
+            "id,title\nd1,no url column\n",
+            [],
+            [(2, SkipReason.MISSING_URL)],
+            id="csv-no-url-column",
+        ),
+        pytest.param(
+            "id,image_link\nd1,https://x.test/1.jpg\nd1,https://x.test/2.jpg\nd2,https://x.test/3.jpg\n",
+            [("d1", "https://x.test/1.jpg"), ("d2", "https://x.test/3.jpg")],
+            [(3, SkipReason.DUPLICATE_ID)],
+            id="csv-duplicate-id-keeps-first",
+        ),
+        pytest.param(
+            "id,image_link\ne1,https://x.test/1.jpg,surplus\ne2,https://x.test/2.jpg\n",
+            [("e2", "https://x.test/2.jpg")],
+            [(2, SkipReason.BAD_ROW)],
+            id="csv-more-fields-than-header",
+        ),
+        pytest.param(
+            'id,title,image_link\nq1,"a title\nspanning lines",https://x.test/q1.jpg\n',
+            [("q1", "https://x.test/q1.jpg")],
+            [],
+            id="csv-quoted-multiline-field",
+        ),
+        pytest.param(
+            '{"id": "j1", "image_link": "https://x.test/j1.jpg", "price": 12.5}\n'
+            "\n"
+            '{"id": 7, "imageUrl": "https://x.test/7.jpg"}\n',
+            [("j1", "https://x.test/j1.jpg"), ("7", "https://x.test/7.jpg")],
+            [],
+            id="jsonl-numeric-id-and-blank-line",
+        ),
+        pytest.param(
+            '{"id": "j1", "image_link": "https://x.test/j1.jpg"}\n'
+            "{not json\n"
+            '["a", "list"]\n'
+            '{"id": "j2"}\n'
+            '{"image_url": "https://x.test/noid.jpg"}\n'
+            '{"id": {"nested": 1}, "image_url": "https://x.test/obj.jpg"}\n',
+            [("j1", "https://x.test/j1.jpg")],
+            [
+                (2, SkipReason.BAD_JSON),
+                (3, SkipReason.NOT_AN_OBJECT),
+                (4, SkipReason.MISSING_URL),
+                (5, SkipReason.MISSING_ID),
+                (6, SkipReason.MISSING_ID),
+            ],
+            id="jsonl-bad-lines",
+        ),
+        pytest.param(
+            "https://x.test/u1.jpg\n# a comment\n\nhttps://x.test/u2.jpg\nhttps://x.test/u1.jpg\n",
+            None,
+            [(5, SkipReason.DUPLICATE_ID)],
+            id="url-list",
+        ),
+    ],
+)
+def test_feed_parsing_table(
+    text: str,
+    expected_items: list[tuple[str, str]] | None,
+    expected_skips: list[tuple[int, SkipReason]],
+) -> None:
+    rows = parse(text)
+    if expected_items is not None:
+        assert [(i.item_id, i.image_url) for i in items(rows)] == expected_items
+    assert skips(rows) == expected_skips
+
+
+def test_other_columns_become_attributes() -> None:
+    (item,) = items(
+        parse(
+            "id,title,brand,price,image_link,link,empty\n"
+            "a1,Blue shirt,Acme,19.90,https://x.test/a1.jpg,https://x.test/p/a1,\n"
+        )
+    )
+    assert item.attributes == {
+        "title": "Blue shirt",
+        "brand": "Acme",
+        "price": "19.90",
+        "link": "https://x.test/p/a1",
+    }
+    (json_item,) = items(
+        parse('{"id": "x", "image_url": "u", "price": 9.5, "sale": true, "tags": ["a", "b"]}\n')
+    )
+    assert json_item.attributes == {"price": 9.5, "sale": True, "tags": '["a","b"]'}
+
+
+def test_url_list_ids_are_derived_from_the_url_and_stable() -> None:
+    first = items(parse("https://x.test/u1.jpg\nhttps://x.test/u2.jpg\n"))
+    again = items(parse("https://x.test/u1.jpg\n"))
+    assert first[0].item_id == again[0].item_id
+    assert first[0].item_id != first[1].item_id
+
+
+def test_base_url_resolves_relative_links() -> None:
+    (item,) = items(parse("id,image_link\na,dress-1.jpg\n", base_url="http://127.0.0.2:8000/"))
+    assert item.image_url == "http://127.0.0.2:8000/dress-1.jpg"
+
+
+def test_a_bom_and_tabs_are_understood() -> None:
+    text = "\ufeffid\timage_link\tbrand\nt1\thttps://x.test/t1.jpg\tAcme\n"
+    (item,) = items(parse(text))
+    assert (item.item_id, item.attributes) == ("t1", {"brand": "Acme"})
+
+
+@pytest.mark.parametrize(
+    ("path", "first_line", "expected"),
+    [
+        ("feed.csv", '{"looks": "like json"}', FeedFormat.CSV),
+        ("feed.jsonl", "id,image_link", FeedFormat.JSONL),
+        ("feed.ndjson", "", FeedFormat.JSONL),
+        ("urls.txt", "id,image", FeedFormat.URLS),
+        (None, '  {"id": 1}', FeedFormat.JSONL),
+        (None, "https://x.test/a.jpg", FeedFormat.URLS),
+        (None, "id,image_link", FeedFormat.CSV),
+    ],
+)
+def test_format_detection(path: str | None, first_line: str, expected: FeedFormat) -> None:
+    assert detect_format(Path(path) if path else None, first_line) is expected
+
+
+def test_records_from_python_get_the_same_checks() -> None:
+    rows = list(
+        items_from_records(
+            [
+                {"id": "a", "image_link": "https://x.test/a.jpg", "brand": "B"},
+                {"id": "a", "image_link": "https://x.test/a2.jpg"},
+                {"image_link": "https://x.test/b.jpg"},
+                "not a mapping",  # type: ignore[list-item]
+            ]
+        )
+    )
+    assert [(i.item_id, i.attributes) for i in items(rows)] == [("a", {"brand": "B"})]
+    assert skips(rows) == [
+        (2, SkipReason.DUPLICATE_ID),
+        (3, SkipReason.MISSING_ID),
+        (4, SkipReason.NOT_AN_OBJECT),
+    ]
+
+
+def test_feed_name_defaults_to_the_file_stem() -> None:
+    assert feed_name_for("/data/spring-catalogue.csv") == "spring-catalogue"
+    assert feed_name_for("-") == "stdin"
+
+
+# ---------------------------------------------------------------------------------------------
+# the producer, against a fake kafka-python producer
+
+
+class FakeFuture:
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[Any], None]] = []
+        self.errbacks: list[Callable[[BaseException], None]] = []
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FakeFuture:
+        self.callbacks.append(fn)
+        return self
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FakeFuture:
+        self.errbacks.append(fn)
+        return self
+
+
+class FakeProducer:
+    """Records sends; `flush` acknowledges them from another thread (as kafka-python's sender
+    thread does), failing those whose key is in `fail_keys`."""
+
+    def __init__(self, fail_keys: frozenset[bytes] = frozenset()) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self._pending: list[tuple[bytes | None, FakeFuture]] = []
+        self.fail_keys = fail_keys
+        self.flushed = 0
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: Any = None,
+    ) -> FakeFuture:
+        future = FakeFuture()
+        self.sent.append((topic, key, value, headers))
+        self._pending.append((key, future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        pending, self._pending = self._pending, []
+
+        def deliver() -> None:
+            for key, future in pending:
+                if key in self.fail_keys:
+                    for errback in future.errbacks:
+                        errback(RuntimeError("broker said no"))
+                else:
+                    for callback in future.callbacks:
+                        callback(object())
+
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        thread.join()
+        self.flushed += 1
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_feed_producer_sends_keyed_requests_and_reports(tmp_path: Path) -> None:
+    feed = tmp_path / "spring.csv"
+    feed.write_text(
+        "id,title,image_link\n"
+        "a,Shirt,https://x.test/a.jpg\n"
+        ",No id,https://x.test/x.jpg\n"
+        "b,Dress,https://x.test/b.jpg\n"
+        "a,Again,https://x.test/a2.jpg\n"
+    )
+    registry = CollectorRegistry()
+    fake = FakeProducer()
+    producer = FeedProducer(fake, Metrics(registry, process_metrics=False), clock=lambda: 1000.0)
+    report = producer.send_file(str(feed))
+
+    assert report.feed == "spring"
+    assert (report.read, report.sent) == (2, 2)
+    assert dict(report.skipped) == {"missing_id": 1, "duplicate_id": 1}
+    assert report.ok
+    assert fake.flushed == 1
+    topics = {t for t, _, _, _ in fake.sent}
+    assert topics == {Topic.IMAGES.value}
+    keys = [k for _, k, _, _ in fake.sent]
+    assert keys == [b"a", b"b"]
+    request = ImageRequest.from_json(fake.sent[0][2])
+    assert request == ImageRequest(
+        feed="spring",
+        item_id="a",
+        image_url="https://x.test/a.jpg",
+        submitted_at=1000.0,
+        attributes={"title": "Shirt"},
+    )
+    assert metric(registry, "fashionstream_feed_items_sent_total", source="spring") == 2
+    assert (
+        metric(
+            registry, "fashionstream_feed_items_skipped_total", source="spring", reason="missing_id"
+        )
+        == 1
+    )
+    assert "2 sent, 2 skipped" in report.summary()
+
+
+def test_feed_producer_counts_delivery_failures_and_fails_only_when_nothing_was_sent() -> None:
+    registry = CollectorRegistry()
+    fake = FakeProducer(fail_keys=frozenset({b"a"}))
+    producer = FeedProducer(fake, Metrics(registry, process_metrics=False))
+    report = producer.send_records(
+        [
+            {"id": "a", "image_url": "https://x.test/a"},
+            {"id": "b", "image_url": "https://x.test/b"},
+        ],
+        feed="f",
+    )
+    assert (report.sent, report.skipped["delivery_failed"]) == (1, 1)
+    assert report.ok
+    assert dict(report.delivery_errors) == {"RuntimeError": 1}
+
+    nothing = FeedProducer(FakeProducer(fail_keys=frozenset({b"a"})), Metrics(CollectorRegistry()))
+    failed = nothing.send_records([{"id": "a", "image_url": "u"}], feed="g")
+    assert not failed.ok
+
+
+def test_cli_reads_stdin_and_exits_nonzero_when_nothing_is_sent() -> None:
+    # every row malformed: nothing to send, so no broker is contacted and the exit status is 1
+    result = subprocess.run(
+        [sys.executable, "-m", "fashionstream", "produce", "images", "-", "--no-progress"],
+        input=json.dumps({"title": "no id, no url"}) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "FASHIONSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+            "FASHIONSTREAM_PRODUCER_METRICS_PORT": "0",
+            "PATH": "",
+        },
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "feed stdin: 0 sent, 1 skipped" in result.stdout
+    assert "missing_id" in result.stdout

@@ -1,0 +1,356 @@
+"""The video producer on a real short clip: sampling by pts, resize, capture times, event ids,
+dead letters for corrupt input, and live-source reconnects / fall-behind behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+import producers.video as video
+from fashionstream.records import (
+    DeadLetter,
+    DeadLetterReason,
+    Frame,
+    SourceKind,
+    Topic,
+    event_id_for_frame,
+)
+from fashionstream.settings import FallBehindPolicy
+from producers.video import (
+    PtsSampler,
+    VideoOptions,
+    VideoProducer,
+    recording_start,
+    redact,
+    resized_dims,
+)
+from sinks.metrics import Metrics
+from tests.unit.test_feed import FakeFuture, FakeProducer
+
+CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "video" / "person_4s.mp4"
+CLIP_START = dt.datetime(2017, 9, 26, 16, 58, 19, tzinfo=dt.UTC).timestamp()  # creation_time
+
+
+def options(**changes: Any) -> VideoOptions:
+    values: dict[str, Any] = {
+        "max_side": 640,
+        "jpeg_quality": 85,
+        "fps": 2.0,
+        "fall_behind": FallBehindPolicy.DROP_OLDEST,
+        "reconnect_backoff_max_s": 0.05,
+        "max_message_bytes": 8 * 1024 * 1024,
+    }
+    values.update(changes)
+    return VideoOptions(**values)
+
+
+def producer_for(
+    fake: Any, registry: CollectorRegistry | None = None, **changes: Any
+) -> VideoProducer:
+    metrics = Metrics(registry or CollectorRegistry(), process_metrics=False)
+    return VideoProducer(fake, metrics, options(**changes), clock=lambda: 1_800_000_000.0)
+
+
+def frames_sent(fake: FakeProducer) -> list[Frame]:
+    return [
+        Frame.from_kafka(value, headers)
+        for topic, _key, value, headers in fake.sent
+        if topic == Topic.FRAMES.value
+    ]
+
+
+def dead_letters(fake: FakeProducer) -> list[DeadLetter]:
+    return [
+        DeadLetter.from_json(value)
+        for topic, _key, value, _headers in fake.sent
+        if topic == Topic.DEADLETTER.value
+    ]
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side", "expected"),
+    [
+        ((768, 432), 640, (640, 360)),
+        ((432, 768), 640, (360, 640)),
+        ((640, 480), 640, (640, 480)),
+        ((320, 240), 640, (320, 240)),  # never enlarged
+        ((1920, 1080), 333, (332, 186)),  # even sizes for swscale, never over max_side
+    ],
+)
+def test_resized_dims(size: tuple[int, int], max_side: int, expected: tuple[int, int]) -> None:
+    assert resized_dims(*size, max_side) == expected
+
+
+@pytest.mark.parametrize(
+    ("times", "fps", "kept"),
+    [
+        ([i / 10 for i in range(12)], 2.0, [0.0, 0.5, 1.0]),
+        ([i / 10 for i in range(12)], 3.0, [0.0, 0.4, 0.7, 1.0]),
+        ([i / 10 for i in range(5)], 30.0, [0.0, 0.1, 0.2, 0.3, 0.4]),  # above source rate
+        ([0.0, 0.04, 1.7, 1.72, 2.6], 1.0, [0.0, 1.7, 2.6]),  # gaps and jitter
+        ([5.0, 5.1, 5.5, 6.0], 2.0, [5.0, 5.5, 6.0]),  # slots start at the first frame
+        ([2048 / 10240 * i for i in range(6)], 5.0, [2048 / 10240 * i for i in range(6)]),
+    ],
+)
+def test_pts_sampler(times: list[float], fps: float, kept: list[float]) -> None:
+    sampler = PtsSampler(fps)
+    assert [t for t in times if sampler.keep(t)] == pytest.approx(kept)
+
+
+def test_recording_start_rule() -> None:
+    assert recording_start({"creation_time": "2017-09-26T16:58:19.000000Z"}) == CLIP_START
+    assert recording_start({}) == 0.0  # no metadata: the Unix epoch
+    assert recording_start({"creation_time": "yesterday"}) == 0.0
+
+
+def test_redact_removes_credentials_and_query() -> None:
+    assert redact("rtsp://admin:pw@10.0.0.5:554/stream1?token=x") == "rtsp://10.0.0.5:554/stream1"
+    assert redact("/videos/a.mp4") == "/videos/a.mp4"
+
+
+def test_file_frames_are_sampled_by_pts_resized_and_stamped() -> None:
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    report = producer_for(fake, registry).send_file(CLIP, "cam-1")
+
+    assert report.completed
+    assert report.ok
+    assert (report.frames_decoded, report.frames_sampled, report.frames_sent) == (40, 8, 8)
+    frames = frames_sent(fake)
+    assert [f.frame_number for f in frames] == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert [f.captured_at for f in frames] == pytest.approx(
+        [CLIP_START + 0.5 * k for k in range(8)]
+    )
+    ref = f"person_4s.mp4:{CLIP.stat().st_size}"
+    assert [f.event_id for f in frames] == [
+        event_id_for_frame("cam-1", ref, f.frame_number or 0) for f in frames
+    ]
+    assert {f.source_kind for f in frames} == {SourceKind.CAMERA}
+    assert {key for _t, key, _v, _h in fake.sent} == {b"cam-1"}
+    first = Image.open(io.BytesIO(frames[0].jpeg))
+    assert (first.format, first.size) == ("JPEG", (640, 360))
+    # the person stands in the middle of the frame: the picture is not blank
+    assert np.asarray(first).std() > 20
+    sample = registry.get_sample_value
+    assert sample("fashionstream_video_frames_decoded_total", {"camera": "cam-1"}) == 40
+    assert sample("fashionstream_video_frames_sent_total", {"camera": "cam-1"}) == 8
+
+
+def test_rerunning_a_file_repeats_frame_numbers_and_event_ids(tmp_path: Path) -> None:
+    first, second = FakeProducer(), FakeProducer()
+    producer_for(first, fps=3.0).send_file(CLIP, "cam-1")
+    copy = tmp_path / "person_4s.mp4"
+    shutil.copy(CLIP, copy)  # same name and size elsewhere: the same recording
+    producer_for(second, fps=3.0).send_file(copy, "cam-1")
+    ids = [(f.frame_number, f.event_id) for f in frames_sent(first)]
+    assert ids == [(f.frame_number, f.event_id) for f in frames_sent(second)]
+    assert [n for n, _ in ids] == [0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37]
+    other_camera = FakeProducer()
+    producer_for(other_camera, fps=3.0).send_file(CLIP, "cam-2")
+    assert not {e for _, e in ids} & {f.event_id for f in frames_sent(other_camera)}
+
+
+def make_clip(path: Path, frames: int = 12, rate: int = 4) -> None:
+    """A small MPEG-4 clip without creation_time metadata."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(frames):
+            image = np.full((120, 160, 3), (i * 20) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def test_a_file_without_creation_time_is_stamped_from_the_epoch(tmp_path: Path) -> None:
+    clip = tmp_path / "plain.mp4"
+    make_clip(clip)
+    fake = FakeProducer()
+    report = producer_for(fake, fps=1.0).send_file(clip, "cam-x")
+    frames = frames_sent(fake)
+    assert report.frames_sent == 3
+    assert [f.captured_at for f in frames] == pytest.approx([0.0, 1.0, 2.0])
+    assert [f.frame_number for f in frames] == [0, 4, 8]
+
+
+def test_not_a_video_is_dead_lettered_not_raised(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 500)
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    report = producer_for(fake, registry).send_file(bad, "cam-bad")
+    assert not report.ok
+    assert report.dead_letters == 1
+    (letter,) = dead_letters(fake)
+    assert letter.reason is DeadLetterReason.VIDEO_DECODE_ERROR
+    assert (letter.stage, letter.source_id, letter.key) == ("produce", "cam-bad", "cam-bad")
+    assert letter.reference is not None
+    assert "bad.mp4" in letter.reference
+    sample = registry.get_sample_value
+    assert sample("fashionstream_video_decode_errors_total", {"camera": "cam-bad"}) == 1
+    assert (
+        sample(
+            "fashionstream_dead_letters_total", {"reason": "video_decode_error", "stage": "produce"}
+        )
+        == 1
+    )
+
+
+def test_truncated_video_is_dead_lettered(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    data = CLIP.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    fake = FakeProducer()
+    report = producer_for(fake).send_file(cut, "cam-cut")
+    letters = dead_letters(fake)
+    assert letters
+    assert {d.reason for d in letters} == {DeadLetterReason.VIDEO_DECODE_ERROR}
+    assert report.decode_errors >= 1
+
+
+def test_corrupt_packets_are_dead_lettered_and_the_rest_still_sent(tmp_path: Path) -> None:
+    data = bytearray(CLIP.read_bytes())
+    start = data.index(b"mdat") + 4000  # inside the compressed frames, past the first keyframe
+    data[start : start + 6000] = bytes((i * 37) % 251 for i in range(6000))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    fake = FakeProducer()
+    report = producer_for(fake).send_file(broken, "cam-broken")
+    # FFmpeg conceals most damage in H.264; whatever it cannot decode is dead-lettered, and
+    # decoding carries on: frames after the damage are still sent.
+    assert report.frames_sent >= 6
+    assert report.dead_letters == report.decode_errors
+    assert all(d.reason is DeadLetterReason.VIDEO_DECODE_ERROR for d in dead_letters(fake))
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        producer_for(FakeProducer()).send_file(tmp_path / "nope.mp4", "cam")
+
+
+def test_unsupported_scheme_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="ftp"):
+        producer_for(FakeProducer()).send("ftp://cams.example/1.mp4", "cam")
+
+
+# ---------------------------------------------------------------------------------------------
+# live sources (an opener that serves the clip as if it were a camera)
+
+
+class FlakyCamera:
+    """Fails `failures` connects, then serves the clip; after the clip ends the connection is
+    'lost' and the next connects serve it again."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.connects = 0
+
+    def __call__(self, location: str, *, live: bool) -> Any:
+        self.connects += 1
+        assert live
+        if self.connects <= self.failures:
+            raise OSError("connection refused")
+        return av.open(str(CLIP))
+
+
+def test_live_source_reconnects_and_numbers_frames_across_sessions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(video, "BACKOFF_START_S", 0.01)
+    fake = FakeProducer()
+    camera = FlakyCamera(failures=2)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_metrics=False)
+    producer = VideoProducer(fake, metrics, options(), opener=camera)
+
+    def deliver_continuously() -> None:
+        while not producer.stop.is_set():
+            fake.flush()
+            time.sleep(0.01)
+
+    acker = threading.Thread(target=deliver_continuously)
+    acker.start()
+    try:
+        report = producer.send_live("rtsp://user:pw@cam.local/stream", "cam-live", max_frames=12)
+    finally:
+        producer.stop.set()
+        acker.join(timeout=10)
+    frames = frames_sent(fake)
+    assert report.frames_sampled == 12
+    assert len(frames) == 12
+    # 2 refused connects + 1 clip end: 3 reconnects before the 12th frame was sampled
+    assert report.reconnects == 3 == camera.connects - 1
+    assert (
+        registry.get_sample_value("fashionstream_source_reconnects_total", {"camera": "cam-live"})
+        == 3
+    )
+    numbers = [f.frame_number for f in frames]
+    assert numbers[:8] == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert numbers[8:] == [40, 45, 50, 55]  # the second session continues the count
+    assert len({f.event_id for f in frames}) == 12
+    assert report.source == "rtsp://cam.local/stream"  # no credentials in reports
+
+
+class SilentBroker(FakeProducer):
+    """Never acknowledges anything: the pipeline has fallen behind."""
+
+    def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None
+    ) -> FakeFuture:
+        self.sent.append((topic, key, value, headers))
+        return FakeFuture()
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_live_source_drops_oldest_frames_when_the_broker_falls_behind() -> None:
+    fake = SilentBroker()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_metrics=False)
+    producer = VideoProducer(fake, metrics, options(fps=10.0), opener=FlakyCamera(0))
+    result: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            producer.send_live("rtsp://cam.local/s", "cam-slow", max_frames=40)
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 20
+    dropped = 0.0
+    while time.monotonic() < deadline:
+        dropped = (
+            registry.get_sample_value(
+                "fashionstream_video_frames_dropped_total",
+                {"camera": "cam-slow", "reason": "fall_behind"},
+            )
+            or 0.0
+        )
+        # all 40 frames read: 20 in flight, the sender holding 1, 10 buffered, 9 dropped (10
+        # when the sender had not yet taken its next frame)
+        if dropped >= 9:
+            break
+        time.sleep(0.05)
+    producer.stop.set()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert dropped >= 9
+    published = frames_sent(fake)
+    # max_in_flight (2 s = 20 frames at 10 fps) records were handed to the silent broker; the
+    # 1 s buffer kept the newest frames, dropping the oldest as newer ones came
+    assert [f.frame_number for f in published] == list(range(20))
+    (report,) = result
+    assert report.frames_dropped["fall_behind"] + report.frames_dropped["stopped"] == 20
