@@ -90,10 +90,23 @@ ITEM_FIELD_ALIASES: Mapping[str, tuple[str, ...]] = {
     "link": ("link", "productlink", "producturl", "url", "glink", "pageurl"),
 }
 
-UPSERT_SOURCES = """
-INSERT INTO sources (kind, source_id) VALUES %s
-ON CONFLICT (kind, source_id) DO UPDATE SET last_seen_at = now()
-RETURNING id, kind, source_id
+# Sources are shared by every worker (a feed's items spread over all partitions), so a batch
+# must never wait on another worker's open transaction for them: read the ids first (reads do
+# not block), insert only sources never seen (DO NOTHING, then read again: the new statement
+# sees rows other workers committed meanwhile), and refresh last_seen_at at most once a minute,
+# skipping a row another worker is refreshing right now. An INSERT of an existing source would
+# wait whenever another transaction had refreshed that row.
+INSERT_SOURCES = """
+INSERT INTO sources (kind, source_id) VALUES %s ON CONFLICT (kind, source_id) DO NOTHING
+"""
+SELECT_SOURCES = """
+SELECT id, kind, source_id FROM sources WHERE (kind, source_id) IN (VALUES %s)
+"""
+TOUCH_SOURCES = """
+UPDATE sources SET last_seen_at = now() WHERE id IN (
+    SELECT id FROM sources WHERE id = ANY(%s) AND last_seen_at < now() - interval '60 seconds'
+    FOR NO KEY UPDATE SKIP LOCKED  -- FOR UPDATE would block other batches' foreign keys
+)
 """
 
 UPSERT_ITEMS = """
@@ -311,12 +324,13 @@ class PostgresSink:
         rows: Counter[str] = Counter()
         # sorted keys: concurrent sinks lock shared rows (sources, items) in the same order
         source_keys = sorted({(t.source_kind.value, t.source_id) for t in batch})
-        source_pk = {
-            (kind, source_id): pk
-            for pk, kind, source_id in execute_values(
-                cur, UPSERT_SOURCES, source_keys, page_size=PAGE_SIZE, fetch=True
-            )
-        }
+        source_pk = _select_sources(cur, source_keys)
+        missing = [key for key in source_keys if key not in source_pk]
+        if missing:
+            execute_values(cur, INSERT_SOURCES, missing, page_size=PAGE_SIZE)
+            source_pk.update(_select_sources(cur, missing))
+            rows["sources"] += len(missing)
+        cur.execute(TOUCH_SOURCES, (sorted(source_pk.values()),))
 
         items: dict[tuple[int, str], tuple[Any, ...]] = {}
         for t in batch:
@@ -381,6 +395,11 @@ class PostgresSink:
             page_size=PAGE_SIZE,
         )
         return rows
+
+
+def _select_sources(cur: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    rows = execute_values(cur, SELECT_SOURCES, keys, page_size=PAGE_SIZE, fetch=True)
+    return {(kind, source_id): pk for pk, kind, source_id in rows}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -183,3 +183,36 @@ def test_sink_survives_postgres_stop_and_start(
         "fashionstream_sink_errors_total", {"error": "unavailable"}
     )
     assert unavailable == 2.0
+
+
+def test_workers_writing_the_same_feed_do_not_wait_for_each_other(
+    local_stack: Settings, db: psycopg2.extensions.connection
+) -> None:
+    """A feed's items spread over every partition: one worker's open transaction must not
+    block another worker's flush on the shared `sources` row."""
+    first, _ = _sink(local_stack)
+    first.add(tagged_image(index=0, source_kind=SourceKind.FEED, source_id="big-feed"))
+    first.flush()  # the source exists, as it does after the first batch of a feed
+    with db.cursor() as cur:  # and was last refreshed long ago, so A refreshes it now
+        cur.execute("UPDATE sources SET last_seen_at = now() - interval '1 hour'")
+    holder = psycopg2.connect(local_stack.database_url)
+    try:
+        with holder.cursor() as cur:  # worker A: mid-transaction, not committed
+            first._write(cur, [tagged_image(index=1, source_kind=SourceKind.FEED,
+                                            source_id="big-feed")])  # fmt: skip
+        # worker B gives up on any lock after 3 s: waiting would raise, not hang the test
+        second = PostgresSink(
+            lambda: psycopg2.connect(local_stack.database_url, options="-c lock_timeout=3000"),
+            Metrics(CollectorRegistry(), process_metrics=False),
+        )
+        second.add(tagged_image(index=2, source_kind=SourceKind.FEED, source_id="big-feed"))
+        started = time.monotonic()
+        assert second.flush() == 1  # worker B commits while A's transaction is open
+        assert time.monotonic() - started < 3
+        second.close()
+        holder.commit()
+    finally:
+        holder.close()
+        first.close()
+    assert count_rows(db, "images") == 3
+    assert count_rows(db, "sources") == 1

@@ -18,7 +18,9 @@ from sinks.metrics import Metrics
 from sinks.postgres import ItemFields, PostgresSink, item_fields
 from tests.integration.conftest import tagged_image
 
-TABLE = re.compile(rb"^\s*(?:INSERT INTO|DELETE FROM)\s+(\w+)", re.IGNORECASE)
+TABLE = re.compile(
+    rb"^\s*(?:INSERT INTO|DELETE FROM|UPDATE|SELECT [\w, ]+ FROM)\s+(\w+)", re.IGNORECASE
+)
 
 
 class FakeCursor:
@@ -51,8 +53,14 @@ class FakeCursor:
         table = match.group(1).decode() if match else ""
         ids = range(self.connection.next_id, self.connection.next_id + len(args))
         self.connection.next_id += len(args)
-        # RETURNING of sources, catalogue_items and images: the new id and the first two values
-        if table in {"sources", "catalogue_items", "images"}:
+        known = self.connection.sources
+        if table == "sources" and text.lstrip().startswith(b"INSERT"):
+            for pk, key in zip(ids, args, strict=True):
+                known.setdefault((key[0], key[1]), pk)
+            self._result = []
+        elif table == "sources" and text.lstrip().startswith(b"SELECT"):
+            self._result = [(known[k], *k) for k in map(tuple, args) if k in known]
+        elif b"RETURNING" in text:  # catalogue_items, images: an id and the first two values
             self._result = [(pk, a[0], a[1]) for pk, a in zip(ids, args, strict=True)]
         else:
             self._result = []
@@ -64,8 +72,13 @@ class FakeCursor:
 class FakeConnection:
     encoding = "UTF8"
 
-    def __init__(self, fail: Callable[[bytes, list[tuple[Any, ...]]], Exception | None] | None):
+    def __init__(
+        self,
+        fail: Callable[[bytes, list[tuple[Any, ...]]], Exception | None] | None,
+        sources: dict[tuple[Any, ...], int],
+    ) -> None:
         self.fail = fail
+        self.sources = sources  # the "database": (kind, source_id) -> id, across connections
         self.log: list[tuple[bytes, list[tuple[Any, ...]]]] = []
         self.commits = 0
         self.rollbacks = 0
@@ -104,11 +117,12 @@ class Factory:
         self.fail = fail
         self.made: list[FakeConnection] = []
         self.refuse = False
+        self.sources: dict[tuple[Any, ...], int] = {}
 
     def __call__(self) -> FakeConnection:
         if self.refuse:
             raise psycopg2.OperationalError("connection refused")
-        conn = FakeConnection(self.fail)
+        conn = FakeConnection(self.fail, self.sources)
         self.made.append(conn)
         return conn
 
@@ -128,7 +142,10 @@ def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
     assert sink.flush() == 10
     (conn,) = factory.made
     assert conn.statements() == [
-        "INSERT sources",
+        "SELECT sources",
+        "INSERT sources",  # a source never seen before
+        "SELECT sources",
+        "UPDATE sources",
         "INSERT images",
         "INSERT people",
         "INSERT garments",
@@ -138,6 +155,8 @@ def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
     rows = {_verb(text): len(args) for text, args in conn.log}
     assert rows == {
         "INSERT sources": 1,
+        "SELECT sources": 1,  # the last one: the new source
+        "UPDATE sources": 0,  # plain parameters, not a VALUES list
         "INSERT images": 10,
         "INSERT people": 10,
         "INSERT garments": 20,
@@ -155,13 +174,26 @@ def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
     assert batch == 10.0
 
 
+def test_a_known_source_is_only_read_never_inserted_or_locked() -> None:
+    factory = Factory()
+    sink, _ = _sink(factory)
+    sink.add(tagged_image(index=1))
+    sink.flush()
+    sink.add(tagged_image(index=2))
+    sink.flush()
+    (conn,) = factory.made
+    second_flush = conn.statements()[conn.statements().index("DELETE people") + 1 :]
+    assert second_flush[:2] == ["SELECT sources", "UPDATE sources"]
+    assert "INSERT sources" not in second_flush
+
+
 def test_feed_items_are_upserted_before_their_images() -> None:
     factory = Factory()
     sink, _ = _sink(factory)
     sink.add(tagged_image(index=1, source_kind=SourceKind.FEED, source_id="f", people=0))
     sink.flush()
     statements = factory.made[0].statements()
-    assert statements[:3] == ["INSERT sources", "INSERT catalogue_items", "INSERT images"]
+    assert statements[4:6] == ["INSERT catalogue_items", "INSERT images"]
     assert "INSERT people" not in statements  # no people: no statement
 
 
