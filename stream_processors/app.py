@@ -96,6 +96,7 @@ class Pipeline:
         self.metrics = metrics
         self._tagger_source = tagger
         self._tagger_future: asyncio.Future[Tagger] | None = None
+        self._crashing: asyncio.Future[None] | None = None
         # One thread each: inference (torch must not multiply its own thread pool), frame
         # decoding (overlaps inference), catalogue image preparation, and psycopg2.
         self.infer_executor = ThreadPoolExecutor(1, thread_name_prefix="fs-infer")
@@ -152,6 +153,7 @@ class Pipeline:
             decode_executor=self.decode_executor,
             infer_executor=self.infer_executor,
             consumer=consumer,
+            on_failure=self._crash,
         )
         self.sink = SinkStage(
             settings,
@@ -232,6 +234,11 @@ class Pipeline:
                 future = asyncio.ensure_future(loop.run_in_executor(self.infer_executor, factory))
             self._tagger_future = future
         return await self._tagger_future
+
+    def _crash(self, exc: BaseException) -> None:
+        """Stop the worker (exit status 1): what CrashingSupervisor does for an agent."""
+        if not self.app.crashed and self._crashing is None:
+            self._crashing = asyncio.ensure_future(self.app.crash(exc))
 
     async def _load_tagger(self) -> None:
         """Loads the model when the worker starts, not on the first batch."""

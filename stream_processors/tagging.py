@@ -64,6 +64,7 @@ class TaggingStage:
         decode_executor: Executor,
         infer_executor: Executor,
         consumer: Callable[[], Any],
+        on_failure: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
         self._tagger = tagger
@@ -73,6 +74,7 @@ class TaggingStage:
         self._decode_executor = decode_executor
         self._infer_executor = infer_executor
         self._consumer = consumer
+        self._on_failure = on_failure
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
@@ -86,6 +88,7 @@ class TaggingStage:
                 self._metrics.batch_size.labels(Stage.INFER).observe(len(events))
                 items = await self._decode(events)
                 task = asyncio.create_task(self._complete(items, held, previous))
+                task.add_done_callback(self._batch_done)
                 in_flight.append(task)
                 previous = task
                 while in_flight and (
@@ -97,6 +100,15 @@ class TaggingStage:
         finally:
             for task in in_flight:
                 task.cancel()  # stopping: unreleased offsets are simply read again
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        """A batch that failed as a whole (not per record) stops the worker at once, even when
+        no further batch arrives to notice it: its offsets stay uncommitted."""
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if exc is not None:
+                log.error("a tagging batch failed; stopping the worker", exc_info=exc)
+                self._on_failure(exc)
 
     async def _decode(self, events: Sequence[Any]) -> list[_Item]:
         """Parse headers (cheap, on the loop) and decode JPEGs in the decode thread."""

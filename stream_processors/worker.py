@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Callable
@@ -62,6 +63,11 @@ def run_worker(
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except asyncio.CancelledError:
+        # mode re-raises what ended the loop after a crash: the crash reason is logged below
+        if not pipeline.app.crashed:
+            raise
+        code = 1
     finally:
         pipeline.close()
         if server is not None:

@@ -1,0 +1,456 @@
+"""The Faust agents in-process (`agent.test_context()`), with a fake tagger, fetcher and sink,
+and a recording `Send` whose broker acknowledgements the tests control."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from fashionstream.errors import FetchError
+from fashionstream.records import (
+    DeadLetter,
+    DeadLetterReason,
+    Frame,
+    ImageRequest,
+    SourceKind,
+    TaggedImage,
+    Topic,
+    event_id_for_frame,
+)
+from fashionstream.settings import Settings
+from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
+from sinks.metrics import Metrics
+from stream_processors.app import Pipeline, faust_app
+from stream_processors.fetch import FetchedImage
+from stream_processors.ssrf import AddressPolicy, validate_url
+from stream_processors.testing import FakeTagger
+
+TIMEOUT_S = 20.0
+
+
+def jpeg(colour: tuple[int, int, int] = (10, 200, 10), size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+class Recorder:
+    """A `Send` that records records; `auto_ack=False` leaves the broker acknowledgements to the
+    test (`ack_all`, `fail_all`)."""
+
+    def __init__(self, auto_ack: bool = True) -> None:
+        self.auto_ack = auto_ack
+        self.sent: list[tuple[Topic, bytes | None, bytes, Any]] = []
+        self.pending: list[asyncio.Future[None]] = []
+
+    async def __call__(
+        self, topic: Topic, key: bytes | None, value: bytes, headers: Any
+    ) -> Awaitable[Any]:
+        self.sent.append((topic, key, value, headers))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.auto_ack:
+            future.set_result(None)
+        else:
+            self.pending.append(future)
+        return future
+
+    def ack_all(self) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_result(None)
+
+    def fail_all(self, exc: BaseException) -> None:
+        for future in self.pending:
+            if not future.done():
+                future.set_exception(exc)
+
+    def on(self, topic: Topic) -> list[tuple[bytes | None, bytes, Any]]:
+        return [(k, v, h) for t, k, v, h in self.sent if t is topic]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [DeadLetter.from_json(v) for _k, v, _h in self.on(Topic.DEADLETTER)]
+
+
+class FakeFetcher:
+    """Serves `bodies` by URL after the real URL validation; other URLs are 404s."""
+
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        self.bodies = bodies
+        self.policy = AddressPolicy()
+        self.closed = False
+
+    async def fetch(self, url: str) -> FetchedImage:
+        validate_url(url, self.policy)
+        if url not in self.bodies:
+            raise FetchError(DeadLetterReason.HTTP_STATUS, f"HTTP 404 from {url}")
+        await asyncio.sleep(0.01)
+        return FetchedImage(url, self.bodies[url], "image/jpeg", 0, 0.01)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeSink:
+    """add()/flush() like PostgresSink: `unavailable` flushes fail first, `reject` event ids
+    are refused, everything else is 'committed' into `rows`."""
+
+    def __init__(self, unavailable: int = 0, reject: frozenset[str] = frozenset()) -> None:
+        self.unavailable = unavailable
+        self.reject = reject
+        self.pending: dict[tuple[str, str], TaggedImage] = {}
+        self.rows: dict[tuple[str, str], TaggedImage] = {}
+        self.flushes = 0
+        self.threads: set[str] = set()
+
+    def add(self, tagged: TaggedImage) -> None:
+        self.pending[(tagged.event_id, tagged.model_version)] = tagged
+
+    def flush(self) -> int:
+        self.flushes += 1
+        self.threads.add(threading.current_thread().name)
+        if self.unavailable:
+            self.unavailable -= 1
+            raise PostgresUnavailableError("connection refused")
+        batch, self.pending = list(self.pending.values()), {}
+        rejected = [
+            RejectedRecord(t, "new row violates check") for t in batch if t.event_id in self.reject
+        ]
+        for t in batch:
+            if t.event_id not in self.reject:
+                self.rows[(t.event_id, t.model_version)] = t
+        if rejected:
+            raise RecordsRejectedError(rejected, written=len(batch) - len(rejected))
+        return len(batch)
+
+    def close(self) -> None:
+        pass
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(
+        {},
+        state_dir=tmp_path,
+        batch_size=4,
+        batch_within_s=0.05,
+        sink_batch_size=4,
+        sink_batch_within_s=0.05,
+        fetch_concurrency=4,
+    )
+
+
+def pipeline(
+    tmp_path: Path,
+    send: Recorder,
+    *,
+    tagger: FakeTagger | None = None,
+    sink: FakeSink | None = None,
+    bodies: dict[str, bytes] | None = None,
+) -> Pipeline:
+    conf = settings(tmp_path)
+    return Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=tagger or FakeTagger(),
+        sink=sink or FakeSink(),
+        metrics=Metrics(CollectorRegistry(), process_metrics=False),
+        fetcher_factory=lambda: FakeFetcher(bodies or {}),  # type: ignore[arg-type,return-value]
+        send=send,
+    )
+
+
+async def put(agent: Any, key: bytes | None, value: bytes | None, headers: Any = None) -> Any:
+    """Deliver one record to the agent the way Faust's conductor does (one reference held by
+    the stream), without waiting; returns its Message."""
+    channel = agent.stream().channel
+    message = agent.to_message(key, value, offset=agent.sent_offset, headers=headers)
+    agent.sent_offset += 1
+    message.incref()
+    await channel.put(await channel.decode(message))
+    return message
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(int(TIMEOUT_S / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def frame(n: int, camera: str = "cam-1", image: bytes | None = None) -> Frame:
+    return Frame(
+        event_id=event_id_for_frame(camera, "clip.mp4:1", n),
+        source_kind=SourceKind.CAMERA,
+        source_id=camera,
+        captured_at=1_800_000_000.0 + n,
+        submitted_at=1_800_000_000.5 + n,
+        jpeg=image or jpeg(),
+        frame_number=n,
+    )
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, timeout=TIMEOUT_S * 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# tagging agent
+
+
+def test_tagging_agent_tags_frames_off_the_event_loop(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger()
+    p = pipeline(tmp_path, send, tagger=tagger)
+
+    async def go() -> None:
+        loop_thread = threading.current_thread().name
+        async with p.tag_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"cam-1", f.jpeg, f.headers()) for f in map(frame, range(6))
+            ]
+            await until(lambda: len(send.on(Topic.ITEMS)) == 6, "6 tagged images")
+            await until(lambda: all(m.acked for m in messages), "acks")
+        assert tagger.threads
+        assert all(name.startswith("fs-infer") for name in tagger.threads)
+        assert loop_thread not in tagger.threads
+        assert max(tagger.batches) <= 4  # batch_size
+
+    run(go())
+    items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+    assert [t.frame_number for t in items] == list(range(6))  # batch order kept
+    assert {k for k, _v, _h in send.on(Topic.ITEMS)} == {b"cam-1"}
+    first = items[0]
+    assert first.event_id == frame(0).event_id
+    assert (first.width, first.height, first.model_version) == (64, 48, "fake-tagger-1")
+    assert len(first.garments) == 1
+    assert {"decode", "infer", "queue"} <= set(first.timings)
+    assert send.dead_letters() == []
+
+
+def test_garbage_and_undecodable_frames_are_dead_lettered_and_the_rest_tagged(
+    tmp_path: Path,
+) -> None:
+    send = Recorder()
+    p = pipeline(tmp_path, send)
+    truncated = frame(2, image=jpeg(size=(640, 480))[:700])
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            await put(agent, b"cam-1", frame(0).jpeg, frame(0).headers())
+            await put(agent, b"junk", b"\x00 not a frame", [("ce_type", b"something.else")])
+            await put(agent, b"cam-1", truncated.jpeg, truncated.headers())
+            await put(agent, None, None)  # an empty record
+            await put(agent, b"cam-1", frame(4).jpeg, frame(4).headers())
+            await until(lambda: len(send.sent) == 5, "5 records out")
+
+    run(go())
+    assert [TaggedImage.from_json(v).frame_number for _k, v, _h in send.on(Topic.ITEMS)] == [0, 4]
+    letters = {d.origin.offset: d for d in send.dead_letters() if d.origin}
+    assert {o: d.reason for o, d in letters.items()} == {
+        1: DeadLetterReason.BAD_RECORD,
+        2: DeadLetterReason.TRUNCATED_IMAGE,
+        3: DeadLetterReason.BAD_RECORD,
+    }
+    assert letters[1].origin is not None
+    assert (letters[1].origin.topic, letters[1].origin.partition) == (Topic.FRAMES.value, 0)
+    assert (letters[1].stage, letters[1].key) == ("tag", "junk")
+    assert (letters[2].stage, letters[2].reference) == ("decode", "cam-1#2")
+
+
+def test_one_poisoned_image_does_not_sink_its_batch(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger(fail_when=lambda image: float(image.mean()) < 20)
+    p = pipeline(tmp_path, send, tagger=tagger)
+    frames = [frame(0), frame(1, image=jpeg((0, 0, 0))), frame(2)]
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            for f in frames:
+                await put(agent, b"cam-1", f.jpeg, f.headers())
+            await until(lambda: len(send.sent) == 3, "3 records out")
+
+    run(go())
+    assert [TaggedImage.from_json(v).frame_number for _k, v, _h in send.on(Topic.ITEMS)] == [0, 2]
+    (letter,) = send.dead_letters()
+    assert (letter.reason, letter.stage, letter.reference) == (
+        DeadLetterReason.MODEL_ERROR,
+        "infer",
+        "cam-1#1",
+    )
+
+
+def test_offsets_are_released_only_after_the_broker_acknowledged_the_results(
+    tmp_path: Path,
+) -> None:
+    send = Recorder(auto_ack=False)
+    p = pipeline(tmp_path, send)
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"cam-1", f.jpeg, f.headers()) for f in map(frame, range(3))
+            ]
+            await until(lambda: len(send.sent) == 3, "results produced")
+            await asyncio.sleep(0.3)  # long past take()'s own ack of the batch
+            assert not any(m.acked for m in messages)
+            assert [m.refcount for m in messages] == [1, 1, 1]  # held by HeldBatch
+            send.ack_all()
+            await until(lambda: all(m.acked for m in messages), "acks after delivery")
+
+    run(go())
+
+
+def test_a_failed_delivery_never_releases_the_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    send = Recorder(auto_ack=False)
+    p = pipeline(tmp_path, send)
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"cam-1", f.jpeg, f.headers()) for f in map(frame, range(2))
+            ]
+            await until(lambda: len(send.sent) == 2, "results produced")
+            send.fail_all(RuntimeError("broker gone"))
+            await until(lambda: p.app.crashed, "the worker to crash")
+            await asyncio.sleep(0.2)
+            # the crash (the worker exits, status 1) leaves the offsets uncommitted
+            assert not any(m.acked for m in messages)
+
+    run(go())
+    assert "broker gone" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch agent
+
+URL = "https://shop.example/img/sku-1.jpg"
+
+
+def request(item_id: str, url: str) -> bytes:
+    return ImageRequest(
+        feed="spring",
+        item_id=item_id,
+        image_url=url,
+        submitted_at=1_800_000_000.0,
+        attributes={"title": f"item {item_id}", "price": 10},
+    ).to_json()
+
+
+def test_fetch_agent_turns_requests_into_frames_and_dead_letters_the_rest(tmp_path: Path) -> None:
+    send = Recorder()
+    big = jpeg(size=(2048, 1024))
+    p = pipeline(tmp_path, send, bodies={URL: big, "https://shop.example/page.html": b"<html>"})
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            await put(agent, b"sku-1", request("sku-1", URL))
+            await put(agent, b"sku-2", request("sku-2", "ftp://shop.example/2.jpg"))
+            await put(agent, b"sku-3", request("sku-3", "http://169.254.169.254/latest/"))
+            await put(agent, b"sku-4", request("sku-4", "https://shop.example/missing.jpg"))
+            await put(agent, b"sku-5", request("sku-5", "https://shop.example/page.html"))
+            await put(agent, b"junk", b"{not json")
+            await until(lambda: len(send.sent) == 6, "6 records out")
+
+    run(go())
+    ((key, value, headers),) = send.on(Topic.FRAMES)
+    out = Frame.from_kafka(value, headers)
+    assert key == b"sku-1"
+    assert (out.source_kind, out.source_id, out.item_id, out.image_url) == (
+        SourceKind.FEED,
+        "spring",
+        "sku-1",
+        URL,
+    )
+    assert out.submitted_at == 1_800_000_000.0
+    assert out.fetch_s is not None
+    assert out.attributes == {"title": "item sku-1", "price": 10}
+    assert Image.open(io.BytesIO(out.jpeg)).size == (1024, 512)  # image_max_side
+    reasons = {d.key: (d.reason, d.stage) for d in send.dead_letters()}
+    assert reasons == {
+        "sku-2": (DeadLetterReason.SCHEME_NOT_ALLOWED, "fetch"),
+        "sku-3": (DeadLetterReason.ADDRESS_REFUSED, "fetch"),
+        "sku-4": (DeadLetterReason.HTTP_STATUS, "fetch"),
+        "sku-5": (DeadLetterReason.NOT_AN_IMAGE, "decode"),
+        "junk": (DeadLetterReason.BAD_RECORD, "fetch"),
+    }
+    letters = {d.key: d for d in send.dead_letters()}
+    assert letters["sku-2"].reference == "ftp://shop.example/2.jpg"
+    assert letters["sku-2"].source_id == "spring"
+
+
+# ---------------------------------------------------------------------------------------------
+# sink agent
+
+
+def tagged(n: int) -> TaggedImage:
+    f = frame(n)
+    return TaggedImage(
+        event_id=f.event_id,
+        source_kind=f.source_kind,
+        source_id=f.source_id,
+        captured_at=f.captured_at,
+        submitted_at=f.submitted_at,
+        width=64,
+        height=48,
+        model_version="fake-tagger-1",
+        timings={"infer": 0.1},
+        garments=(),
+        people=(),
+        frame_number=n,
+    )
+
+
+def test_sink_agent_retries_while_postgres_is_down_and_acks_after_commit(tmp_path: Path) -> None:
+    send = Recorder()
+    sink = FakeSink(unavailable=2)
+    p = pipeline(tmp_path, send, sink=sink)
+
+    async def go() -> None:
+        async with p.sink_agent.test_context() as agent:
+            messages = [await put(agent, b"cam-1", tagged(n).to_json()) for n in range(3)]
+            await until(lambda: sink.flushes >= 2, "failed flushes")
+            assert not sink.rows
+            assert not any(m.acked for m in messages)
+            await until(lambda: len(sink.rows) == 3, "rows after Postgres is back")
+            await until(lambda: all(m.acked for m in messages), "acks after commit")
+
+    run(go())
+    assert sink.flushes == 3
+    assert all(name.startswith("fs-sink") for name in sink.threads)
+    assert send.dead_letters() == []
+
+
+def test_sink_agent_dead_letters_rejected_and_garbage_records(tmp_path: Path) -> None:
+    send = Recorder()
+    sink = FakeSink(reject=frozenset({tagged(1).event_id}))
+    p = pipeline(tmp_path, send, sink=sink)
+
+    async def go() -> None:
+        async with p.sink_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"cam-1", tagged(0).to_json()),
+                await put(agent, b"cam-1", tagged(1).to_json()),
+                await put(agent, b"junk", b'{"schema": "fashion.tagged_image.v1"}'),
+            ]
+            await until(lambda: len(send.dead_letters()) == 2, "2 dead letters")
+            await until(lambda: all(m.acked for m in messages), "acks")
+
+    run(go())
+    assert set(sink.rows) == {(tagged(0).event_id, "fake-tagger-1")}
+    letters = {d.origin.offset: d for d in send.dead_letters() if d.origin}
+    assert letters[1].reason is DeadLetterReason.SINK_REJECTED
+    assert "violates check" in letters[1].detail
+    assert letters[1].reference == "cam-1#1"
+    assert letters[2].reason is DeadLetterReason.BAD_RECORD
+    assert (letters[2].origin.topic if letters[2].origin else None) == Topic.ITEMS.value
