@@ -1,0 +1,1 @@
+"""Inference runtimes besides torch eager: ONNX export and ONNX Runtime sessions."""

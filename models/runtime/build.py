@@ -1,0 +1,112 @@
+"""Building the shipped networks for inference on a chosen backend and device: what
+FashionTagger.from_settings and the eval/bench commands share."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models import weights as W
+from models.attributes.classifier import AttributeClassifier
+from models.detection.checkpoint import load_detector
+from models.detection.network import DetectorConfig
+from models.detection.runner import Detector, TorchDetector
+from models.registry import ModelRegistry
+from models.runtime import onnx as onnx_rt
+
+DETECTOR_ENTRY = "detector"
+ATTRIBUTES_ENTRY = "attributes"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how inference runs: backend "torch" or "onnx", a torch device, CPU threads."""
+
+    backend: str
+    device: torch.device
+    threads: int
+    onnx_cache: Path
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_runtime(backend: str, device: str, threads: int, onnx_cache: Path) -> Runtime:
+    """ "auto" choices made concrete: cuda when present (device auto); torch on a GPU, ONNX
+    Runtime on a CPU (backend auto). threads 0 = every core; never more than the cores."""
+    cores = available_cores()
+    threads = min(threads or cores, cores)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda asked for, but torch sees no CUDA GPU")
+    if backend == "auto":
+        backend = "torch" if device == "cuda" else "onnx"
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
+    if backend == "onnx" and device == "cuda":
+        raise ValueError("the onnx backend runs on the CPU; use backend torch on a GPU")
+    return Runtime(backend, torch.device(device), threads, onnx_cache)
+
+
+def detector_runner(
+    weights_dir: Path,
+    registry: ModelRegistry,
+    runtime: Runtime,
+    threshold: float,
+    *,
+    min_size: int | None = None,
+) -> tuple[Detector, W.WeightsEntry, DetectorConfig]:
+    """The manifest's detector (sha256 checked) on `runtime`; `min_size` overrides the input
+    size it was shipped with (a speed/accuracy trade for experiments)."""
+    entry = W.entry(weights_dir, DETECTOR_ENTRY)
+    path = entry.verified_path(weights_dir)
+    model, config = load_detector(path, registry)
+    if config.arch != entry.architecture:
+        raise W.WeightsError(f"{path} holds {config.arch}, the manifest says {entry.architecture}")
+    if min_size is not None:
+        config = dataclasses.replace(config, min_size=min_size)
+    if runtime.backend == "torch":
+        return TorchDetector(model, config, runtime.device, threshold), entry, config
+    onnx_path = onnx_rt.cached_export(
+        runtime.onnx_cache,
+        DETECTOR_ENTRY,
+        entry.sha256,
+        lambda out: onnx_rt.export_detector(model, config, out),
+    )
+    session = onnx_rt.session(onnx_path, runtime.threads)
+    return onnx_rt.OnnxDetector(session, config, threshold), entry, config
+
+
+def attribute_runner(
+    classifier: AttributeClassifier,
+    runtime: Runtime,
+    *,
+    weights_sha256: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> AttributeClassifier | onnx_rt.OnnxAttributeRunner:
+    """The classifier itself for torch; its exported graph behind the same interface for onnx
+    (`mean`/`std`: the classifier's input normalisation, from its manifest entry)."""
+    if runtime.backend == "torch":
+        return classifier
+    path = onnx_rt.cached_export(
+        runtime.onnx_cache,
+        ATTRIBUTES_ENTRY,
+        weights_sha256,
+        lambda out: onnx_rt.export_classifier(classifier.module, classifier.input_size, out),
+    )
+    return onnx_rt.OnnxAttributeRunner(
+        onnx_rt.session(path, runtime.threads),
+        classifier.heads,
+        classifier.input_size,
+        classifier.prepare,
+        mean,
+        std,
+    )
