@@ -2,8 +2,196 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
 from fashionstream.commands import Commands
+from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+
+log = logging.getLogger("fashionstream.tagger")
+
+DEFAULT_VIDEO = REPO_ROOT.parent / "shared" / "data" / "videos" / "tram_stop_cctv_640x480.mp4"
+FIXTURE_FRAMES = REPO_ROOT / "tests" / "fixtures" / "frames"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def register(commands: Commands, bench: Commands) -> None:
     """Adds `annotate` and `bench tagger`."""
+    a = commands.add_parser(
+        "annotate",
+        help="draw what the models see (masks, boxes, category, attributes, colour, style)",
+        description="Tags IMAGE with the shipped models (settings: backend, device, "
+        "threshold) and writes it with every garment's mask, box and labels drawn on it.",
+    )
+    a.add_argument("image", type=Path, help="a photo (jpg/png)")
+    a.add_argument("-o", "--out", type=Path, required=True, help="the annotated PNG to write")
+    a.add_argument("--backend", choices=["auto", "torch", "onnx"], help="default: settings")
+    a.add_argument("--threshold", type=float, help="detection threshold; default: settings")
+    a.add_argument("--json", action="store_true", help="also print what was found as JSON")
+    a.set_defaults(func=_annotate)
+
+    b = bench.add_parser(
+        "tagger",
+        help="frames/s of the whole tagger on real 640x480 frames, per backend and batch size",
+        description="Decodes frames from a video (PyAV), or reads the committed fixture frames "
+        "when the video is missing, then times FashionTagger.tag over them: a warm-up batch, "
+        "then --repeats runs per backend/device/batch size; prints medians.",
+    )
+    b.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    b.add_argument("--frames", type=int, default=24, help="frames per timed run")
+    b.add_argument("--batch-sizes", default="1,4,8")
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument(
+        "--backends",
+        default="auto",
+        help="comma-separated of onnx, torch, torch-cuda; auto = every one available here",
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_bench)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _annotate(settings: Settings, args: argparse.Namespace) -> int:
+    import cv2
+
+    from models.drawing import draw_tags, garment_lines, legend
+    from models.tagger import FashionTagger
+
+    if args.image.suffix.lower() not in IMAGE_SUFFIXES:
+        print(
+            f"annotate: {args.image} is not a photo ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr
+        )
+        return 2
+    if args.backend:
+        settings = dataclasses.replace(settings, backend=Backend(args.backend))
+    if args.threshold is not None:
+        settings = dataclasses.replace(settings, detection_threshold=args.threshold)
+    tagger = FashionTagger.from_settings(settings)
+    image = _read_rgb(args.image)
+    (tags,) = tagger.tag([image])
+    drawn = draw_tags(image, tags)
+    drawn = np.concatenate([drawn, legend(drawn.shape[1])], axis=0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(args.out), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+        print(f"annotate: could not write {args.out}", file=sys.stderr)
+        return 1
+    summary = {
+        "image": str(args.image),
+        "out": str(args.out),
+        "model_version": tags.model_version,
+        "people": len(tags.people),
+        "garments": [
+            {"box": [round(v, 1) for v in g.box], "labels": garment_lines(g)} for g in tags.garments
+        ],
+        "timings": {k: round(v, 4) for k, v in tags.timings.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.out}: {len(tags.garments)} garments, {len(tags.people)} people")
+    return 0
+
+
+def load_frames(video: Path, count: int) -> tuple[list[np.ndarray], str]:
+    """`count` RGB frames: decoded from `video` with PyAV (evenly spread over its first
+    frames), or the committed fixture frames repeated when the video is missing."""
+    if video.is_file():
+        import av
+
+        frames: list[np.ndarray] = []
+        with av.open(str(video)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) >= count * 3:
+                    break
+        picked = frames[:: max(1, len(frames) // count)][:count]
+        return picked, str(video)
+    paths = sorted(FIXTURE_FRAMES.glob("*.jpg"))
+    if not paths:
+        raise FileNotFoundError(f"no video at {video} and no fixture frames in {FIXTURE_FRAMES}")
+    fixtures = [_read_rgb(p) for p in paths]
+    return [fixtures[i % len(fixtures)] for i in range(count)], str(FIXTURE_FRAMES)
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    import torch
+
+    from models.runtime.build import available_cores
+    from models.tagger import FashionTagger
+
+    frames, source = load_frames(args.video, args.frames)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    wanted = args.backends.split(",")
+    if wanted == ["auto"]:
+        wanted = ["onnx", "torch"] + (["torch-cuda"] if torch.cuda.is_available() else [])
+    results: list[dict[str, Any]] = []
+    for name in wanted:
+        backend, device = (
+            (Backend.TORCH, Device.CUDA) if name == "torch-cuda" else (Backend(name), Device.CPU)
+        )
+        for batch_size in batch_sizes:
+            configured = dataclasses.replace(
+                settings, backend=backend, device=device, batch_size=batch_size
+            )
+            tagger = FashionTagger.from_settings(configured)
+            tagger.tag(frames[:batch_size])  # warm-up: allocations, ONNX export on first use
+            runs = []
+            stages: dict[str, list[float]] = {}
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                for i in range(0, len(frames), batch_size):
+                    tagged = tagger.tag(frames[i : i + batch_size])
+                    for stage, seconds in tagged[0].timings.items():
+                        stages.setdefault(stage, []).append(seconds)
+                runs.append(len(frames) / (time.perf_counter() - start))
+            row = {
+                "backend": backend.value,
+                "device": device.value,
+                "batch_size": batch_size,
+                "threads": torch.get_num_threads(),
+                "fps_median": round(statistics.median(runs), 2),
+                "fps_runs": [round(r, 2) for r in runs],
+                "seconds_per_frame_by_stage": {
+                    k: round(statistics.median(v), 4) for k, v in stages.items()
+                },
+            }
+            log.info("%s", row)
+            results.append(row)
+    cpu = [r["fps_median"] for r in results if r["device"] == "cpu"]
+    report = {
+        "frames_source": source,
+        "frame_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "frames_per_run": len(frames),
+        "repeats": args.repeats,
+        "cores": available_cores(),
+        "model_version": tagger.model_version if results else None,
+        "results": results,
+        "best_cpu_fps": max(cpu) if cpu else None,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for r in results:
+            print(
+                f"{r['backend']:>5} {r['device']:>4} batch {r['batch_size']:>2}: "
+                f"{r['fps_median']:6.2f} frames/s"
+            )
+        print(f"best CPU: {report['best_cpu_fps']} frames/s")
+    return 0

@@ -117,21 +117,22 @@ def _round_up(n: int) -> int:
 
 
 def paste_masks(mask_probs: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, 1, M, M) probabilities inside (N, 4) image-pixel boxes -> (N, H, W) bool masks.
-    Like torchvision's paste_masks_in_image: a one-cell zero border widens the box by one
-    cell each side before the mask is resized into it, then thresholded at 0.5."""
+    """(N, 1, M, M) probabilities inside (N, 4) image-pixel boxes -> (N, H, W) bool masks, the
+    arithmetic of torchvision's paste_masks_in_image (a one-cell zero border, the box widened
+    to match and truncated to integers, inclusive corners), then thresholded at 0.5. cv2's
+    bilinear resize is torch's align_corners=False."""
     out = np.zeros((len(boxes), height, width), bool)
     for i, (probs, box) in enumerate(zip(mask_probs[:, 0], boxes, strict=True)):
         m = probs.shape[0]
         padded = np.pad(probs, 1)
         scale = (m + 2) / m
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        half_w, half_h = (box[2] - box[0]) / 2 * scale, (box[3] - box[1]) / 2 * scale
-        x1, y1 = int(np.floor(cx - half_w)), int(np.floor(cy - half_h))
-        x2, y2 = int(np.ceil(cx + half_w)), int(np.ceil(cy + half_h))
-        bw, bh = max(x2 - x1, 1), max(y2 - y1, 1)
+        cx, cy = (box[0] + box[2]) * 0.5, (box[1] + box[3]) * 0.5
+        half_w, half_h = (box[2] - box[0]) * 0.5 * scale, (box[3] - box[1]) * 0.5 * scale
+        x1, y1, x2, y2 = (int(v) for v in (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
+        bw, bh = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
         pasted = cv2.resize(padded, (bw, bh), interpolation=cv2.INTER_LINEAR) > MASK_THRESHOLD
-        ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+        ix1, iy1 = max(x1, 0), max(y1, 0)
+        ix2, iy2 = min(x2 + 1, width), min(y2 + 1, height)
         if ix2 > ix1 and iy2 > iy1:
             out[i, iy1:iy2, ix1:ix2] = pasted[iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1]
     return out

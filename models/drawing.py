@@ -1,0 +1,177 @@
+"""Drawing what the models see onto an image: masks, boxes and labels (category and score, top
+attributes, colour with a swatch, style) for garments; outlines for people.
+
+`draw_tags(image, tags)` is a pure function of one RGB frame and its `ImageTags`, so a video
+annotator draws each decoded frame with it and encodes the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from models.tags import GarmentTags, ImageTags
+from models.taxonomy import GARMENT_CATEGORIES
+
+# one colour per category, far apart in hue (RGB)
+CATEGORY_COLOURS: Mapping[str, tuple[int, int, int]] = {
+    "top": (230, 25, 75),
+    "outerwear": (60, 180, 75),
+    "dress": (240, 50, 230),
+    "skirt": (255, 225, 25),
+    "shorts": (245, 130, 48),
+    "trousers": (0, 130, 200),
+    "footwear": (145, 30, 180),
+    "bag": (70, 240, 240),
+    "hat": (210, 245, 60),
+}
+PERSON_COLOUR = (255, 255, 255)
+OTHER_COLOUR = (128, 128, 128)
+
+
+@dataclass(frozen=True)
+class DrawStyle:
+    mask_alpha: float = 0.45
+    # attribute heads shown under the category, in this order, when the classifier has them
+    attribute_heads: Sequence[str] = ("articleType", "gender")
+    min_label_score: float = 0.0  # garments below this are drawn without a text label
+    colours: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: CATEGORY_COLOURS)
+
+
+def draw_tags(image: np.ndarray, tags: ImageTags, style: DrawStyle | None = None) -> np.ndarray:
+    """A new RGB uint8 image: `image` with `tags` drawn on it."""
+    style = style or DrawStyle()
+    if image.shape[:2] != (tags.height, tags.width):
+        raise ValueError(f"image is {image.shape[:2]}, tags are for {(tags.height, tags.width)}")
+    canvas = image.copy()
+    scale = max(0.35, min(tags.width, tags.height) / 900)
+    thickness = max(1, round(scale * 2))
+    # masks first (largest first so small garments stay visible on top), then outlines, text
+    order = sorted(range(len(tags.garments)), key=lambda i: -tags.garments[i].mask.area())
+    for i in order:
+        garment = tags.garments[i]
+        colour = style.colours.get(garment.category, OTHER_COLOUR)
+        mask = garment.mask.decode()
+        tinted = canvas[mask].astype(np.float32) * (1 - style.mask_alpha)
+        canvas[mask] = (tinted + np.array(colour, np.float32) * style.mask_alpha).astype(np.uint8)
+    for index, person in enumerate(tags.people):
+        _outline(canvas, person.mask.decode(), PERSON_COLOUR, thickness)
+        x1, y1 = int(person.box[0]), int(person.box[1])
+        _label(canvas, [f"person {index} {person.score:.2f}"], (x1, y1), PERSON_COLOUR, scale)
+    for i in order:
+        garment = tags.garments[i]
+        colour = style.colours.get(garment.category, OTHER_COLOUR)
+        _outline(canvas, garment.mask.decode(), colour, thickness)
+        x1, y1, x2, y2 = (round(v) for v in garment.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, max(1, thickness - 1))
+    # labels last, smallest garments first, so the text of big ones does not cover small ones
+    for i in reversed(order):
+        garment = tags.garments[i]
+        if garment.score < style.min_label_score:
+            continue
+        colour = style.colours.get(garment.category, OTHER_COLOUR)
+        x1, y1 = int(garment.box[0]), int(garment.box[1])
+        _label(canvas, garment_lines(garment, style), (x1, y1), colour, scale, garment)
+    return canvas
+
+
+def garment_lines(garment: GarmentTags, style: DrawStyle | None = None) -> list[str]:
+    """The text drawn beside a garment: category and score (and wearer), top attributes,
+    colour and style."""
+    style = style or DrawStyle()
+    first = f"{garment.category} {garment.score:.2f}"
+    if garment.person_index is not None:
+        first += f" P{garment.person_index}"
+    shown = [
+        f"{garment.attributes[h].label} {garment.attributes[h].prob:.2f}"
+        for h in style.attribute_heads
+        if h in garment.attributes
+    ]
+    lines = [first]
+    if shown:
+        lines.append(" | ".join(shown))
+    lines.append(f"{garment.colour.name} | {garment.style.label} {garment.style.prob:.2f}")
+    return lines
+
+
+def _outline(canvas: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], t: int) -> None:
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(canvas, contours, -1, colour, t)
+
+
+def _label(
+    canvas: np.ndarray,
+    lines: Sequence[str],
+    corner: tuple[int, int],
+    colour: tuple[int, int, int],
+    scale: float,
+    garment: GarmentTags | None = None,
+) -> None:
+    """Text on a dark box just above `corner` (or below it at the top edge), kept inside the
+    image; a swatch of the garment's measured colour before the last line."""
+    h, w = canvas.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    font_scale = 0.45 * scale * 1.6
+    thick = max(1, round(scale * 1.5))
+    sizes = [cv2.getTextSize(line, font, font_scale, thick)[0] for line in lines]
+    line_h = max(s[1] for s in sizes) + max(3, round(6 * scale))
+    swatch = line_h - 4 if garment is not None else 0
+    box_w = max(s[0] for s in sizes) + 8 + swatch
+    box_h = line_h * len(lines) + 4
+    x = min(max(corner[0], 0), max(w - box_w, 0))
+    y = corner[1] - box_h if corner[1] - box_h >= 0 else corner[1]
+    y = min(max(y, 0), max(h - box_h, 0))
+    region = canvas[y : y + box_h, x : x + box_w]
+    region[:] = (region.astype(np.float32) * 0.3).astype(np.uint8)
+    cv2.rectangle(canvas, (x, y), (x + box_w - 1, y + box_h - 1), colour, 1)
+    for n, line in enumerate(lines):
+        baseline = y + line_h * (n + 1) - 2
+        offset = 4
+        if garment is not None and n == len(lines) - 1:
+            cv2.rectangle(
+                canvas,
+                (x + 4, baseline - swatch + 2),
+                (x + 4 + swatch - 4, baseline),
+                tuple(int(c) for c in garment.colour.rgb),
+                -1,
+            )
+            offset += swatch
+        cv2.putText(
+            canvas,
+            line,
+            (x + offset, baseline),
+            font,
+            font_scale,
+            (255, 255, 255),
+            thick,
+            cv2.LINE_AA,
+        )
+
+
+def legend(width: int, categories: Sequence[str] = GARMENT_CATEGORIES) -> np.ndarray:
+    """A strip naming each category's colour, to stack under an annotated image."""
+    height = 22
+    strip = np.full((height, width, 3), 30, np.uint8)
+    x = 6
+    for name in categories:
+        colour = CATEGORY_COLOURS.get(name, OTHER_COLOUR)
+        cv2.rectangle(strip, (x, 5), (x + 12, 17), colour, -1)
+        cv2.putText(
+            strip,
+            name,
+            (x + 16, 16),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (230, 230, 230),
+            1,
+            cv2.LINE_AA,
+        )
+        x += 22 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)[0][0]
+        if x > width - 40:
+            break
+    return strip

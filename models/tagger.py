@@ -1,0 +1,377 @@
+"""FashionTagger: detect garments and people, crop each garment (mask-aware), classify every
+crop of a batch in one call, read colours, and return DESIGN.md's per-image `ImageTags`.
+
+Catalogue photos: when the detector finds neither a garment nor a person in an image whose
+border is one flat colour (a studio shot), the whole product is treated as one garment: its mask
+is the pixels far from the border colour (closed, holes filled, specks dropped), its category the
+attribute classifier's `category` head. Camera frames never take this path: their borders are
+not flat, and an empty street stays empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from models.colour import read_colour
+from models.detection.runner import Detector
+from models.tags import (
+    ColourReading,
+    Detections,
+    GarmentTags,
+    ImageTags,
+    PersonTags,
+    Prediction,
+    RleMask,
+)
+from models.taxonomy import GARMENT_CATEGORIES, PERSON
+
+Box = tuple[float, float, float, float]
+CATEGORY_HEAD = "category"
+STYLE_HEAD = "usage"
+
+
+class AttributeRunner(Protocol):
+    """What the tagger needs from the attribute classifier (torch or ONNX Runtime or a fake):
+    the heads and their labels in output order, the mask-aware crop, and batched prediction."""
+
+    @property
+    def heads(self) -> Mapping[str, Sequence[str]]: ...
+
+    def prepare(self, image: np.ndarray, box: Box | None, mask: np.ndarray | None) -> np.ndarray:
+        """One garment's (S, S, 3) uint8 crop."""
+        ...
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """{head: (n_labels,) probabilities} per crop."""
+        ...
+
+
+class TaggerSettings(Protocol):
+    """The settings `from_settings` reads (fashionstream.settings.Settings has them all)."""
+
+    @property
+    def weights_dir(self) -> Path: ...
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def torch_threads(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def detection_threshold(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class TaggerThresholds:
+    garment: float = 0.5  # lowest garment detection score kept
+    person: float = 0.5  # lowest person detection score kept
+    # a garment belongs to the person whose mask holds at least this share of its pixels (most
+    # wins); failing that, whose box holds at least this share of its box
+    association: float = 0.5
+    # catalogue fallback: a border is "flat" when this share of its pixels is within
+    # `border_distance` (RGB Euclidean) of the border's median colour; product pixels are
+    # those further than `product_distance` from it (20 keeps white garments on white, looked
+    # at on 16 catalogue photos; 40 lost most of a white skirt)
+    flat_border_share: float = 0.9
+    border_distance: float = 40.0
+    product_distance: float = 20.0
+
+
+class FashionTagger:
+    """The `Tagger` of models.tags. Construct it from built parts (tests inject fakes), or
+    with `from_settings`. Call `tag` from one worker thread; it never starts threads itself."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        classifier: AttributeRunner,
+        *,
+        model_version: str,
+        thresholds: TaggerThresholds | None = None,
+        max_batch: int = 8,
+        colour: Callable[[np.ndarray, np.ndarray], ColourReading] = read_colour,
+    ) -> None:
+        for head in (CATEGORY_HEAD, STYLE_HEAD):
+            if head not in classifier.heads:
+                raise ValueError(f"the attribute classifier has no {head!r} head")
+        unknown = set(classifier.heads[CATEGORY_HEAD]) - set(GARMENT_CATEGORIES)
+        if unknown:
+            raise ValueError(f"category head labels {sorted(unknown)} are not garment categories")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.detector = detector
+        self.classifier = classifier
+        self.thresholds = thresholds or TaggerThresholds()
+        self.max_batch = max_batch
+        self._model_version = model_version
+        self._colour = colour
+
+    @classmethod
+    def from_settings(cls, settings: TaggerSettings) -> FashionTagger:
+        """The shipped detector and attribute classifier from `settings.weights_dir` (both
+        sha256-checked) on the settings' backend/device/threads; thresholds and batch size
+        from the settings. Sets torch's CPU thread count (settings.torch_threads, at most the
+        cores)."""
+        import torch
+
+        from models import weights as W
+        from models.attributes.classifier import AttributeClassifier
+        from models.registry import default_registry
+        from models.runtime.build import (
+            ATTRIBUTES_ENTRY,
+            attribute_runner,
+            detector_runner,
+            resolve_runtime,
+        )
+
+        runtime = resolve_runtime(
+            str(settings.backend),
+            str(settings.device),
+            settings.torch_threads,
+            settings.state_dir / "onnx",
+        )
+        torch.set_num_threads(runtime.threads)
+        threshold = settings.detection_threshold
+        detector, detector_entry, _ = detector_runner(
+            settings.weights_dir, default_registry(), runtime, threshold
+        )
+        classifier = AttributeClassifier.from_weights(
+            settings.weights_dir, device=str(runtime.device)
+        )
+        attributes_entry = W.entry(settings.weights_dir, ATTRIBUTES_ENTRY)
+        runner = attribute_runner(
+            classifier,
+            runtime,
+            weights_sha256=attributes_entry.sha256,
+            mean=attributes_entry.preprocessing["mean"],
+            std=attributes_entry.preprocessing["std"],
+        )
+        return cls(
+            detector,
+            runner,
+            model_version=f"det:{detector_entry.version}+attr:{attributes_entry.version}",
+            thresholds=TaggerThresholds(garment=threshold, person=threshold),
+            max_batch=settings.batch_size,
+        )
+
+    @property
+    def model_version(self) -> str:
+        """ "det:<detector version>+attr:<classifier version>", from the weights manifest."""
+        return self._model_version
+
+    def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+        """RGB uint8 (H, W, 3) images -> one ImageTags each, in order. Runs in chunks of at most
+        `max_batch` images; each stage's time is shared equally by a chunk's images."""
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"image {i}: expected RGB uint8 (H, W, 3), got {image.shape} {image.dtype}"
+                )
+        out: list[ImageTags] = []
+        for start in range(0, len(images), self.max_batch):
+            out.extend(self._tag_chunk(images[start : start + self.max_batch]))
+        return out
+
+    def _tag_chunk(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+        clock = _StageClock()
+        detections = self.detector.detect(images)
+        clock.lap("detect")
+        found = [self._split(image, d) for image, d in zip(images, detections, strict=True)]
+        crops: list[np.ndarray] = []
+        for image, (garments, _) in zip(images, found, strict=True):
+            crops.extend(self.classifier.prepare(image, g.box, g.mask) for g in garments)
+        clock.lap("crop")
+        probabilities = self.classifier.predict(crops)
+        clock.lap("classify")
+        assembled = []
+        cursor = 0
+        for image, (garments, people) in zip(images, found, strict=True):
+            probs = probabilities[cursor : cursor + len(garments)]
+            cursor += len(garments)
+            assembled.append(self._assemble(image, garments, people, probs))
+        clock.lap("colour_and_assemble")
+        share = {stage: seconds / len(images) for stage, seconds in clock.stages.items()}
+        share["total"] = sum(share.values())
+        return [
+            ImageTags(
+                width=image.shape[1],
+                height=image.shape[0],
+                garments=garment_tags,
+                people=person_tags,
+                model_version=self.model_version,
+                timings=dict(share),
+            )
+            for image, (garment_tags, person_tags) in zip(images, assembled, strict=True)
+        ]
+
+    def _split(
+        self, image: np.ndarray, detections: Detections
+    ) -> tuple[list[_Garment], list[_Person]]:
+        """Detections -> garments and people above their thresholds; the catalogue fallback
+        when an image has neither."""
+        names = detections.class_names
+        garments: list[_Garment] = []
+        people: list[_Person] = []
+        for i in range(len(detections)):
+            name = names[int(detections.class_ids[i])]
+            score = float(detections.scores[i])
+            mask = detections.masks[i]
+            box = _box(detections.boxes[i])
+            if box[2] <= box[0] or box[3] <= box[1] or not mask.any():
+                continue  # nothing to crop or colour: a degenerate detection
+            if name == PERSON and score >= self.thresholds.person:
+                people.append(_Person(score, box, mask))
+            elif name in GARMENT_CATEGORIES and score >= self.thresholds.garment:
+                garments.append(_Garment(name, score, box, mask))
+        if not garments and not people:
+            product = catalogue_product_mask(image, self.thresholds)
+            if product is not None:
+                garments.append(_Garment(None, 0.0, _mask_box(product), product))
+        return garments, people
+
+    def _assemble(
+        self,
+        image: np.ndarray,
+        garments: list[_Garment],
+        people: list[_Person],
+        probabilities: Sequence[Mapping[str, np.ndarray]],
+    ) -> tuple[tuple[GarmentTags, ...], tuple[PersonTags, ...]]:
+        person_tags = tuple(PersonTags(p.score, p.box, RleMask.encode(p.mask)) for p in people)
+        garment_tags = []
+        for garment, probs in zip(garments, probabilities, strict=True):
+            top = {
+                head: Prediction(
+                    str(labels[int(np.argmax(probs[head]))]), min(1.0, float(np.max(probs[head])))
+                )
+                for head, labels in self.classifier.heads.items()
+            }
+            category, score = garment.category, garment.score
+            if category is None:  # catalogue fallback: the classifier names the product
+                category, score = top[CATEGORY_HEAD].label, top[CATEGORY_HEAD].prob
+            garment_tags.append(
+                GarmentTags(
+                    category=category,
+                    score=score,
+                    box=garment.box,
+                    mask=RleMask.encode(garment.mask),
+                    attributes=top,
+                    probabilities={
+                        head: {str(lb): float(p) for lb, p in zip(labels, probs[head], strict=True)}
+                        for head, labels in self.classifier.heads.items()
+                    },
+                    colour=self._colour(image, garment.mask),
+                    style=top[STYLE_HEAD],
+                    person_index=associate(garment, people, self.thresholds.association),
+                )
+            )
+        return tuple(garment_tags), person_tags
+
+
+@dataclass(frozen=True)
+class _Garment:
+    category: str | None  # None: the catalogue fallback, named by the classifier
+    score: float
+    box: Box
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Person:
+    score: float
+    box: Box
+    mask: np.ndarray
+
+
+class _StageClock:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def _box(values: np.ndarray) -> Box:
+    return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+
+def _mask_box(mask: np.ndarray) -> Box:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def associate(garment: _Garment, people: Sequence[_Person], min_share: float) -> int | None:
+    """Index of the person holding most of the garment: by mask overlap first, then by box."""
+    if not people:
+        return None
+    area = max(int(garment.mask.sum()), 1)
+    mask_share = [float((garment.mask & p.mask).sum()) / area for p in people]
+    best = int(np.argmax(mask_share))
+    if mask_share[best] >= min_share:
+        return best
+    box_share = [_box_inside_share(garment.box, p.box) for p in people]
+    best = int(np.argmax(box_share))
+    return best if box_share[best] >= min_share else None
+
+
+def _box_inside_share(inner: Box, outer: Box) -> float:
+    w = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    h = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = max((inner[2] - inner[0]) * (inner[3] - inner[1]), 1e-6)
+    return w * h / area
+
+
+def catalogue_product_mask(image: np.ndarray, thresholds: TaggerThresholds) -> np.ndarray | None:
+    """The product of a studio photo, or None when the image is not one (its border is not
+    one flat colour). Pixels far from the border's median colour, closed, holes filled,
+    specks (< 5% of the largest part) dropped; the whole image if nothing stands out."""
+    h, w = image.shape[:2]
+    if h < 8 or w < 8:
+        return None
+    rim = max(2, min(h, w) // 100)
+    border = np.concatenate(
+        [
+            image[:rim].reshape(-1, 3),
+            image[-rim:].reshape(-1, 3),
+            image[:, :rim].reshape(-1, 3),
+            image[:, -rim:].reshape(-1, 3),
+        ]
+    ).astype(np.float32)
+    colour = np.median(border, axis=0)
+    near = np.linalg.norm(border - colour, axis=1) <= thresholds.border_distance
+    if near.mean() < thresholds.flat_border_share:
+        return None
+    distance = np.linalg.norm(image.astype(np.float32) - colour, axis=2)
+    foreground = (distance > thresholds.product_distance).astype(np.uint8)
+    size = max(3, (min(h, w) // 30) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, kernel)
+    foreground = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, kernel)
+    # holes: background pixels not connected to the image border (a white logo on a shoe)
+    count, labels = cv2.connectedComponents((1 - foreground).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    background = np.isin(labels, edge) & (foreground == 0)
+    filled = (~background).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(filled, connectivity=8)
+    if count <= 1:
+        return np.ones((h, w), bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= 0.05 * areas.max()) + 1
+    product = np.isin(labels, keep)
+    if product.sum() < 0.002 * h * w:
+        return np.ones((h, w), bool)
+    return product

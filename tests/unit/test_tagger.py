@@ -1,0 +1,263 @@
+"""FashionTagger on synthetic inputs with a fake detector and classifier: person association,
+the catalogue fallback, thresholds, batching and the result contract."""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pytest
+
+from models.tagger import FashionTagger, TaggerThresholds, catalogue_product_mask
+from models.tags import ColourReading, Detections
+from models.taxonomy import DETECTOR_CLASSES, GARMENT_CATEGORIES
+
+H, W = 120, 160
+
+
+def _mask(x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def _detections(items: Sequence[tuple[str, float, tuple[int, int, int, int]]]) -> Detections:
+    if not items:
+        return Detections.empty(H, W, DETECTOR_CLASSES)
+    return Detections(
+        boxes=np.array([box for _, _, box in items], np.float32),
+        masks=np.stack([_mask(*box) for _, _, box in items]),
+        scores=np.array([score for _, score, _ in items], np.float32),
+        class_ids=np.array([DETECTOR_CLASSES.index(name) for name, _, _ in items], np.int64),
+        class_names=DETECTOR_CLASSES,
+    )
+
+
+class FakeDetector:
+    def __init__(self, per_image: Sequence[Detections]) -> None:
+        self.per_image = list(per_image)
+        self.calls: list[int] = []
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return DETECTOR_CLASSES
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.calls.append(len(images))
+        return [self.per_image.pop(0) for _ in images]
+
+
+class FakeClassifier:
+    """Category head says `category` with 0.8; every crop is 8x8 and records what it saw."""
+
+    def __init__(self, category: str = "bag") -> None:
+        self.category = category
+        self.calls: list[int] = []
+        self.prepared: list[tuple[tuple[float, float, float, float] | None, int]] = []
+
+    @property
+    def heads(self) -> Mapping[str, Sequence[str]]:
+        return {
+            "category": GARMENT_CATEGORIES,
+            "gender": ("Men", "Women"),
+            "usage": ("Casual", "Formal"),
+        }
+
+    def prepare(
+        self,
+        image: np.ndarray,
+        box: tuple[float, float, float, float] | None,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
+        self.prepared.append((box, 0 if mask is None else int(mask.sum())))
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        self.calls.append(len(crops))
+        category = np.full(len(GARMENT_CATEGORIES), 0.2 / (len(GARMENT_CATEGORIES) - 1))
+        category[GARMENT_CATEGORIES.index(self.category)] = 0.8
+        return [
+            {
+                "category": category.astype(np.float32),
+                "gender": np.array([0.3, 0.7], np.float32),
+                "usage": np.array([0.9, 0.1], np.float32),
+            }
+            for _ in crops
+        ]
+
+
+def _colour(image: np.ndarray, mask: np.ndarray) -> ColourReading:
+    return ColourReading("Blue", (0, 0, 255), 1.0)
+
+
+def _tagger(
+    detector: FakeDetector, classifier: FakeClassifier | None = None, **kw: object
+) -> FashionTagger:
+    return FashionTagger(
+        detector,
+        classifier or FakeClassifier(),
+        model_version="det:test+attr:test",
+        colour=_colour,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _street() -> np.ndarray:
+    """A busy (non-studio) image: random texture everywhere, borders included."""
+    return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def test_garments_go_to_the_person_that_holds_most_of_them() -> None:
+    detections = _detections(
+        [
+            ("person", 0.9, (10, 10, 60, 110)),
+            ("person", 0.8, (90, 10, 150, 110)),
+            ("top", 0.9, (15, 20, 55, 60)),  # inside person 0
+            ("trousers", 0.9, (95, 60, 145, 108)),  # inside person 1
+            ("bag", 0.9, (50, 60, 100, 80)),  # 10 px in person 0, 10 px in person 1, 30 in neither
+            ("footwear", 0.9, (58, 100, 70, 110)),  # 2 of 12 columns in person 0's mask
+        ]
+    )
+    (tags,) = _tagger(FakeDetector([detections])).tag([_street()])
+    assert len(tags.people) == 2
+    by_category = {g.category: g for g in tags.garments}
+    assert by_category["top"].person_index == 0
+    assert by_category["trousers"].person_index == 1
+    assert by_category["bag"].person_index is None
+    assert by_category["footwear"].person_index is None
+
+
+def test_box_containment_is_the_fallback_when_masks_do_not_overlap() -> None:
+    detections = _detections([("person", 0.9, (10, 10, 60, 110)), ("hat", 0.9, (20, 12, 40, 20))])
+    # the person's mask misses the hat (only its lower half is marked), its box holds it
+    person_mask = _mask(10, 60, 60, 110)
+    detections.masks[0] = person_mask
+    (tags,) = _tagger(FakeDetector([detections])).tag([_street()])
+    assert tags.garments[0].person_index == 0
+
+
+def test_detections_below_the_thresholds_are_dropped() -> None:
+    detections = _detections(
+        [
+            ("person", 0.4, (10, 10, 60, 110)),
+            ("top", 0.55, (15, 20, 55, 60)),
+            ("skirt", 0.45, (15, 60, 55, 90)),
+        ]
+    )
+    tagger = _tagger(
+        FakeDetector([detections]), thresholds=TaggerThresholds(garment=0.5, person=0.5)
+    )
+    (tags,) = tagger.tag([_street()])
+    assert [g.category for g in tags.garments] == ["top"]
+    assert tags.people == ()
+    assert tags.garments[0].person_index is None
+
+
+def test_a_studio_photo_without_detections_becomes_one_garment() -> None:
+    image = np.full((H, W, 3), 250, np.uint8)
+    image[30:90, 50:110] = (20, 40, 160)
+    image[50:60, 70:80] = 250  # a white logo inside the product: a hole to fill
+    classifier = FakeClassifier(category="footwear")
+    (tags,) = _tagger(FakeDetector([_detections([])]), classifier).tag([image])
+    assert len(tags.garments) == 1
+    garment = tags.garments[0]
+    assert garment.category == "footwear"
+    assert garment.score == pytest.approx(0.8)
+    assert garment.person_index is None
+    truth = _mask(50, 30, 110, 90)
+    found = garment.mask.decode()
+    iou = (found & truth).sum() / (found | truth).sum()
+    assert iou > 0.9
+    np.testing.assert_allclose(garment.box, (50, 30, 110, 90), atol=2)
+
+
+def test_a_street_frame_without_detections_stays_empty() -> None:
+    (tags,) = _tagger(FakeDetector([_detections([])])).tag([_street()])
+    assert tags.garments == ()
+    assert tags.people == ()
+
+
+def test_a_studio_photo_with_a_person_takes_no_fallback() -> None:
+    image = np.full((H, W, 3), 250, np.uint8)
+    image[10:110, 60:100] = 90
+    detections = _detections([("person", 0.9, (60, 10, 100, 110))])
+    (tags,) = _tagger(FakeDetector([detections])).tag([image])
+    assert tags.garments == ()
+    assert len(tags.people) == 1
+
+
+@pytest.mark.parametrize(
+    ("draw", "expected"),
+    [
+        (lambda im: None, "whole"),  # nothing stands out: the whole image is the product
+        (lambda im: im.__setitem__((slice(0, H), slice(0, 8)), 0), None),  # border not flat
+    ],
+)
+def test_catalogue_mask_edge_cases(draw: object, expected: str | None) -> None:
+    image = np.full((H, W, 3), 245, np.uint8)
+    draw(image)  # type: ignore[operator]
+    mask = catalogue_product_mask(image, TaggerThresholds())
+    if expected is None:
+        assert mask is None
+    else:
+        assert mask is not None
+        assert mask.all()
+
+
+def test_every_crop_of_a_batch_is_classified_in_one_call_per_chunk() -> None:
+    one = _detections([("top", 0.9, (15, 20, 55, 60)), ("skirt", 0.9, (15, 60, 55, 90))])
+    two = _detections([("dress", 0.9, (15, 20, 55, 90))])
+    detector = FakeDetector([one, two, one, two, one])
+    classifier = FakeClassifier()
+    tagger = _tagger(detector, classifier, max_batch=2)
+    results = tagger.tag([_street()] * 5)
+    assert detector.calls == [2, 2, 1]
+    assert classifier.calls == [3, 3, 2]
+    assert [len(r.garments) for r in results] == [2, 1, 2, 1, 2]
+    # crops are mask-aware: the classifier got each garment's box and its mask
+    assert classifier.prepared[0] == ((15.0, 20.0, 55.0, 60.0), 40 * 40)
+
+
+def test_results_follow_the_contract() -> None:
+    detections = _detections([("person", 0.9, (10, 10, 60, 110)), ("top", 0.9, (15, 20, 55, 60))])
+    (tags,) = _tagger(FakeDetector([detections])).tag([_street()])
+    assert (tags.width, tags.height) == (W, H)
+    assert tags.model_version == "det:test+attr:test"
+    assert set(tags.timings) == {"detect", "crop", "classify", "colour_and_assemble", "total"}
+    assert all(v >= 0 for v in tags.timings.values())
+    garment = tags.garments[0]
+    assert garment.attributes["gender"].label == "Women"
+    assert garment.style.label == "Casual"
+    assert garment.style.prob == pytest.approx(0.9)
+    assert garment.probabilities["gender"] == pytest.approx({"Men": 0.3, "Women": 0.7})
+    assert garment.colour.name == "Blue"
+    assert garment.mask.size == (H, W)
+    assert garment.mask.area() == 40 * 40
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((H, W), np.uint8),
+        np.zeros((H, W, 4), np.uint8),
+        np.zeros((H, W, 3), np.float32),
+    ],
+    ids=["grey", "rgba", "float"],
+)
+def test_images_that_are_not_rgb_uint8_are_refused(image: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="expected RGB uint8"):
+        _tagger(FakeDetector([])).tag([image])
+
+
+def test_a_classifier_without_category_or_style_heads_is_refused() -> None:
+    class NoStyle(FakeClassifier):
+        @property
+        def heads(self) -> Mapping[str, Sequence[str]]:
+            return {"category": GARMENT_CATEGORIES}
+
+    with pytest.raises(ValueError, match="'usage'"):
+        _tagger(FakeDetector([]), NoStyle())
+
+
+def test_an_empty_batch_gives_no_results() -> None:
+    detector = FakeDetector([])
+    assert _tagger(detector).tag([]) == []
+    assert detector.calls == []
