@@ -79,6 +79,9 @@ def _annotate(settings: Settings, args: argparse.Namespace) -> int:
             f"annotate: {args.image} is not a photo ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr
         )
         return 2
+    if not args.image.is_file():
+        print(f"annotate: no such file {args.image}", file=sys.stderr)
+        return 2
     if args.backend:
         settings = dataclasses.replace(settings, backend=Backend(args.backend))
     if args.threshold is not None:
