@@ -103,5 +103,5 @@ def fake_tagger(_settings: Settings) -> FakeTagger:
 
 
 def slow_fake_tagger(_settings: Settings) -> FakeTagger:
-    """0.1 s per image, so that a test can stop a worker in the middle of a run."""
-    return FakeTagger(seconds_per_image=0.1)
+    """0.25 s per image, so that a test can stop a worker in the middle of a run."""
+    return FakeTagger(seconds_per_image=0.25)

@@ -1,0 +1,126 @@
+"""End to end against the real broker and Postgres: a catalogue feed and a video become rows,
+re-running the same feed adds none, and the worker's /metrics shows the traffic."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg2.extensions
+
+from fashionstream.records import event_id_for_item
+from fashionstream.settings import REPO_ROOT, Settings
+from infra.processes import free_port
+from tests.integration.test_pipeline_harness import (
+    DeadLetterReader,
+    ImageServer,
+    catalogue_rows,
+    event_ids,
+    metric_value,
+    running_worker,
+    scrape,
+    send_feed,
+    send_video,
+    start_group_at_end,
+    tagger_args,
+    unique,
+    wait_for_images,
+)
+
+CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"
+TIMEOUT_S = 300.0  # the real tagger on 2 shared CPU cores
+
+
+def test_feed_and_video_become_rows_and_a_rerun_adds_none(
+    local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
+) -> None:
+    group = unique("it-feed")
+    feed = unique("catalogue")
+    camera = unique("cam")
+    metrics_port = free_port()
+    start_group_at_end(local_stack, group)
+    letters = DeadLetterReader(local_stack)
+    with (
+        ImageServer() as images,
+        running_worker(
+            local_stack,
+            group,
+            tmp_path / "worker.log",
+            tagger_args(),
+            worker_metrics_port=metrics_port,
+        ) as worker,
+    ):
+        rows = catalogue_rows(images.base_url, prefix="")
+        expected_items = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
+        assert send_feed(local_stack, rows, feed) == 26
+        expected_frames = set(send_video(local_stack, CLIP, camera, fps=2.0))
+        assert len(expected_frames) == 8
+
+        wait_for_images(db, feed, 26, TIMEOUT_S, worker)
+        wait_for_images(db, camera, 8, TIMEOUT_S, worker)
+        assert set(event_ids(db, feed)) == expected_items
+        assert set(event_ids(db, camera)) == expected_frames
+        with db.cursor() as cur:
+            cur.execute(
+                "SELECT count(*), count(DISTINCT item_pk), min(width), max(greatest(width, height))"
+                " FROM images i JOIN sources s ON s.id = i.source_pk WHERE s.source_id = %s",
+                (feed,),
+            )
+            count, items, min_width, max_side = cur.fetchone()
+            assert (count, items) == (26, 26)
+            assert min_width > 0
+            assert max_side <= local_stack.image_max_side
+            cur.execute(
+                "SELECT count(*) FROM catalogue_items c JOIN sources s ON s.id = c.source_pk"
+                " WHERE s.source_id = %s AND c.title IS NOT NULL AND c.brand = 'sample'",
+                (feed,),
+            )
+            assert cur.fetchone()[0] == 26  # the feed's attributes reached Postgres
+            cur.execute(
+                "SELECT count(*) FROM garments g JOIN images i ON i.id = g.image_id"
+                " JOIN sources s ON s.id = i.source_pk WHERE s.source_id IN (%s, %s)",
+                (feed, camera),
+            )
+            garments_before = cur.fetchone()[0]
+        assert garments_before > 0
+
+        # the same feed again: every image is written again (written_at moves), none is added
+        rerun_at = time.time()
+        assert send_feed(local_stack, rows, feed) == 26
+        deadline = time.monotonic() + TIMEOUT_S
+        rewritten = 0
+        while time.monotonic() < deadline and rewritten < 26:
+            with db.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM images i JOIN sources s ON s.id = i.source_pk"
+                    " WHERE s.source_id = %s AND i.written_at > to_timestamp(%s)",
+                    (feed, rerun_at),
+                )
+                rewritten = cur.fetchone()[0]
+            time.sleep(0.3)
+        assert rewritten == 26, worker.tail()
+        assert len(event_ids(db, feed)) == 26
+        with db.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM garments g JOIN images i ON i.id = g.image_id"
+                " JOIN sources s ON s.id = i.source_pk WHERE s.source_id IN (%s, %s)",
+                (feed, camera),
+            )
+            assert cur.fetchone()[0] == garments_before
+
+        text = scrape(metrics_port)
+        assert (
+            metric_value(text, "fashionstream_messages_in_total", topic="fashion.images.v1") or 0
+        ) >= 52
+        assert (metric_value(text, "fashionstream_rows_written_total", table="images") or 0) >= 60
+        assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="infer")
+        assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="fetch")
+        assert (
+            metric_value(text, "fashionstream_consumer_lag_messages", topic="fashion.items.v1")
+            is not None
+        )
+        assert worker.stop() == 0, worker.tail()
+
+    mine = letters.wait_for(lambda _: False, timeout_s=1.0)
+    assert [d for d in mine if d.source_id in (feed, camera)] == []
+    letters.close()

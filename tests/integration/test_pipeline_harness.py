@@ -1,0 +1,466 @@
+"""Harness for the pipeline's integration tests (test_pipeline.py, test_hostile.py,
+test_kill.py): a worker subprocess, an image server on 127.0.0.2, helpers to start a consumer
+group at the end of the topics, read dead letters and count rows, and the tagger choice.
+
+Tests here run the real `fashionstream worker` against the session's real broker and Postgres
+(`local_stack` from conftest.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import av
+import psycopg2.extensions
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from fashionstream.records import DeadLetter, Topic, event_id_for_frame
+from fashionstream.settings import REPO_ROOT, Settings
+from producers.image_feed import FeedProducer
+from producers.video import PtsSampler, VideoProducer
+from sinks.metrics import Metrics
+
+SAMPLES = REPO_ROOT / "fashionstream" / "samples"
+IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
+
+# --- the tagger the workers run ------------------------------------------------------------
+# The real trained tagger (models.tagger.FashionTagger + weights/) runs whenever it is there.
+# Until the model engineers ship it, the workers fall back to the fake tagger; flip this one
+# line to True once weights/ holds the default models, so that a missing model fails the suite.
+REQUIRE_REAL_TAGGER = False
+
+
+def real_tagger_available() -> bool:
+    return (
+        importlib.util.find_spec("models.tagger") is not None
+        and (REPO_ROOT / "weights" / "manifest.json").is_file()
+    )
+
+
+def tagger_args(*, slow_fake: bool = False) -> list[str]:
+    """`fashionstream worker` arguments selecting the tagger. `slow_fake`: when the fake has to
+    stand in, one that takes 0.1 s per image (so a test can act in the middle of a run)."""
+    if real_tagger_available():
+        return []
+    if REQUIRE_REAL_TAGGER:
+        pytest.fail("the real tagger (models/tagger.py + weights/manifest.json) is missing")
+    factory = "slow_fake_tagger" if slow_fake else "fake_tagger"
+    return ["--tagger-factory", f"stream_processors.testing:{factory}"]
+
+
+# --- worker subprocess ---------------------------------------------------------------------
+
+
+def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The process environment carrying `settings` (+ overrides) as FASHIONSTREAM_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FASHIONSTREAM_")}
+    configured = dataclasses.replace(settings, **overrides)
+    env.update({name: value for name, value, _help in configured.describe()})
+    return env
+
+
+class WorkerProcess:
+    """`python -m fashionstream worker` as a child process, logging to a file."""
+
+    def __init__(self, env: Mapping[str, str], args: list[str], log_file: Path) -> None:
+        self.log_file = log_file
+        self._log = log_file.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fashionstream", "worker", *args],
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, nothing is committed on the way out."""
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout_s`; returns the exit status."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self._log.close()
+        return self.process.returncode
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_file.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+@contextlib.contextmanager
+def running_worker(
+    settings: Settings, group: str, log_file: Path, args: list[str], **overrides: Any
+) -> Iterator[WorkerProcess]:
+    """A worker for consumer group `group`; always stopped (SIGTERM, then SIGKILL) on exit."""
+    env = worker_env(
+        settings,
+        consumer_group=group,
+        fetch_allow_networks=(f"{IMAGE_HOST}/32",),
+        **overrides,
+    )
+    worker = WorkerProcess(env, args, log_file)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+# --- Kafka helpers -----------------------------------------------------------------------------
+
+PIPELINE_TOPICS = (Topic.IMAGES, Topic.FRAMES, Topic.ITEMS)
+
+
+def start_group_at_end(
+    settings: Settings, group: str, topics: tuple[Topic, ...] = PIPELINE_TOPICS
+) -> None:
+    """Commit, for `group`, the current end of every partition of `topics`, so that a worker of
+    that group only sees what a test produces next (the topics are shared by the session).
+
+    The end is found by reading to it: Tansu can report a wrong high watermark (end offset), so
+    `end_offsets` is not trusted. The commit goes through a consumer that never joins the group.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=settings.max_message_bytes + 65536,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    try:
+        partitions = [
+            TopicPartition(t.value, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t.value) or [])
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        position = {tp: 0 for tp in partitions}
+        quiet_since = time.monotonic()
+        deadline = time.monotonic() + 60
+        while time.monotonic() - quiet_since < 1.5:
+            if time.monotonic() > deadline:
+                raise TimeoutError("reading to the end of the topics took over 60 s")
+            batch = consumer.poll(timeout_ms=300, max_records=5000)
+            if batch:
+                quiet_since = time.monotonic()
+                for tp, records in batch.items():
+                    position[tp] = max(position[tp], records[-1].offset + 1)
+        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in position.items()})
+    finally:
+        consumer.close()
+
+
+def produce_raw(
+    settings: Settings, topic: Topic, key: bytes, value: bytes, headers: Any = None
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False)
+    try:
+        producer.send(topic.value, key=key, value=value, headers=headers).get(timeout=30)
+    finally:
+        producer.close(timeout=30)
+
+
+class DeadLetterReader:
+    """Reads fashion.deadletter.v1 from the beginning (no group) as letters come in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        )
+        partitions = [
+            TopicPartition(Topic.DEADLETTER.value, p)
+            for p in sorted(self._consumer.partitions_for_topic(Topic.DEADLETTER.value) or [])
+        ]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+        self.letters: list[DeadLetter] = []
+
+    def wait_for(
+        self, predicate: Callable[[list[DeadLetter]], bool], timeout_s: float
+    ) -> list[DeadLetter]:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self.letters) and time.monotonic() < deadline:
+            for records in self._consumer.poll(timeout_ms=300).values():
+                self.letters.extend(DeadLetter.from_json(r.value) for r in records)
+        return self.letters
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# --- producing ---------------------------------------------------------------------------------
+
+
+def send_feed(settings: Settings, rows: list[dict[str, Any]], feed: str) -> int:
+    producer = FeedProducer.from_settings(
+        settings, Metrics(CollectorRegistry(), process_metrics=False)
+    )
+    try:
+        report = producer.send_records(rows, feed=feed)
+    finally:
+        producer.close()
+    assert report.sent == report.read, report.summary()
+    return report.sent
+
+
+def send_video(settings: Settings, path: Path, camera: str, fps: float) -> list[str]:
+    """Sends the file's sampled frames; returns their event ids."""
+    producer = VideoProducer.from_settings(
+        settings, Metrics(CollectorRegistry(), process_metrics=False), fps=fps
+    )
+    try:
+        report = producer.send_file(path, camera)
+    finally:
+        producer.close()
+    assert report.completed, report.summary()
+    assert report.frames_sent == report.frames_sampled, report.summary()
+    return expected_frame_ids(path, camera, fps)
+
+
+def expected_frame_ids(path: Path, camera: str, fps: float) -> list[str]:
+    """Event ids of the frames the producer samples from `path`, recomputed independently."""
+    sampler = PtsSampler(fps)
+    ref = f"{path.name}:{path.stat().st_size}"
+    ids: list[str] = []
+    with av.open(str(path)) as container:
+        first: float | None = None
+        for number, frame in enumerate(container.decode(video=0)):
+            t = float(frame.time or 0.0)
+            first = t if first is None else first
+            if sampler.keep(t - first):
+                ids.append(event_id_for_frame(camera, ref, number))
+    return ids
+
+
+def catalogue_rows(base_url: str, prefix: str) -> list[dict[str, Any]]:
+    """The demo catalogue (26 items), ids prefixed so each test's items are its own."""
+    import csv
+
+    with (SAMPLES / "catalogue.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        {**row, "id": f"{prefix}{row['id']}", "image_link": base_url + row["image_link"]}
+        for row in rows
+    ]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- Postgres ----------------------------------------------------------------------------------
+
+
+def event_ids(db: psycopg2.extensions.connection, source_id: str) -> list[str]:
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT i.event_id::text FROM images i JOIN sources s ON s.id = i.source_pk"
+            " WHERE s.source_id = %s",
+            (source_id,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def wait_for_images(
+    db: psycopg2.extensions.connection,
+    source_id: str,
+    n: int,
+    timeout_s: float,
+    worker: WorkerProcess | None = None,
+) -> int:
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = len(event_ids(db, source_id))
+        if seen >= n:
+            return seen
+        if worker is not None and not worker.alive():
+            pytest.fail(f"worker exited ({worker.process.returncode}):\n{worker.tail()}")
+        time.sleep(0.2)
+    detail = f"\n{worker.tail()}" if worker is not None else ""
+    pytest.fail(f"{source_id}: {seen} images after {timeout_s:.0f} s, expected {n}{detail}")
+
+
+# --- the image server --------------------------------------------------------------------------
+
+
+def decompression_bomb_png(side: int = 20_000) -> bytes:
+    """A real PNG bomb: side x side black greyscale pixels (400 MB decoded at 20k) that
+    compresses to a few hundred KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return len(data).to_bytes(4, "big") + kind + data + crc.to_bytes(4, "big")
+
+    header = side.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # filter byte + pixels
+    parts = [compressor.compress(row) for _ in range(side)]
+    parts.append(compressor.flush())
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+
+
+class ImageServer:
+    """An HTTP server on 127.0.0.2 with good images and every kind of hostile answer."""
+
+    HUGE_BYTES = 50 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.images = {p.name: p.read_bytes() for p in (SAMPLES / "catalogue").glob("*.jpg")}
+        self.bomb = decompression_bomb_png()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                # the fetcher may hang up mid-body (e.g. at the byte limit): expected
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    server.route(self)
+
+        self.httpd = ThreadingHTTPServer((IMAGE_HOST, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://{IMAGE_HOST}:{self.port}/"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ImageServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)
+
+    def route(self, request: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(request.path)
+        name = url.path.lstrip("/")
+        if name in self.images:
+            self._send(request, 200, self.images[name], "image/jpeg")
+        elif name == "not-an-image.jpg":
+            self._send(request, 200, b"<html><body>Sale!</body></html>", "image/jpeg")
+        elif name == "truncated.jpg":
+            whole = self.images["dress-1.jpg"]
+            self._send(request, 200, whole[: len(whole) // 2], "image/jpeg")
+        elif name == "bomb.png":
+            self._send(request, 200, self.bomb, "image/png")
+        elif name == "huge.jpg":
+            request.send_response(200)
+            request.send_header("Content-Type", "image/jpeg")
+            request.end_headers()  # no Content-Length: the limit must hold while streaming
+            chunk = b"\xff\xd8\xff" + b"\x00" * (64 * 1024 - 3)
+            for _ in range(self.HUGE_BYTES // len(chunk)):
+                request.wfile.write(chunk)
+        elif name == "redirect":
+            target = parse_qs(url.query)["to"][0]
+            request.send_response(302)
+            request.send_header("Location", target)
+            request.send_header("Content-Length", "0")
+            request.end_headers()
+        else:
+            self._send(request, 404, b"not found", "text/plain")
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, kind: str) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", kind)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+
+def scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """One sample from Prometheus text exposition (None when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+# --- the harness's own checks ------------------------------------------------------------------
+
+
+def test_start_group_at_end_skips_what_was_there(local_stack: Settings) -> None:
+    group = unique("harness")
+    key = unique("before").encode()
+    produce_raw(local_stack, Topic.IMAGES, key, b"old record")
+    start_group_at_end(local_stack, group, (Topic.IMAGES,))
+    consumer = KafkaConsumer(
+        bootstrap_servers=local_stack.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        partitions = [
+            TopicPartition(Topic.IMAGES.value, p)
+            for p in sorted(consumer.partitions_for_topic(Topic.IMAGES.value) or [])
+        ]
+        consumer.assign(partitions)
+        after = unique("after").encode()
+        produce_raw(local_stack, Topic.IMAGES, after, b"new record")
+        seen: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while after not in seen and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=300).values():
+                seen.extend(r.key for r in records)
+        assert after in seen
+        assert key not in seen
+    finally:
+        consumer.close()
+
+
+def test_expected_frame_ids_match_what_the_producer_sends() -> None:
+    clip = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"
+    ids = expected_frame_ids(clip, "cam", 2.0)
+    ref = f"{clip.name}:{clip.stat().st_size}"
+    assert ids == [event_id_for_frame("cam", ref, n) for n in range(0, 40, 5)]
