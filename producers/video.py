@@ -675,3 +675,28 @@ class _LiveSession:
         for _ in range(left):
             self.report.drop("stopped")
         self.owner._metrics.frames_dropped.labels(self.camera, "stopped").inc(left)
+
+
+def produce_video(
+    settings: Settings,
+    source: str | Path,
+    camera: str,
+    *,
+    fps: float | None = None,
+    metrics: Metrics | None = None,
+) -> VideoReport:
+    """Send a video file's (or stream's) sampled frames and wait for the broker.
+
+    For the demo and benchmarks: builds a producer, sends, flushes, closes. `report.frames_sent`
+    counts frames the broker acknowledged. A live source runs until `fashionstream` is stopped,
+    so pass files here.
+    """
+    from prometheus_client import CollectorRegistry
+
+    producer = VideoProducer.from_settings(
+        settings, metrics or Metrics(CollectorRegistry(), process_metrics=False), fps=fps
+    )
+    try:
+        return producer.send(str(source), camera)
+    finally:
+        producer.close()

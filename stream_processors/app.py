@@ -251,23 +251,29 @@ class Pipeline:
         log.info("tagger ready: model %s", tagger.model_version)
 
     async def _sample_lag(self) -> None:
-        """Consumer lag per assigned partition: end offset - committed offset."""
+        """Consumer lag per assigned partition: end offset - committed offset (the position
+        when nothing was committed yet). A failed sample is skipped: a metric must not take
+        the worker down."""
         consumer = self.app.consumer
         assigned = consumer.assignment()
         if not assigned:
             return
         try:
             ends = await consumer.highwaters(*assigned)
-        except Exception as exc:  # a metric must not take the worker down
+        except Exception as exc:
             log.debug("lag sample failed: %r", exc)
             return
         # Faust keeps the last committed offset per partition only privately; it is the one
         # that matters (what a restarted worker would resume from).
         committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
         for tp, end in ends.items():
-            done = committed.get(tp)
-            if done is None:
-                done = await consumer.position(tp)
+            try:
+                done = committed.get(tp)
+                if done is None:
+                    done = await consumer.position(tp)
+            except Exception as exc:
+                log.debug("lag sample for %s failed: %r", tp, exc)
+                continue
             if done is None or end is None:
                 continue
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - done))

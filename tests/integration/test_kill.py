@@ -3,13 +3,16 @@ duplicates no row (the real `fashionstream worker`, the real broker and Postgres
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import psycopg2.extensions
+import pytest
 
 from fashionstream.records import event_id_for_item
-from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.settings import REPO_ROOT, BrokerKind, Settings
+from tests.integration.conftest import KAFKA_ENV, broker_under_test
 from tests.integration.test_pipeline_harness import (
     DeadLetterReader,
     ImageServer,
@@ -64,6 +67,11 @@ def wait_mid_run(
 def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
     local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
 ) -> None:
+    if broker_under_test() is BrokerKind.NOIDA and not os.environ.get(KAFKA_ENV):
+        # Measured with noida-db 0.2.2: a SIGKILLed member is never expired from its group
+        # (it stays leader), so the restarted worker re-joins every session timeout and never
+        # gets partitions. Kafka and Tansu expire it after the session timeout.
+        pytest.skip("noida-db never expires a killed group member; run on tansu or Kafka")
     group = unique("it-kill")
     feed = unique("kill-feed")
     camera = unique("kill-cam")

@@ -3,14 +3,18 @@ re-running the same feed adds none, and the worker's /metrics shows the traffic.
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
+import numpy as np
 import psycopg2.extensions
+from PIL import Image
 
-from fashionstream.records import event_id_for_item
+from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame, event_id_for_item
 from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
+from producers.kafka import Deliveries, build_producer
 from tests.integration.test_pipeline_harness import (
     DeadLetterReader,
     ImageServer,
@@ -29,6 +33,41 @@ from tests.integration.test_pipeline_harness import (
 
 CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"
 TIMEOUT_S = 300.0  # the real tagger on 2 shared CPU cores
+
+
+def big_frame(camera: str) -> Frame:
+    """A 2400x1800 frame of noise at JPEG quality 95: several MB on the wire."""
+    pixels = np.random.default_rng(7).integers(0, 256, (1800, 2400, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=95)
+    now = time.time()
+    return Frame(
+        event_id=event_id_for_frame(camera, "big", 0),
+        source_kind=SourceKind.CAMERA,
+        source_id=camera,
+        captured_at=now,
+        submitted_at=now,
+        jpeg=out.getvalue(),
+        frame_number=0,
+    )
+
+
+def send_frame(settings: Settings, frame: Frame) -> None:
+    producer = build_producer(settings, client_id="test-big-frame")
+    try:
+        deliveries = Deliveries()
+        deliveries.track(
+            producer.send(
+                Topic.FRAMES.value,
+                value=frame.jpeg,
+                key=frame.key.encode(),
+                headers=frame.headers(),
+            )
+        )
+        deliveries.wait(producer, 60)
+        assert deliveries.delivered == 1, deliveries.failed
+    finally:
+        producer.close()
 
 
 def test_feed_and_video_become_rows_and_a_rerun_adds_none(
@@ -55,11 +94,15 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
         assert send_feed(local_stack, rows, feed) == 26
         expected_frames = set(send_video(local_stack, CLIP, camera, fps=2.0))
         assert len(expected_frames) == 8
+        big = big_frame(unique("big-cam"))
+        assert len(big.jpeg) > 2 * 1024 * 1024  # over Kafka's 1 MB default message size
+        send_frame(local_stack, big)
 
         wait_for_images(db, feed, 26, TIMEOUT_S, worker)
         wait_for_images(db, camera, 8, TIMEOUT_S, worker)
         assert set(event_ids(db, feed)) == expected_items
         assert set(event_ids(db, camera)) == expected_frames
+        wait_for_images(db, big.source_id, 1, TIMEOUT_S, worker)
         with db.cursor() as cur:
             cur.execute(
                 "SELECT count(*), count(DISTINCT item_pk), min(width), max(greatest(width, height))"
@@ -115,6 +158,14 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
         assert (metric_value(text, "fashionstream_rows_written_total", table="images") or 0) >= 60
         assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="infer")
         assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="fetch")
+        deadline = time.monotonic() + 15  # sampled every 5 s
+        while (
+            metric_value(text, "fashionstream_consumer_lag_messages", topic="fashion.items.v1")
+            is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(1.0)
+            text = scrape(metrics_port)
         assert (
             metric_value(text, "fashionstream_consumer_lag_messages", topic="fashion.items.v1")
             is not None

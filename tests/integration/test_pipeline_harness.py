@@ -30,13 +30,11 @@ import psycopg2.extensions
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import CollectorRegistry
 
 from fashionstream.records import DeadLetter, Topic, event_id_for_frame
 from fashionstream.settings import REPO_ROOT, Settings
-from producers.image_feed import FeedProducer
-from producers.video import PtsSampler, VideoProducer
-from sinks.metrics import Metrics
+from producers.image_feed import produce_feed
+from producers.video import PtsSampler, produce_video
 
 SAMPLES = REPO_ROOT / "fashionstream" / "samples"
 IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
@@ -226,26 +224,14 @@ class DeadLetterReader:
 
 
 def send_feed(settings: Settings, rows: list[dict[str, Any]], feed: str) -> int:
-    producer = FeedProducer.from_settings(
-        settings, Metrics(CollectorRegistry(), process_metrics=False)
-    )
-    try:
-        report = producer.send_records(rows, feed=feed)
-    finally:
-        producer.close()
+    report = produce_feed(settings, rows, feed=feed)
     assert report.sent == report.read, report.summary()
     return report.sent
 
 
 def send_video(settings: Settings, path: Path, camera: str, fps: float) -> list[str]:
     """Sends the file's sampled frames; returns their event ids."""
-    producer = VideoProducer.from_settings(
-        settings, Metrics(CollectorRegistry(), process_metrics=False), fps=fps
-    )
-    try:
-        report = producer.send_file(path, camera)
-    finally:
-        producer.close()
+    report = produce_video(settings, path, camera, fps=fps)
     assert report.completed, report.summary()
     assert report.frames_sent == report.frames_sampled, report.summary()
     return expected_frame_ids(path, camera, fps)
