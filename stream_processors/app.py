@@ -10,7 +10,6 @@ metrics. `Pipeline.from_settings` builds the real ones. See `acks.py` for when o
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -193,11 +192,9 @@ class Pipeline:
         if tagger is None:
 
             def load_tagger() -> Tagger:
-                # imported when a worker starts (torch is heavy), by name so that this module
-                # does not depend on the model package's import graph
-                module = importlib.import_module("models.tagger")
-                loaded: Tagger = module.FashionTagger.from_settings(settings)
-                return loaded
+                from models.tagger import FashionTagger  # torch: imported when a worker starts
+
+                return FashionTagger.from_settings(settings)
 
             tagger = load_tagger
         if sink is None:

@@ -454,3 +454,52 @@ def test_sink_agent_dead_letters_rejected_and_garbage_records(tmp_path: Path) ->
     assert letters[1].reference == "cam-1#1"
     assert letters[2].reason is DeadLetterReason.BAD_RECORD
     assert (letters[2].origin.topic if letters[2].origin else None) == Topic.ITEMS.value
+
+
+# ---------------------------------------------------------------------------------------------
+# the Faust app's configuration and the worker's tagger hook
+
+
+def test_faust_app_is_configured_from_settings(tmp_path: Path) -> None:
+    conf = Settings.from_env(
+        {},
+        state_dir=tmp_path,
+        kafka_bootstrap="k1:9092,k2:9092",
+        consumer_group="shop-tagger",
+        kafka_session_timeout_s=6.0,
+        max_message_bytes=5 * 1024 * 1024,
+    )
+    app = faust_app(conf)
+    assert app.conf.id == "shop-tagger"
+    assert [str(u) for u in app.conf.broker] == ["kafka://k1:9092", "kafka://k2:9092"]
+    assert app.conf.broker_session_timeout == 6.0
+    assert app.conf.broker_heartbeat_interval == 2.0
+    assert app.conf.producer_max_request_size >= conf.max_message_bytes
+    assert app.conf.consumer_max_fetch_size >= conf.max_message_bytes
+    assert app.conf.topic_allow_declare is False
+    assert app.conf.topic_disable_leader is True
+    assert app.conf.web_enabled is False
+    assert app.conf.stream_publish_on_commit is False
+    assert app.conf.producer_acks == -1
+
+
+def test_pipeline_registers_one_actor_per_agent_on_the_four_topics(tmp_path: Path) -> None:
+    p = pipeline(tmp_path, Recorder())
+    agents = {a.name: a for a in p.app.agents.values()}
+    assert {a.concurrency for a in agents.values()} == {1}
+    assert {a.channel.get_topic_name() for a in agents.values()} == {
+        Topic.IMAGES.value,
+        Topic.FRAMES.value,
+        Topic.ITEMS.value,
+    }
+    assert p.deadletter_topic.get_topic_name() == Topic.DEADLETTER.value
+
+
+def test_worker_tagger_factory_spec() -> None:
+    from stream_processors.worker import load_factory
+
+    factory = load_factory("stream_processors.testing:fake_tagger")
+    assert factory(Settings.from_env({})).model_version == "fake-tagger-1"
+    for bad in ("no-colon", "stream_processors.testing:missing", "no_such_module:x"):
+        with pytest.raises(ValueError, match="tagger factory"):
+            load_factory(bad)
