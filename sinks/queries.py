@@ -1,15 +1,50 @@
 """Read-side helpers over the sink's tables for the demo, the benchmarks and reports: counts,
-garments per category, the most frequent attribute values, mean stage timings, and the garments
-of one event. Parameterised SQL only; each function takes an open psycopg2 connection."""
+garments per category, the most frequent attribute values, mean stage timings, latencies and the
+garments of one event. Parameterised SQL only; each function takes an open psycopg2 connection
+and, where it reports over many images, a `Scope` (which sources, which time window)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sinks.postgres import TABLES, Connection
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which images a report covers: all by default.
+
+    `sources`: feed names or camera ids. `captured_since`: captures from then on (what a user
+    asks: "since yesterday"). `written_since`: rows the sink (re)wrote from then on (what one run
+    of the demo or a benchmark produced).
+    """
+
+    sources: Collection[str] | None = None
+    captured_since: dt.datetime | None = None
+    written_since: dt.datetime | None = None
+
+    def images_cte(self) -> tuple[str, dict[str, Any]]:
+        """`WITH scoped AS (...)`: the ids and columns of the images in scope."""
+        sql = (
+            "WITH scoped AS ("
+            " SELECT i.* FROM images i JOIN sources s ON s.id = i.source_pk"
+            " WHERE (%(sources)s::text[] IS NULL OR s.source_id = ANY(%(sources)s::text[]))"
+            " AND (%(captured)s::timestamptz IS NULL OR i.captured_at >= %(captured)s)"
+            " AND (%(written)s::timestamptz IS NULL OR i.written_at >= %(written)s)"
+            ") "
+        )
+        params = {
+            "sources": None if self.sources is None else sorted(self.sources),
+            "captured": self.captured_since,
+            "written": self.written_since,
+        }
+        return sql, params
+
+
+ALL = Scope()
 
 
 @dataclass(frozen=True)
@@ -31,11 +66,18 @@ class GarmentRow:
     model_version: str
 
 
-def _rows(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def _rows(
+    conn: Connection, query: str, params: tuple[Any, ...] | Mapping[str, Any] = ()
+) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(query, params)
         rows: list[tuple[Any, ...]] = cur.fetchall()
     return rows
+
+
+def _scoped(scope: Scope, query: str, **params: Any) -> tuple[str, dict[str, Any]]:
+    cte, scope_params = scope.images_cte()
+    return cte + query, {**scope_params, **params}
 
 
 def count_rows(conn: Connection) -> dict[str, int]:
@@ -49,64 +91,90 @@ def count_rows(conn: Connection) -> dict[str, int]:
     return dict(zip(TABLES, (int(v) for v in row), strict=True))
 
 
-def garments_per_category(
-    conn: Connection, *, source_id: str | None = None, since: dt.datetime | None = None
-) -> list[LabelCount]:
-    """Garments per detector category, most frequent first; optionally one source (a feed or
-    camera id) and captures from `since` on."""
-    rows = _rows(
-        conn,
-        "SELECT g.category, count(*) FROM garments g JOIN sources s ON s.id = g.source_pk"
-        " WHERE (%s::text IS NULL OR s.source_id = %s)"
-        " AND (%s::timestamptz IS NULL OR g.captured_at >= %s)"
-        " GROUP BY g.category ORDER BY count(*) DESC, g.category",
-        (source_id, source_id, since, since),
+def image_counts(conn: Connection, scope: Scope = ALL) -> dict[str, int]:
+    """In scope: `images` (catalogue photos), `frames` (video frames), `garments`, `people`."""
+    query, params = _scoped(
+        scope,
+        "SELECT count(*) FILTER (WHERE frame_number IS NULL),"
+        " count(*) FILTER (WHERE frame_number IS NOT NULL),"
+        " coalesce(sum(garment_count), 0), coalesce(sum(person_count), 0) FROM scoped",
     )
-    return [LabelCount(label, int(n)) for label, n in rows]
+    ((images, frames, garments, people),) = _rows(conn, query, params)
+    return {
+        "images": int(images),
+        "frames": int(frames),
+        "garments": int(garments),
+        "people": int(people),
+    }
 
 
-def top_attribute_values(conn: Connection, *, limit: int = 3) -> dict[str, list[LabelCount]]:
+def garments_per_category(conn: Connection, scope: Scope = ALL) -> list[LabelCount]:
+    """Garments per detector category, most frequent first."""
+    query, params = _scoped(
+        scope,
+        "SELECT g.category, count(*) FROM garments g JOIN scoped i ON i.id = g.image_id"
+        " GROUP BY g.category ORDER BY count(*) DESC, g.category",
+    )
+    return [LabelCount(label, int(n)) for label, n in _rows(conn, query, params)]
+
+
+def top_attribute_values(
+    conn: Connection, scope: Scope = ALL, *, limit: int = 3
+) -> dict[str, list[LabelCount]]:
     """The `limit` most frequent labels of every attribute head, plus the measured colour
-    (`colour`) and the style (`style`), over all garments."""
-    rows = _rows(
-        conn,
-        "WITH labels AS ("
+    (`colour`) and the style (`style`)."""
+    query, params = _scoped(
+        scope,
+        ", in_scope AS (SELECT g.* FROM garments g JOIN scoped i ON i.id = g.image_id)"
+        ", labels AS ("
         "  SELECT a.key AS head, a.value ->> 'label' AS label"
-        "  FROM garments g CROSS JOIN LATERAL jsonb_each(g.attributes) AS a"
-        "  UNION ALL SELECT 'colour', colour_name FROM garments"
-        "  UNION ALL SELECT 'style', style FROM garments"
+        "  FROM in_scope g CROSS JOIN LATERAL jsonb_each(g.attributes) AS a"
+        "  UNION ALL SELECT 'colour', colour_name FROM in_scope"
+        "  UNION ALL SELECT 'style', style FROM in_scope"
         "), counted AS ("
         "  SELECT head, label, count(*) AS n,"
         "         row_number() OVER (PARTITION BY head ORDER BY count(*) DESC, label) AS rank"
         "  FROM labels WHERE label IS NOT NULL GROUP BY head, label"
-        ") SELECT head, label, n FROM counted WHERE rank <= %s ORDER BY head, rank",
-        (limit,),
+        ") SELECT head, label, n FROM counted WHERE rank <= %(limit)s ORDER BY head, rank",
+        limit=limit,
     )
     result: dict[str, list[LabelCount]] = {}
-    for head, label, n in rows:
+    for head, label, n in _rows(conn, query, params):
         result.setdefault(head, []).append(LabelCount(label, int(n)))
     return result
 
 
-def mean_timings(conn: Connection) -> dict[str, float]:
-    """Mean seconds per stage over all images (from each image's `timings`)."""
-    rows = _rows(
-        conn,
-        "SELECT t.key, avg(t.value::float8) FROM images i"
+def mean_timings(conn: Connection, scope: Scope = ALL) -> dict[str, float]:
+    """Mean seconds per stage (from each image's `timings`)."""
+    query, params = _scoped(
+        scope,
+        "SELECT t.key, avg(t.value::float8) FROM scoped i"
         " CROSS JOIN LATERAL jsonb_each_text(i.timings) AS t GROUP BY t.key ORDER BY t.key",
     )
-    return {stage: float(mean) for stage, mean in rows}
+    return {stage: float(mean) for stage, mean in _rows(conn, query, params)}
 
 
-def popular_looks(conn: Connection, *, limit: int = 10) -> list[tuple[str, str, str, int]]:
-    """(category, colour, style, garments) most seen first: the "popular fashion items" report."""
-    rows = _rows(
-        conn,
-        "SELECT category, colour_name, style, count(*) FROM garments"
-        " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3 LIMIT %s",
-        (limit,),
+def latencies(conn: Connection, scope: Scope = ALL) -> list[float]:
+    """Seconds from entering Kafka (`submitted_at`) to the row's last write, per image, sorted."""
+    query, params = _scoped(
+        scope,
+        "SELECT extract(epoch FROM written_at - submitted_at)::float8 FROM scoped ORDER BY 1",
     )
-    return [(c, colour, style, int(n)) for c, colour, style, n in rows]
+    return [float(v) for (v,) in _rows(conn, query, params)]
+
+
+def popular_looks(
+    conn: Connection, scope: Scope = ALL, *, limit: int = 10
+) -> list[tuple[str, str, str, int]]:
+    """(category, colour, style, garments) most seen first: the "popular fashion items" report."""
+    query, params = _scoped(
+        scope,
+        "SELECT g.category, g.colour_name, g.style, count(*) FROM garments g"
+        " JOIN scoped i ON i.id = g.image_id"
+        " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3 LIMIT %(limit)s",
+        limit=limit,
+    )
+    return [(c, colour, style, int(n)) for c, colour, style, n in _rows(conn, query, params)]
 
 
 def garments_for_event(

@@ -48,10 +48,10 @@ def test_counts_and_categories(db: psycopg2.extensions.connection, written: list
         ("footwear", 3),
         ("trousers", 3),
     ]
-    camera_only = queries.garments_per_category(db, source_id="cam-a")
+    camera_only = queries.garments_per_category(db, queries.Scope(sources=["cam-a"]))
     assert sum(c.count for c in camera_only) == 9
     future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    assert queries.garments_per_category(db, since=future) == []
+    assert queries.garments_per_category(db, queries.Scope(captured_since=future)) == []
 
 
 def test_top_attribute_values(db: psycopg2.extensions.connection, written: list[str]) -> None:
@@ -81,3 +81,30 @@ def test_garments_for_event(db: psycopg2.extensions.connection, written: list[st
     assert garments[0].attributes["gender"] == {"label": "Women", "prob": 0.91}
     assert garments[0].box == (30.0, 40.0, 180.0, 240.0)
     assert queries.garments_for_event(db, written[1], model_version="other") == []
+
+
+def test_scope_by_source_and_write_time(
+    db: psycopg2.extensions.connection, written: list[str]
+) -> None:
+    assert queries.image_counts(db) == {"images": 1, "frames": 3, "garments": 10, "people": 4}
+    camera = queries.Scope(sources=["cam-a"])
+    counts = queries.image_counts(db, camera)
+    assert (counts["images"], counts["frames"]) == (0, 3)
+    assert sum(c.count for c in queries.garments_per_category(db, camera)) == 9
+    assert queries.top_attribute_values(db, camera, limit=1)["gender"] == [
+        queries.LabelCount("Women", 9)
+    ]
+    later = queries.Scope(written_since=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    assert queries.image_counts(db, later) == {"images": 0, "frames": 0, "garments": 0, "people": 0}
+    assert queries.mean_timings(db, later) == {}
+    assert queries.popular_looks(db, later) == []
+
+
+def test_latencies_run_from_submission_to_write(
+    db: psycopg2.extensions.connection, written: list[str]
+) -> None:
+    values = queries.latencies(db)
+    assert len(values) == 4
+    assert values == sorted(values)
+    # every sample record was submitted before the sink's transaction began
+    assert all(v > 0 for v in values)
