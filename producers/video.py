@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +109,14 @@ def redact(location: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+
+
+def scrub_urls(text: str) -> str:
+    """`text` (e.g. an FFmpeg error naming its input) with every URL redacted."""
+    return _URL.sub(lambda m: redact(m.group(0)), text)
 
 
 class VideoDecodeError(DecodeError):
@@ -206,7 +215,6 @@ class VideoProducer:
         *,
         opener: ContainerOpener = open_container,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
         stop: threading.Event | None = None,
     ) -> None:
         self._producer = producer
@@ -214,7 +222,6 @@ class VideoProducer:
         self._options = options
         self._open = opener
         self._clock = clock
-        self._sleep = sleep
         self.stop = stop or threading.Event()
         self._deliveries = Deliveries()
 
@@ -274,11 +281,11 @@ class VideoProducer:
             self._dead_letter(report, camera, redact(url), f"cannot open {redact(url)}: {exc}")
             self._finish(report)
             return report
-        is_recording = container.duration is not None
+        duration = container.duration
         container.close()
-        if not is_recording:
+        if duration is None:
             return self.send_live(url, camera)
-        return self._send_recording(url, camera, f"{redact(url)}:{container.duration}", progress)
+        return self._send_recording(url, camera, f"{redact(url)}:{duration}", progress)
 
     def _send_recording(
         self, location: str, camera: str, stream_ref: str, progress: bool
@@ -320,6 +327,17 @@ class VideoProducer:
                     last_pts = max(last_pts, item.pts_s)
             report.frames_decoded = reader.decoded
             report.completed = reader.finished and not self.stop.is_set()
+            listed = int(container.streams.video[0].frames or 0)  # 0: the format does not say
+            if report.completed and listed and reader.decoded < listed:
+                # A cut-off file demuxes to a clean end; only its index knows frames are missing.
+                report.completed = False
+                self._dead_letter(
+                    report,
+                    camera,
+                    f"{reference}#{reader.frame_number}",
+                    f"recording ends early: {reader.decoded} of the {listed} frames its index"
+                    " lists decoded (a truncated file?)",
+                )
         finally:
             container.close()
             if bar is not None:
@@ -387,6 +405,7 @@ class VideoProducer:
         detail: str,
         reason: DeadLetterReason = DeadLetterReason.VIDEO_DECODE_ERROR,
     ) -> None:
+        detail = scrub_urls(detail)  # FFmpeg's messages repeat the URL, credentials and all
         log.error("camera %s: %s: %s", camera, reason.value, detail)
         if reason is DeadLetterReason.VIDEO_DECODE_ERROR:
             report.decode_errors += 1
@@ -560,7 +579,12 @@ class _LiveSession:
             try:
                 container = owner._open(self.url, live=True)
             except Exception as exc:
-                log.warning("camera %s: cannot open %s: %s", self.camera, redact(self.url), exc)
+                log.warning(
+                    "camera %s: cannot open %s: %s",
+                    self.camera,
+                    redact(self.url),
+                    scrub_urls(str(exc)),
+                )
                 backoff = min(backoff * 2, owner._options.reconnect_backoff_max_s)
                 continue
             try:

@@ -35,6 +35,7 @@ from producers.video import (
     recording_start,
     redact,
     resized_dims,
+    scrub_urls,
 )
 from sinks.metrics import Metrics
 from tests.unit.test_feed import FakeFuture, FakeProducer
@@ -118,6 +119,8 @@ def test_recording_start_rule() -> None:
 def test_redact_removes_credentials_and_query() -> None:
     assert redact("rtsp://admin:pw@10.0.0.5:554/stream1?token=x") == "rtsp://10.0.0.5:554/stream1"
     assert redact("/videos/a.mp4") == "/videos/a.mp4"
+    error = "[Errno 5] Input/output error: 'rtsp://admin:pw@cam.local/s?token=x'"
+    assert scrub_urls(error) == "[Errno 5] Input/output error: 'rtsp://cam.local/s'"
 
 
 def test_file_frames_are_sampled_by_pts_resized_and_stamped() -> None:
@@ -209,16 +212,30 @@ def test_not_a_video_is_dead_lettered_not_raised(tmp_path: Path) -> None:
     )
 
 
-def test_truncated_video_is_dead_lettered(tmp_path: Path) -> None:
+def test_truncated_video_is_dead_lettered_after_sending_what_decodes(tmp_path: Path) -> None:
     cut = tmp_path / "cut.mp4"
     data = CLIP.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     fake = FakeProducer()
     report = producer_for(fake).send_file(cut, "cam-cut")
     letters = dead_letters(fake)
-    assert letters
-    assert {d.reason for d in letters} == {DeadLetterReason.VIDEO_DECODE_ERROR}
-    assert report.decode_errors >= 1
+    assert [d.reason for d in letters] == [DeadLetterReason.VIDEO_DECODE_ERROR]
+    assert "ends early" in letters[0].detail
+    assert report.decode_errors == 1
+    assert not report.completed
+    assert 0 < report.frames_sent < 8  # the frames before the cut still go out
+
+
+def test_a_file_without_its_index_is_dead_lettered(tmp_path: Path) -> None:
+    data = CLIP.read_bytes()
+    start = data.index(b"moov") - 4
+    size = int.from_bytes(data[start : start + 4], "big")
+    broken = tmp_path / "no-index.mp4"
+    broken.write_bytes(data[:start] + b"\x00" * size + data[start + size :])
+    fake = FakeProducer()
+    report = producer_for(fake).send_file(broken, "cam-noindex")
+    assert report.frames_sent == 0
+    assert [d.reason for d in dead_letters(fake)] == [DeadLetterReason.VIDEO_DECODE_ERROR]
 
 
 def test_corrupt_packets_are_dead_lettered_and_the_rest_still_sent(tmp_path: Path) -> None:
@@ -354,3 +371,26 @@ def test_live_source_drops_oldest_frames_when_the_broker_falls_behind() -> None:
     assert [f.frame_number for f in published] == list(range(20))
     (report,) = result
     assert report.frames_dropped["fall_behind"] + report.frames_dropped["stopped"] == 20
+
+
+def test_a_recording_served_over_http_is_read_to_its_end() -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(CLIP.parent))
+    server = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        fake = FakeProducer()
+        url = f"http://127.0.0.2:{server.server_address[1]}/{CLIP.name}?token=secret"
+        report = producer_for(fake).send(url, "cam-http")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert report.completed
+    assert report.frames_sent == 8
+    assert "secret" not in report.source
+    assert all("secret" not in d.detail for d in dead_letters(fake))
+    assert [f.frame_number for f in frames_sent(fake)] == [0, 5, 10, 15, 20, 25, 30, 35]
