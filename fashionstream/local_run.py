@@ -86,15 +86,21 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def serve_directory(directory: Path, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `directory` over HTTP on a free port of `host`; yields the base URL ending in '/'."""
+def serve_directory(directory: Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve `directory` over HTTP on `host`:`port` (a free port if `port` is 0 or taken);
+    yields the base URL, ending in '/'."""
 
     class QuietHandler(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     handler = functools.partial(QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer((host, 0), handler)
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError:
+        if port == 0:
+            raise
+        server = ThreadingHTTPServer((host, 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="fs-sample-http", daemon=True)
     thread.start()
     try:
