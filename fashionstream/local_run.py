@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from fashionstream.records import DeadLetter, Topic
 from fashionstream.settings import REPO_ROOT, Settings
@@ -109,6 +110,50 @@ def serve_directory(directory: Path, host: str = "127.0.0.1", port: int = 0) -> 
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+PIPELINE_TOPICS = (Topic.IMAGES, Topic.FRAMES, Topic.ITEMS)
+
+
+def start_group_at_end(
+    settings: Settings, group: str, topics: tuple[Topic, ...] = PIPELINE_TOPICS
+) -> None:
+    """Commit, for `group`, the current end of every partition of `topics`, so that a worker of
+    that group sees only what is produced next.
+
+    The end is found by reading to it rather than from `end_offsets`: Tansu can report a wrong
+    high watermark, and reading works on every broker. The commit goes through a consumer that
+    never joins the group.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=group,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=settings.max_message_bytes + 65536,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    try:
+        partitions = [
+            TopicPartition(t.value, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t.value) or [])
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        position = {tp: 0 for tp in partitions}
+        quiet_since = time.monotonic()
+        deadline = time.monotonic() + 120
+        while time.monotonic() - quiet_since < 1.5:
+            if time.monotonic() > deadline:
+                raise RunError("reading to the end of the topics took over 120 s")
+            batch = consumer.poll(timeout_ms=300, max_records=5000)
+            if batch:
+                quiet_since = time.monotonic()
+                for tp, records in batch.items():
+                    position[tp] = max(position[tp], records[-1].offset + 1)
+        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in position.items()})
+    finally:
+        consumer.close()
 
 
 class DeadLetterWatch:

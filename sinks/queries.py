@@ -163,6 +163,13 @@ def latencies(conn: Connection, scope: Scope = ALL) -> list[float]:
     return [float(v) for (v,) in _rows(conn, query, params)]
 
 
+def last_written(conn: Connection, scope: Scope = ALL) -> dt.datetime | None:
+    """When the sink last (re)wrote an image in scope; None when there is none."""
+    query, params = _scoped(scope, "SELECT max(written_at) FROM scoped")
+    ((last,),) = _rows(conn, query, params)
+    return last if isinstance(last, dt.datetime) else None
+
+
 def popular_looks(
     conn: Connection, scope: Scope = ALL, *, limit: int = 10
 ) -> list[tuple[str, str, str, int]]:

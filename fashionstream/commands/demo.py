@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from fashionstream.commands import Commands
+from fashionstream.commands.tagger import DEFAULT_VIDEO
 from fashionstream.settings import Settings
 
 
@@ -26,6 +28,20 @@ def register(commands: Commands, bench: Commands) -> None:
     )
     demo.set_defaults(func=_demo)
 
+    b = bench.add_parser(
+        "pipeline",
+        help="frames/s through broker + worker + Postgres vs the bare tagger, in one run",
+        description="Times the bare FashionTagger on N real frames, then the same frames as "
+        "JPEG records through the embedded broker, a worker process and Postgres (first send "
+        "to last row committed). Prints medians over --repeats runs and their ratio.",
+    )
+    b.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="where the frames come from")
+    b.add_argument("--frames", type=int, default=48, help="frames per timed run")
+    b.add_argument("--repeats", type=int, default=3, help="timed runs per side")
+    b.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for one run")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_bench_pipeline)
+
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from fashionstream.demo import format_summary, run_demo
@@ -41,4 +57,29 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json_dict(), indent=2))
     else:
         print(format_summary(result))
+    return 0
+
+
+def _bench_pipeline(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.bench_pipeline import run_bench
+    from fashionstream.commands.tagger import load_frames
+    from fashionstream.local_run import RunError
+    from infra.errors import StackError
+
+    frames, source = load_frames(args.video, args.frames)
+    try:
+        result = run_bench(
+            settings, frames, frames_source=source, repeats=args.repeats, timeout_s=args.timeout
+        )
+    except (RunError, StackError) as exc:
+        print(f"fashionstream bench pipeline: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json_dict(), indent=2))
+    else:
+        print(
+            f"tagger {result.tagger_fps:.2f} frames/s, pipeline {result.pipeline_fps:.2f} "
+            f"frames/s, ratio {result.ratio:.3f}; latency p50 {result.latency_p50_s:.2f} s, "
+            f"p95 {result.latency_p95_s:.2f} s ({result.frames} frames x {result.repeats} runs)"
+        )
     return 0

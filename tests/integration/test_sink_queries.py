@@ -97,6 +97,10 @@ def test_scope_by_source_and_write_time(
     later = queries.Scope(written_since=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     assert queries.image_counts(db, later) == {"images": 0, "frames": 0, "garments": 0, "people": 0}
     assert queries.mean_timings(db, later) == {}
+    assert queries.last_written(db, later) is None
+    last = queries.last_written(db)
+    assert last is not None
+    assert last <= dt.datetime.now(dt.UTC)
     assert queries.popular_looks(db, later) == []
 
 

@@ -1,0 +1,205 @@
+"""`fashionstream bench pipeline`: what the streaming pipeline costs over the bare model.
+
+In one run, on the same real frames: (1) the bare `FashionTagger` in this process, batch by
+batch; (2) the same frames as JPEG records through the embedded broker, a real worker process and
+Postgres, from the first send to the last row committed. `ratio` = pipeline fps / tagger fps.
+Both sides report the median of `repeats` runs; the worker is warmed up before it is timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import psycopg2
+
+from fashionstream.local_run import (
+    DeadLetterWatch,
+    RunError,
+    WorkerProcess,
+    settings_env,
+    start_group_at_end,
+    wait_for_sources,
+)
+from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame
+from fashionstream.settings import Settings
+from infra.local_stack import LocalStack
+from producers.kafka import build_producer
+from sinks import queries
+
+
+@dataclass(frozen=True)
+class PipelineBench:
+    tagger_fps: float  # median over repeats, bare FashionTagger.tag in batches of batch_size
+    pipeline_fps: float  # median over repeats, first send -> last row committed
+    ratio: float
+    latency_p50_s: float  # per frame: entering Kafka -> row committed, over all timed runs
+    latency_p95_s: float
+    frames: int
+    repeats: int
+    batch_size: int
+    backend: str
+    device: str
+    frame_size: tuple[int, int]
+    frames_source: str
+    model_version: str
+    tagger_fps_runs: tuple[float, ...]
+    pipeline_fps_runs: tuple[float, ...]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_bench(
+    settings: Settings,
+    frames: Sequence[np.ndarray],
+    *,
+    frames_source: str,
+    repeats: int,
+    timeout_s: float,
+) -> PipelineBench:
+    from models.tagger import FashionTagger  # torch is heavy: only when a bench runs
+
+    jpegs = [_jpeg(f, settings.jpeg_quality) for f in frames]
+    # The tagger sees what the worker sees: the frames after the JPEG round trip.
+    decoded = [_rgb(j) for j in jpegs]
+
+    tagger = FashionTagger.from_settings(settings)
+    model_version = tagger.model_version
+    tagger_runs = [_time_tagger(tagger, decoded, settings.batch_size) for _ in range(repeats + 1)]
+    tagger_runs = tagger_runs[1:]  # the first run is the warm-up
+    del tagger
+    gc.collect()
+
+    LocalStack.from_settings(settings).start()
+    group = f"{settings.consumer_group}-bench"
+    start_group_at_end(settings, group)
+    log_file = settings.state_dir / "logs" / "bench-worker.log"
+    run_id = uuid.uuid4().hex[:8]
+    worker = WorkerProcess(settings_env(settings, consumer_group=group), log_file)
+    watch = DeadLetterWatch(settings)
+    producer = build_producer(settings, client_id="fashionstream-bench")
+    try:
+        warm = min(len(jpegs), 2 * settings.batch_size)
+        _send_and_wait(settings, producer, jpegs[:warm], f"bench-{run_id}-warmup", worker, watch,
+                       timeout_s)  # fmt: skip
+        pipeline_runs, latencies = [], []
+        for r in range(repeats):
+            camera = f"bench-{run_id}-{r}"
+            started = time.time()
+            _send_and_wait(settings, producer, jpegs, camera, worker, watch, timeout_s)
+            finished, run_latencies = _written(settings, camera, started)
+            pipeline_runs.append(len(jpegs) / (finished - started))
+            latencies += run_latencies
+    finally:
+        producer.close()
+        watch.close()
+        worker.stop()
+    tagger_fps = statistics.median(tagger_runs)
+    pipeline_fps = statistics.median(pipeline_runs)
+    latencies.sort()
+    height, width = decoded[0].shape[:2]
+    return PipelineBench(
+        tagger_fps=round(tagger_fps, 3),
+        pipeline_fps=round(pipeline_fps, 3),
+        ratio=round(pipeline_fps / tagger_fps, 3),
+        latency_p50_s=round(_quantile(latencies, 0.5), 3),
+        latency_p95_s=round(_quantile(latencies, 0.95), 3),
+        frames=len(jpegs),
+        repeats=repeats,
+        batch_size=settings.batch_size,
+        backend=settings.backend.value,
+        device=settings.device.value,
+        frame_size=(int(width), int(height)),
+        frames_source=frames_source,
+        model_version=model_version,
+        tagger_fps_runs=tuple(round(v, 3) for v in tagger_runs),
+        pipeline_fps_runs=tuple(round(v, 3) for v in pipeline_runs),
+    )
+
+
+def _time_tagger(tagger: Any, frames: Sequence[np.ndarray], batch_size: int) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(frames), batch_size):
+        tagger.tag(frames[i : i + batch_size])
+    return len(frames) / (time.perf_counter() - started)
+
+
+def _send_and_wait(
+    settings: Settings,
+    producer: Any,
+    jpegs: Sequence[np.ndarray],
+    camera: str,
+    worker: WorkerProcess,
+    watch: DeadLetterWatch,
+    timeout_s: float,
+) -> None:
+    since = time.time()
+    for number, jpeg in enumerate(jpegs):
+        now = time.time()
+        frame = Frame(
+            event_id=event_id_for_frame(camera, f"bench:{camera}", number),
+            source_kind=SourceKind.CAMERA,
+            source_id=camera,
+            captured_at=now,
+            submitted_at=now,
+            jpeg=jpeg.tobytes(),
+            frame_number=number,
+        )
+        producer.send(
+            Topic.FRAMES.value, key=frame.key.encode(), value=frame.jpeg, headers=frame.headers()
+        )
+    producer.flush(timeout=60)
+    progress = wait_for_sources(
+        settings,
+        sources=(camera,),
+        expected=len(jpegs),
+        since=since,
+        watch=watch,
+        worker=worker,
+        timeout_s=timeout_s,
+    )
+    if progress.dead_letters:
+        raise RunError(f"{progress.dead_letters} benchmark frames were dead-lettered")
+
+
+def _written(settings: Settings, camera: str, since: float) -> tuple[float, list[float]]:
+    """(when the last frame's row was committed, per-frame latencies) for one timed run."""
+    scope = queries.Scope(sources=(camera,), written_since=dt.datetime.fromtimestamp(since, dt.UTC))
+    with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
+        latencies = queries.latencies(conn, scope)
+        last = queries.last_written(conn, scope)
+    if last is None:
+        raise RunError(f"no rows for {camera}")
+    return last.timestamp(), latencies
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise RunError("could not JPEG-encode a benchmark frame")
+    return np.asarray(encoded)
+
+
+def _rgb(jpeg: np.ndarray) -> np.ndarray:
+    bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise RunError("could not decode a benchmark frame")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
