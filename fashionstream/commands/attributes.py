@@ -66,6 +66,22 @@ def register(train: Commands, evaluate: Commands) -> None:
     source = e.add_mutually_exclusive_group(required=True)
     source.add_argument("--products", type=Path, help="catalogue-format folder")
     source.add_argument("--folders", type=Path, help="clothing-small-format folder")
+    source.add_argument(
+        "--held-out",
+        action="store_true",
+        help="every figure of the model card, on this project's held-out splits of --data",
+    )
+    e.add_argument(
+        "--data",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "data",
+        help="with --held-out: the shared/data folder the model was trained from",
+    )
+    e.add_argument(
+        "--write-manifest",
+        action="store_true",
+        help="with --held-out: store the figures as the manifest entry's metrics",
+    )
     e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--batch-size", type=int, default=64)
@@ -113,12 +129,24 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         evaluate_folders,
         evaluate_products,
         folders_table,
+        held_out_metrics,
+        held_out_table,
         products_table,
     )
 
     classifier = AttributeClassifier.from_weights(args.weights)
     report: dict[str, Any]
-    if args.products is not None:
+    if args.held_out:
+        from models import weights as W
+        from models.attributes.classifier import MANIFEST_NAME
+        from models.attributes.data import DataLayout
+
+        report = held_out_metrics(classifier, DataLayout(args.data), progress=_progress)
+        text = held_out_table(report)
+        if args.write_manifest:
+            entry = W.entry(args.weights, MANIFEST_NAME)
+            W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": report}))
+    elif args.products is not None:
         report = evaluate_products(
             classifier, args.products, batch_size=args.batch_size, progress=_progress
         )

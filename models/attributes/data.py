@@ -71,8 +71,9 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_styles(products_dir: Path) -> list[dict[str, str]]:
-    """styles.csv rows whose photo exists, in file order."""
+def read_styles(products_dir: Path, *, require_image: bool = True) -> list[dict[str, str]]:
+    """styles.csv rows (only those whose photo exists, unless `require_image` is False), in
+    file order."""
     path = products_dir / "styles.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: a products folder needs styles.csv")
@@ -81,6 +82,8 @@ def read_styles(products_dir: Path) -> list[dict[str, str]]:
         if reader.fieldnames is None or "id" not in reader.fieldnames:
             raise ValueError(f"{path}: expected a header with an `id` column")
         rows = [row for row in reader if row.get("id")]
+    if not require_image:
+        return rows
     return [r for r in rows if (products_dir / "images" / f"{r['id']}.jpg").is_file()]
 
 
