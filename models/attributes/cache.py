@@ -137,5 +137,8 @@ def _background_patches(layout: D.DataLayout, size: int) -> np.ndarray:
             y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
             window = image[y : y + side, x : x + side]
             patches.append(cv2.resize(window, (size, size), interpolation=cv2.INTER_AREA))
+    if not patches:  # no training CCP photo (a tiny data root): plain random colours instead
+        colours = rng.integers(0, 256, (64, 1, 1, 3), dtype=np.uint8)
+        return np.broadcast_to(colours, (64, size, size, 3)).copy()
     order = rng.permutation(len(patches))[:BACKGROUND_PATCHES]
     return np.stack([patches[i] for i in order])

@@ -219,7 +219,7 @@ def evaluate_ccp(
         "heads": {h: head_score(truth[h], predicted[h]) for h in L.HEAD_NAMES if h in truth},
         "regions": len(regions),
         "photos": len(ids),
-        "colour_head_vs_pixels": round(float(np.mean(agree)), 4) if agree else 0.0,
+        "colour_head_vs_pixels": _rate(agree),
     }
 
 
@@ -244,14 +244,14 @@ def colour_agreement_catalogue(
     labelled = [i for i, t in enumerate(truth) if t not in L.MISSING]
     return {
         "n": len(rows),
-        "head_vs_pixels": round(
-            float(np.mean([h["baseColour"] == p for h, p in zip(heads, pixels, strict=True)])), 4
-        ),
-        "head_vs_catalogue": round(
-            float(np.mean([heads[i]["baseColour"] == truth[i] for i in labelled])), 4
-        ),
-        "pixels_vs_catalogue": round(float(np.mean([pixels[i] == truth[i] for i in labelled])), 4),
+        "head_vs_pixels": _rate([h["baseColour"] == p for h, p in zip(heads, pixels, strict=True)]),
+        "head_vs_catalogue": _rate([heads[i]["baseColour"] == truth[i] for i in labelled]),
+        "pixels_vs_catalogue": _rate([pixels[i] == truth[i] for i in labelled]),
     }
+
+
+def _rate(hits: Sequence[bool]) -> float:
+    return round(float(np.mean(hits)), 4) if hits else 0.0
 
 
 def held_out_metrics(

@@ -288,7 +288,8 @@ def train(
             ema.update(net)
             step += 1
             seen += len(rows)
-            running = 0.98 * running + 0.02 * float(loss) if b else float(loss)
+            value = float(loss.detach())
+            running = 0.98 * running + 0.02 * value if b else value
         train_s = time.monotonic() - t0
         ema_net = build_attribute_net(heads=heads).to(device).to(memory_format=torch.channels_last)
         ema_net.load_state_dict(ema.state)
