@@ -181,16 +181,15 @@ def monitor(
     """Held-out accuracy per source and head, from cached canvases (a quick per-epoch check;
     the shipped figures come from `evaluate` on the original files)."""
     net.eval()
+    device = next(net.parameters()).device
     hits: dict[tuple[str, int], list[int]] = {}
     for start in range(0, len(rows), 128):
         chunk = rows[start : start + 128]
         canvases, sources = _gather(cache, chunk)
-        x = deployment_batch(canvases, sources, cfg.input_size).contiguous(
-            memory_format=torch.channels_last
-        )
-        outputs = net(x)
+        x = deployment_batch(canvases, sources, cfg.input_size)
+        outputs = net(x.to(device).contiguous(memory_format=torch.channels_last))
         for col, out in enumerate(outputs):
-            pred = out.argmax(1).numpy()
+            pred = out.argmax(1).cpu().numpy()
             for k, row in enumerate(chunk):
                 y = labels[row, col]
                 if y >= 0:
