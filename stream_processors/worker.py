@@ -45,6 +45,9 @@ def run_worker(
     sink: ItemSink | SinkFactory | None = None,
 ) -> int:
     """Blocks until the worker stops; returns the process exit status (0 after a clean stop)."""
+    # Faust creates its data dir (settings.state_dir / "faust") without parents; the ONNX
+    # export cache lives in the state dir too
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     server = serve_metrics(registry, settings.metrics_host, settings.worker_metrics_port)

@@ -81,11 +81,11 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
     with ImageServer() as images:
         rows = catalogue_rows(images.base_url, prefix="")
         expected = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
-        assert send_feed(local_stack, rows, feed) == 26
+        assert send_feed(local_stack, rows, feed) == len(rows)
         frames = send_video(local_stack, CLIP, camera, fps=2.0)
         expected_frames = set(frames)
         total = len(expected) + len(expected_frames)
-        assert total == 26 + 48
+        assert len(expected_frames) == 48  # 24 s at 2 fps
 
         # Killed twice: a batch taken, committed too early and still being inferred would be
         # lost at either kill (an acked-but-unfinished batch exists most of the time with a

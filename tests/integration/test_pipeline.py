@@ -91,14 +91,16 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
     ):
         rows = catalogue_rows(images.base_url, prefix="")
         expected_items = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
-        assert send_feed(local_stack, rows, feed) == 26
+        n = len(rows)
+        assert n >= 20
+        assert send_feed(local_stack, rows, feed) == n
         expected_frames = set(send_video(local_stack, CLIP, camera, fps=2.0))
         assert len(expected_frames) == 8
         big = big_frame(unique("big-cam"))
         assert len(big.jpeg) > 2 * 1024 * 1024  # over Kafka's 1 MB default message size
         send_frame(local_stack, big)
 
-        wait_for_images(db, feed, 26, TIMEOUT_S, worker)
+        wait_for_images(db, feed, n, TIMEOUT_S, worker)
         wait_for_images(db, camera, 8, TIMEOUT_S, worker)
         assert set(event_ids(db, feed)) == expected_items
         assert set(event_ids(db, camera)) == expected_frames
@@ -110,7 +112,7 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
                 (feed,),
             )
             count, items, min_width, max_side = cur.fetchone()
-            assert (count, items) == (26, 26)
+            assert (count, items) == (n, n)
             assert min_width > 0
             assert max_side <= local_stack.image_max_side
             cur.execute(
@@ -118,7 +120,7 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
                 " WHERE s.source_id = %s AND c.title IS NOT NULL AND c.brand = 'sample'",
                 (feed,),
             )
-            assert cur.fetchone()[0] == 26  # the feed's attributes reached Postgres
+            assert cur.fetchone()[0] == n  # the feed's attributes reached Postgres
             cur.execute(
                 "SELECT count(*) FROM garments g JOIN images i ON i.id = g.image_id"
                 " JOIN sources s ON s.id = i.source_pk WHERE s.source_id IN (%s, %s)",
@@ -129,10 +131,10 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
 
         # the same feed again: every image is written again (written_at moves), none is added
         rerun_at = time.time()
-        assert send_feed(local_stack, rows, feed) == 26
+        assert send_feed(local_stack, rows, feed) == n
         deadline = time.monotonic() + TIMEOUT_S
         rewritten = 0
-        while time.monotonic() < deadline and rewritten < 26:
+        while time.monotonic() < deadline and rewritten < n:
             with db.cursor() as cur:
                 cur.execute(
                     "SELECT count(*) FROM images i JOIN sources s ON s.id = i.source_pk"
@@ -141,8 +143,8 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
                 )
                 rewritten = cur.fetchone()[0]
             time.sleep(0.3)
-        assert rewritten == 26, worker.tail()
-        assert len(event_ids(db, feed)) == 26
+        assert rewritten == n, worker.tail()
+        assert len(event_ids(db, feed)) == n
         with db.cursor() as cur:
             cur.execute(
                 "SELECT count(*) FROM garments g JOIN images i ON i.id = g.image_id"
@@ -154,8 +156,9 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
         text = scrape(metrics_port)
         assert (
             metric_value(text, "fashionstream_messages_in_total", topic="fashion.images.v1") or 0
-        ) >= 52
-        assert (metric_value(text, "fashionstream_rows_written_total", table="images") or 0) >= 60
+        ) >= 2 * n
+        images_written = metric_value(text, "fashionstream_rows_written_total", table="images")
+        assert (images_written or 0) >= 2 * n + len(expected_frames)
         assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="infer")
         assert metric_value(text, "fashionstream_stage_duration_seconds_count", stage="fetch")
         deadline = time.monotonic() + 15  # sampled every 5 s

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ from producers.video import PtsSampler, produce_video
 
 SAMPLES = REPO_ROOT / "fashionstream" / "samples"
 IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
+WORKER_STATE_DIR = Path(tempfile.gettempdir()) / f"fashionstream-test-workers-{os.getuid()}"
 
 # --- the tagger the workers run ------------------------------------------------------------
 # The real trained tagger (models.tagger.FashionTagger + weights/) runs whenever it is there.
@@ -47,10 +49,20 @@ REQUIRE_REAL_TAGGER = False
 
 
 def real_tagger_available() -> bool:
-    return (
-        importlib.util.find_spec("models.tagger") is not None
-        and (REPO_ROOT / "weights" / "manifest.json").is_file()
-    )
+    """models.tagger is there and the manifest lists both networks it loads, with their files
+    (the entries land one by one as training finishes)."""
+    if importlib.util.find_spec("models.tagger") is None:
+        return False
+    from models.runtime.build import ATTRIBUTES_ENTRY, DETECTOR_ENTRY
+    from models.weights import WeightsError, load_manifest
+
+    weights_dir = REPO_ROOT / "weights"
+    try:
+        manifest = load_manifest(weights_dir)
+    except (WeightsError, OSError):
+        return False
+    needed = (DETECTOR_ENTRY, ATTRIBUTES_ENTRY)
+    return all(n in manifest and (weights_dir / manifest[n].file).is_file() for n in needed)
 
 
 def tagger_args(*, slow_fake: bool = False) -> list[str]:
@@ -128,6 +140,8 @@ def running_worker(
         settings,
         consumer_group=group,
         fetch_allow_networks=(f"{IMAGE_HOST}/32",),
+        # shared by every worker of every session: the tagger's ONNX exports are cached there
+        state_dir=WORKER_STATE_DIR,
         **overrides,
     )
     worker = WorkerProcess(env, args, log_file)
@@ -253,13 +267,18 @@ def expected_frame_ids(path: Path, camera: str, fps: float) -> list[str]:
 
 
 def catalogue_rows(base_url: str, prefix: str) -> list[dict[str, Any]]:
-    """The demo catalogue (26 items), ids prefixed so each test's items are its own."""
+    """The demo catalogue's rows whose image exists (it also carries deliberately broken rows),
+    each image linked on `base_url` (an ImageServer) and ids prefixed with `prefix`."""
     import csv
 
     with (SAMPLES / "catalogue.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
+        rows = [
+            row
+            for row in csv.DictReader(f)
+            if row["image_link"].endswith(".jpg") and (SAMPLES / row["image_link"]).is_file()
+        ]
     return [
-        {**row, "id": f"{prefix}{row['id']}", "image_link": base_url + row["image_link"]}
+        {**row, "id": f"{prefix}{row['id']}", "image_link": base_url + Path(row["image_link"]).name}
         for row in rows
     ]
 
