@@ -117,8 +117,8 @@ class Metrics:
         )
         self.end_to_end_latency = histogram(
             "end_to_end_latency_seconds",
-            "from submission (feed) or capture (camera), whichever is earlier, until the rows"
-            " are committed in Postgres",
+            "from entering Kafka (a feed item's submission, a camera frame's send) until its"
+            " rows are committed in Postgres",
             ("source_kind",),
             END_TO_END_BUCKETS_S,
         )

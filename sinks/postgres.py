@@ -265,9 +265,10 @@ class PostgresSink:
         bad = {id(r.tagged) for r in rejected}
         written = [t for t in batch if id(t) not in bad]
         for tagged in written:
-            start = min(tagged.captured_at, tagged.submitted_at)
+            # from entering Kafka, not from capture: a replayed recording's capture times are
+            # the recording's (years ago); a live camera submits each frame as it is captured
             self._metrics.end_to_end_latency.labels(source_kind=tagged.source_kind.value).observe(
-                max(0.0, committed_at - start)
+                max(0.0, committed_at - tagged.submitted_at)
             )
         if rejected:
             self._metrics.sink_errors.labels(error=SinkErrorKind.REJECTED.value).inc(len(rejected))

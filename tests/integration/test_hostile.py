@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.local_run import start_group_at_end
 from fashionstream.records import DeadLetter, DeadLetterReason, Topic
 from fashionstream.settings import Settings
 from tests.integration.test_pipeline_harness import (
@@ -17,7 +18,6 @@ from tests.integration.test_pipeline_harness import (
     produce_raw,
     running_worker,
     send_feed,
-    start_group_at_end,
     tagger_args,
     unique,
     wait_for_images,

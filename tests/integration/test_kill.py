@@ -10,19 +10,18 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 
+from fashionstream.local_run import WorkerProcess, start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import REPO_ROOT, BrokerKind, Settings
 from tests.integration.conftest import KAFKA_ENV, broker_under_test
 from tests.integration.test_pipeline_harness import (
     DeadLetterReader,
     ImageServer,
-    WorkerProcess,
     catalogue_rows,
     event_ids,
     running_worker,
     send_feed,
     send_video,
-    start_group_at_end,
     tagger_args,
     unique,
     wait_for_images,

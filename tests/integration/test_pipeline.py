@@ -11,6 +11,7 @@ import numpy as np
 import psycopg2.extensions
 from PIL import Image
 
+from fashionstream.local_run import start_group_at_end
 from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame, event_id_for_item
 from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
@@ -25,7 +26,6 @@ from tests.integration.test_pipeline_harness import (
     scrape,
     send_feed,
     send_video,
-    start_group_at_end,
     tagger_args,
     unique,
     wait_for_images,

@@ -9,18 +9,14 @@ Tests here run the real `fashionstream worker` against the session's real broker
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,8 +26,8 @@ import av
 import psycopg2.extensions
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 
+from fashionstream.local_run import WorkerProcess, settings_env, start_group_at_end
 from fashionstream.records import DeadLetter, Topic, event_id_for_frame
 from fashionstream.settings import REPO_ROOT, Settings
 from producers.image_feed import produce_feed
@@ -79,64 +75,12 @@ def tagger_args(*, slow_fake: bool = False) -> list[str]:
 # --- worker subprocess ---------------------------------------------------------------------
 
 
-def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    """The process environment carrying `settings` (+ overrides) as FASHIONSTREAM_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FASHIONSTREAM_")}
-    configured = dataclasses.replace(settings, **overrides)
-    env.update({name: value for name, value, _help in configured.describe()})
-    return env
-
-
-class WorkerProcess:
-    """`python -m fashionstream worker` as a child process, logging to a file."""
-
-    def __init__(self, env: Mapping[str, str], args: list[str], log_file: Path) -> None:
-        self.log_file = log_file
-        self._log = log_file.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fashionstream", "worker", *args],
-            env=dict(env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, nothing is committed on the way out."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout_s`; returns the exit status."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self._log.close()
-        return self.process.returncode
-
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_file.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-
 @contextlib.contextmanager
 def running_worker(
     settings: Settings, group: str, log_file: Path, args: list[str], **overrides: Any
 ) -> Iterator[WorkerProcess]:
     """A worker for consumer group `group`; always stopped (SIGTERM, then SIGKILL) on exit."""
-    env = worker_env(
+    env = settings_env(
         settings,
         consumer_group=group,
         fetch_allow_networks=(f"{IMAGE_HOST}/32",),
@@ -144,7 +88,7 @@ def running_worker(
         state_dir=WORKER_STATE_DIR,
         **overrides,
     )
-    worker = WorkerProcess(env, args, log_file)
+    worker = WorkerProcess(env, log_file, tuple(args))
     try:
         yield worker
     finally:
@@ -152,48 +96,6 @@ def running_worker(
 
 
 # --- Kafka helpers -----------------------------------------------------------------------------
-
-PIPELINE_TOPICS = (Topic.IMAGES, Topic.FRAMES, Topic.ITEMS)
-
-
-def start_group_at_end(
-    settings: Settings, group: str, topics: tuple[Topic, ...] = PIPELINE_TOPICS
-) -> None:
-    """Commit, for `group`, the current end of every partition of `topics`, so that a worker of
-    that group only sees what a test produces next (the topics are shared by the session).
-
-    The end is found by reading to it: Tansu can report a wrong high watermark (end offset), so
-    `end_offsets` is not trusted. The commit goes through a consumer that never joins the group.
-    """
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=settings.max_message_bytes + 65536,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
-    try:
-        partitions = [
-            TopicPartition(t.value, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t.value) or [])
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        position = {tp: 0 for tp in partitions}
-        quiet_since = time.monotonic()
-        deadline = time.monotonic() + 60
-        while time.monotonic() - quiet_since < 1.5:
-            if time.monotonic() > deadline:
-                raise TimeoutError("reading to the end of the topics took over 60 s")
-            batch = consumer.poll(timeout_ms=300, max_records=5000)
-            if batch:
-                quiet_since = time.monotonic()
-                for tp, records in batch.items():
-                    position[tp] = max(position[tp], records[-1].offset + 1)
-        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in position.items()})
-    finally:
-        consumer.close()
 
 
 def produce_raw(

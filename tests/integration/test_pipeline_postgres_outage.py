@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
+from fashionstream.local_run import start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
@@ -22,7 +23,6 @@ from tests.integration.test_pipeline_harness import (
     scrape,
     send_feed,
     send_video,
-    start_group_at_end,
     tagger_args,
     unique,
 )
