@@ -4,6 +4,7 @@ isolation of a rejected record, reconnecting after an outage, and the feed-colum
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -333,3 +334,15 @@ def _tagged_with(attributes: dict[str, Any]) -> TaggedImage:
 )  # fmt: skip
 def test_item_fields_from_feed_columns(attributes: dict[str, Any], expected: ItemFields) -> None:
     assert item_fields(_tagged_with(attributes).attributes) == expected
+
+
+def test_end_to_end_latency_runs_from_submission_not_from_an_old_capture() -> None:
+    sink, registry = _sink(Factory())
+    now = time.time()
+    # a replayed 2017 recording: captured years ago, submitted two seconds ago
+    sink.add(tagged_image(index=0, captured_at=1_506_000_000.0, submitted_at=now - 2.0))
+    sink.flush()
+    labels = {"source_kind": "camera"}
+    total = registry.get_sample_value("fashionstream_end_to_end_latency_seconds_sum", labels)
+    assert total is not None
+    assert 2.0 <= total < 60.0
