@@ -9,7 +9,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashionstream.commands import Commands, attributes, demo, detector, pipeline, stack, tagger
+from fashionstream.commands import (
+    Commands,
+    attributes,
+    demo,
+    detector,
+    pipeline,
+    stack,
+    tagger,
+    video,
+)
 from fashionstream.settings import Settings
 
 
@@ -34,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     attributes.register(train, evaluate)
     detector.register(train, evaluate)
     tagger.register(commands, bench)
+    video.register(commands, bench)
     demo.register(commands, bench)
     return parser
 

@@ -146,6 +146,11 @@ class Frame:
     image_url: str | None = None
     fetch_s: float | None = None  # time the fetch agent spent getting the image
     attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    # cameras: the recording or live session the frame belongs to (what `event_id_for_frame`
+    # was given), and True on the last frame a recording will send (the tracker closes its
+    # open tracks there)
+    stream_ref: str | None = None
+    end_of_stream: bool = False
 
     def __post_init__(self) -> None:
         if not self.event_id or not self.source_id:
@@ -190,6 +195,10 @@ class Frame:
             pairs.append(("fs_fetch_s", repr(self.fetch_s)))
         if self.attributes:
             pairs.append(("fs_attributes", json.dumps(dict(self.attributes))))
+        if self.stream_ref is not None:
+            pairs.append(("fs_stream_ref", self.stream_ref))
+        if self.end_of_stream:
+            pairs.append(("fs_end_of_stream", "1"))
         return [(k, str(v).encode()) for k, v in pairs]
 
     @classmethod
@@ -224,6 +233,8 @@ class Frame:
                 image_url=h.get("fs_image_url"),
                 fetch_s=float(h["fs_fetch_s"]) if "fs_fetch_s" in h else None,
                 attributes=attributes if isinstance(attributes, dict) else {},
+                stream_ref=h.get("fs_stream_ref"),
+                end_of_stream=h.get("fs_end_of_stream") == "1",
             )
         except KeyError as exc:
             raise BadRecordError(f"Frame is missing header {exc.args[0]!r}") from None
@@ -299,6 +310,8 @@ class TaggedImage:
     item_id: str | None = None
     image_url: str | None = None
     attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    stream_ref: str | None = None  # copied from the Frame (cameras)
+    end_of_stream: bool = False
 
     @property
     def key(self) -> str:
@@ -329,6 +342,8 @@ class TaggedImage:
                 item_id=data.get("item_id"),
                 image_url=data.get("image_url"),
                 attributes=dict(data.get("attributes") or {}),
+                stream_ref=_optional_str(data, "stream_ref"),
+                end_of_stream=data.get("end_of_stream") is True,
             )
         except BadRecordError:
             raise
@@ -452,6 +467,15 @@ def _str(data: Mapping[str, Any], name: str) -> str:
     value = data[name]
     if not isinstance(value, str) or not value:
         raise BadRecordError(f"{name} must be a non-empty string")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BadRecordError(f"{name} must be a non-empty string or null")
     return value
 
 

@@ -138,6 +138,27 @@ class Settings:
         30.0, "longest backoff between retries while Postgres is down"
     )
 
+    # --- tracking (people across a camera's frames -> sightings)
+    track_end_after_s: float = _setting(
+        3.0, "a tracked person unseen this many seconds of capture time ends their sighting"
+    )
+    track_max_duration_s: float = _setting(
+        300.0, "a track this long (capture seconds) is emitted as a sighting and goes on anew"
+    )
+    track_min_frames: int = _setting(
+        2, "frames a track needs to become a sighting (fewer: a spurious detection)"
+    )
+    track_person_min_score: float = _setting(
+        0.7,
+        "a person detection below this score keeps a track alive but neither starts nor extends"
+        " a sighting",
+    )
+    track_idle_flush_s: float = _setting(
+        60.0,
+        "wall-clock seconds without a frame from a camera after which its open tracks are emitted"
+        " (a source that stopped without marking its end)",
+    )
+
     # --- metrics
     metrics_host: str = _setting("127.0.0.1", "address /metrics listens on (0.0.0.0 to expose)")
     worker_metrics_port: int = _setting(9464, "port of the worker's /metrics; 0 = none")
@@ -172,6 +193,21 @@ class Settings:
             raise ValueError(f"video_fps must be in (0, 120], got {self.video_fps}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if not self.track_end_after_s > 0.0:
+            raise ValueError(f"track_end_after_s must be > 0, got {self.track_end_after_s}")
+        if not self.track_max_duration_s > self.track_end_after_s:
+            raise ValueError(
+                f"track_max_duration_s ({self.track_max_duration_s}) must be longer than"
+                f" track_end_after_s ({self.track_end_after_s})"
+            )
+        if self.track_min_frames < 1:
+            raise ValueError(f"track_min_frames must be >= 1, got {self.track_min_frames}")
+        if not 0.0 <= self.track_person_min_score <= 1.0:
+            raise ValueError(
+                f"track_person_min_score must be in [0, 1], got {self.track_person_min_score}"
+            )
+        if not self.track_idle_flush_s > 0.0:
+            raise ValueError(f"track_idle_flush_s must be > 0, got {self.track_idle_flush_s}")
         if not 0.0 <= self.detection_threshold <= 1.0:
             raise ValueError(
                 f"detection_threshold must be in [0, 1], got {self.detection_threshold}"

@@ -41,8 +41,14 @@ class DrawStyle:
     colours: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: CATEGORY_COLOURS)
 
 
-def draw_tags(image: np.ndarray, tags: ImageTags, style: DrawStyle | None = None) -> np.ndarray:
-    """A new RGB uint8 image: `image` with `tags` drawn on it."""
+def draw_tags(
+    image: np.ndarray,
+    tags: ImageTags,
+    style: DrawStyle | None = None,
+    person_labels: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A new RGB uint8 image: `image` with `tags` drawn on it. `person_labels`: the text drawn
+    beside each person (e.g. a track id) instead of "person <index> <score>"."""
     style = style or DrawStyle()
     if image.shape[:2] != (tags.height, tags.width):
         raise ValueError(f"image is {image.shape[:2]}, tags are for {(tags.height, tags.width)}")
@@ -60,7 +66,12 @@ def draw_tags(image: np.ndarray, tags: ImageTags, style: DrawStyle | None = None
     for index, person in enumerate(tags.people):
         _outline(canvas, person.mask.decode(), PERSON_COLOUR, thickness)
         x1, y1 = int(person.box[0]), int(person.box[1])
-        _label(canvas, [f"person {index} {person.score:.2f}"], (x1, y1), PERSON_COLOUR, scale)
+        text = (
+            person_labels[index]
+            if person_labels is not None
+            else f"person {index} {person.score:.2f}"
+        )
+        _label(canvas, [text], (x1, y1), PERSON_COLOUR, scale)
     for i in order:
         garment = tags.garments[i]
         colour = style.colours.get(garment.category, OTHER_COLOUR)

@@ -10,6 +10,13 @@ stream's first timestamp). The start time is the container's `creation_time` met
 present; otherwise it is the Unix epoch (1970-01-01T00:00:00Z), a fixed rule that keeps re-runs
 identical and cannot be mistaken for a wall-clock time. A live session's start time is the wall
 clock when it connected.
+
+A folder is a sequence of recordings from one camera: its video files, by name. Every frame
+carries its stream reference (the recording or the live session), and a recording's last frame
+is marked `end_of_stream`, so that the tracker closes the people still in view when the
+recording ends instead of waiting for frames that will never come. `pace=True` replays a
+recording at its own speed, standing in for a live camera in benchmarks. Each source reports
+its state (`source_state`: connecting, streaming, reconnecting, ended, stopped, failed).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from fashionstream.records import (
 )
 from fashionstream.settings import FallBehindPolicy, Settings
 from producers.kafka import Deliveries, RecordProducer, build_producer
-from sinks.metrics import Metrics, Stage
+from sinks.metrics import Metrics, SourceState, Stage
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,18 @@ READ_TIMEOUT_S = 10.0  # a live source silent this long is reconnected
 FLUSH_TIMEOUT_S = 60.0
 MAX_CONSECUTIVE_DECODE_ERRORS = 25  # then the recording is abandoned / the session reconnected
 BACKOFF_START_S = 0.5
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+def recording_ref(path: Path) -> str:
+    """The stream reference of a recording file: its name and size (a copy elsewhere is the
+    same recording; an edited file is another)."""
+    return f"{path.name}:{path.stat().st_size}"
+
+
+def folder_recordings(folder: Path) -> list[Path]:
+    """The video files directly in `folder`, by name (the order they are sent in)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
 
 
 def resized_dims(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -250,17 +269,54 @@ class VideoProducer:
         if scheme not in ("", "file") and len(scheme) != 1:  # a drive letter is not a scheme
             raise ValueError(f"unsupported video source scheme {scheme!r} in {redact(source)}")
         path = Path(urlsplit(source).path if scheme == "file" else source)
+        if path.is_dir():
+            return self.send_folder(path, camera, progress=progress)
         return self.send_file(path, camera, progress=progress)
 
-    def send_file(self, path: Path, camera: str, *, progress: bool = False) -> VideoReport:
+    def send_file(
+        self,
+        path: Path,
+        camera: str,
+        *,
+        progress: bool = False,
+        pace: bool = False,
+        repeat: int = 0,
+    ) -> VideoReport:
         """Every sampled frame of a recording; frame numbers and event ids repeat on re-runs.
 
-        Raises FileNotFoundError for a missing file; a file that is not a decodable video is
-        dead-lettered (VIDEO_DECODE_ERROR) and reported, not raised."""
+        `pace`: send each frame when its presentation time comes (a recording standing in for
+        a live camera). `repeat` > 0: the k-th replay of the same file in one run (benchmarks):
+        another stream (its reference gets `#k`) whose capture times follow the previous
+        replay's. Raises FileNotFoundError for a missing file; a file that is not a decodable
+        video is dead-lettered (VIDEO_DECODE_ERROR) and reported, not raised."""
         if not path.is_file():
             raise FileNotFoundError(f"no such video file: {path}")
-        stream_ref = f"{path.name}:{path.stat().st_size}"
-        return self._send_recording(str(path), camera, stream_ref, progress=progress)
+        stream_ref = recording_ref(path) + (f"#{repeat}" if repeat else "")
+        return self._send_recording(
+            str(path), camera, stream_ref, progress, pace=pace, repeat=repeat
+        )
+
+    def send_folder(self, folder: Path, camera: str, *, progress: bool = False) -> VideoReport:
+        """Every recording in `folder` (by name), one after another, as one camera's streams.
+        Returns one report adding up the files'; `completed` when every file was."""
+        files = folder_recordings(folder)
+        if not files:
+            raise FileNotFoundError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {folder}")
+        total = VideoReport(camera=camera, source=str(folder), completed=True)
+        for path in files:
+            if self.stop.is_set():
+                total.completed = False
+                break
+            one = self.send_file(path, camera, progress=progress)
+            total.frames_decoded += one.frames_decoded
+            total.frames_sampled += one.frames_sampled
+            total.frames_sent += one.frames_sent
+            total.frames_dropped.update(one.frames_dropped)
+            total.decode_errors += one.decode_errors
+            total.dead_letters += one.dead_letters
+            total.delivery_failures += one.delivery_failures
+            total.completed = total.completed and one.completed
+        return total
 
     def send_live(self, url: str, camera: str, *, max_frames: int | None = None) -> VideoReport:
         """Read a live source until `self.stop` is set (or `max_frames` are sampled),
@@ -290,22 +346,36 @@ class VideoProducer:
         return self._send_recording(url, camera, f"{redact(url)}:{duration}", progress)
 
     def _send_recording(
-        self, location: str, camera: str, stream_ref: str, progress: bool
+        self,
+        location: str,
+        camera: str,
+        stream_ref: str,
+        progress: bool,
+        *,
+        pace: bool = False,
+        repeat: int = 0,
     ) -> VideoReport:
         report = VideoReport(camera=camera, source=redact(location))
         reference = redact(location)
+        self._metrics.set_source_state(camera, SourceState.CONNECTING)
         try:
             container = self._open(location, live=False)
         except Exception as exc:
             self._dead_letter(report, camera, reference, f"cannot open {reference}: {exc}")
+            self._metrics.set_source_state(camera, SourceState.FAILED)
             self._finish(report)
             return report
         bar = None
         try:
             if not container.streams.video:
                 self._dead_letter(report, camera, reference, f"{reference} has no video stream")
+                self._metrics.set_source_state(camera, SourceState.FAILED)
                 return report
+            self._metrics.set_source_state(camera, SourceState.STREAMING)
             start = recording_start(dict(container.metadata))
+            if repeat:  # the k-th replay follows the previous one in capture time
+                start += repeat * (container.duration / 1e6 if container.duration else 0.0)
+            paced = (time.monotonic(), self._clock()) if pace else None
             if progress:
                 from tqdm import tqdm
 
@@ -313,6 +383,9 @@ class VideoProducer:
                 bar = tqdm(total=duration, unit="s", desc=f"{camera}", leave=True)
             reader = _FrameReader(container, self._options, start, self._metrics, camera)
             last_pts = 0.0
+            # One frame is held back until the next decodes, so that the recording's last
+            # frame can be sent marked as its end.
+            held: SampledFrame | None = None
             for item in reader:
                 if self.stop.is_set():
                     break
@@ -322,7 +395,9 @@ class VideoProducer:
                         break
                     continue
                 report.frames_sampled += 1
-                self._publish(item, camera, stream_ref, report, reference)
+                if held is not None:
+                    self._send_held(held, camera, stream_ref, report, reference, paced)
+                held = item
                 if bar is not None:
                     bar.update(max(0.0, item.pts_s - last_pts))
                     bar.set_postfix(frames=report.frames_sampled, refresh=False)
@@ -340,12 +415,50 @@ class VideoProducer:
                     f"recording ends early: {reader.decoded} of the {listed} frames its index"
                     " lists decoded (a truncated file?)",
                 )
+            if held is not None:  # nothing more will come of this recording
+                self._send_held(
+                    held, camera, stream_ref, report, reference, paced, end_of_stream=True
+                )
+            stopped = self.stop.is_set() and not report.completed
+            self._metrics.set_source_state(
+                camera, SourceState.STOPPED if stopped else SourceState.ENDED
+            )
         finally:
             container.close()
             if bar is not None:
                 bar.close()
             self._finish(report)
         return report
+
+    def _send_held(
+        self,
+        sampled: SampledFrame,
+        camera: str,
+        stream_ref: str,
+        report: VideoReport,
+        reference: str,
+        paced: tuple[float, float] | None,
+        *,
+        end_of_stream: bool = False,
+    ) -> None:
+        """Publish a recording's frame; when `paced` (monotonic and wall clock at the start),
+        not before its presentation time has come."""
+        happened_at = None
+        if paced is not None:
+            monotonic_start, wall_start = paced
+            delay = monotonic_start + sampled.pts_s - time.monotonic()
+            if delay > 0:
+                self.stop.wait(delay)
+            happened_at = wall_start + sampled.pts_s
+        self._publish(
+            sampled,
+            camera,
+            stream_ref,
+            report,
+            reference,
+            end_of_stream=end_of_stream,
+            happened_at=happened_at,
+        )
 
     # ------------------------------------------------------------------ shared
 
@@ -356,7 +469,13 @@ class VideoProducer:
         stream_ref: str,
         report: VideoReport,
         reference: str,
+        *,
+        end_of_stream: bool = False,
+        happened_at: float | None = None,
     ) -> None:
+        """Send one frame. `happened_at`: the wall-clock time the frame shows (a live capture,
+        or a paced replay's schedule); the camera's lag is measured from it. A recording sent
+        as fast as it decodes has no such time, and no lag."""
         if len(sampled.jpeg) > self._options.max_message_bytes:
             report.drop(DeadLetterReason.OVERSIZE_MESSAGE.value)
             self._metrics.frames_dropped.labels(camera, DeadLetterReason.OVERSIZE_MESSAGE).inc()
@@ -378,17 +497,19 @@ class VideoProducer:
             submitted_at=now,
             jpeg=sampled.jpeg,
             frame_number=sampled.frame_number,
+            stream_ref=stream_ref,
+            end_of_stream=end_of_stream,
         )
         size = len(sampled.jpeg)
         metrics = self._metrics
-        captured_at = sampled.captured_at
 
         def delivered() -> None:
             report.frames_sent += 1
             metrics.frames_sent.labels(camera).inc()
             metrics.messages_out.labels(Topic.FRAMES).inc()
             metrics.message_bytes_out.labels(Topic.FRAMES).inc(size)
-            metrics.source_lag.labels(camera).set(max(0.0, self._clock() - captured_at))
+            if happened_at is not None:
+                metrics.source_lag.labels(camera).set(max(0.0, self._clock() - happened_at))
 
         def failed(_exc: BaseException) -> None:
             report.delivery_failures += 1
@@ -578,13 +699,17 @@ class _LiveSession:
         backoff = BACKOFF_START_S
         frame_number = 0
         first = True
+        state = owner._metrics.set_source_state
         while not owner.stop.is_set() and not self._enough():
             if not first:
                 self.report.reconnects += 1
                 owner._metrics.reconnects.labels(self.camera).inc()
+                state(self.camera, SourceState.RECONNECTING)
                 log.info("camera %s: reconnecting in %.1fs", self.camera, backoff)
                 if owner.stop.wait(backoff):
                     break
+            else:
+                state(self.camera, SourceState.CONNECTING)
             first = False
             try:
                 container = owner._open(self.url, live=True)
@@ -597,6 +722,7 @@ class _LiveSession:
                 )
                 backoff = min(backoff * 2, owner._options.reconnect_backoff_max_s)
                 continue
+            state(self.camera, SourceState.STREAMING)
             try:
                 produced, frame_number = self._read(container, frame_number)
             finally:
@@ -606,6 +732,7 @@ class _LiveSession:
                 if produced
                 else min(backoff * 2, owner._options.reconnect_backoff_max_s)
             )
+        state(self.camera, SourceState.STOPPED)
 
     def _enough(self) -> bool:
         return self.max_frames is not None and self.report.frames_sampled >= self.max_frames
@@ -640,7 +767,12 @@ class _LiveSession:
                     self._drop_buffered(sampled)
                     break
                 owner._publish(
-                    sampled, self.camera, self.session_ref, self.report, redact(self.url)
+                    sampled,
+                    self.camera,
+                    self.session_ref,
+                    self.report,
+                    redact(self.url),
+                    happened_at=sampled.captured_at,  # live: capture time is the wall clock
                 )
                 self.published += 1
                 produced = True
@@ -734,3 +866,25 @@ def produce_video(
         return producer.send(str(source), camera)
     finally:
         producer.close()
+
+
+def read_recording(path: Path, options: VideoOptions) -> Iterator[SampledFrame | VideoDecodeError]:
+    """A recording's sampled frames exactly as `VideoProducer.send_file` sends them (same frame
+    numbers, capture times and JPEG bytes), without Kafka: what `fashionstream track` and
+    `annotate` read. Decode errors are yielded, not raised; a file that cannot be opened raises
+    VideoDecodeError."""
+    import av
+    from prometheus_client import CollectorRegistry
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such video file: {path}")
+    try:
+        container = av.open(str(path), mode="r")
+    except Exception as exc:
+        raise VideoDecodeError(f"cannot open {path}: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path} has no video stream")
+        start = recording_start(dict(container.metadata))
+        metrics = Metrics(CollectorRegistry(), process_metrics=False)
+        yield from _FrameReader(container, options, start, metrics, "offline")

@@ -39,6 +39,18 @@ class Stage(enum.StrEnum):
     INFER = "infer"  # the tagger's forward passes for a batch
     TAG = "tag"  # the tagging agent around inference (adapters, encoding the results)
     SINK = "sink"  # writing a batch to Postgres, commit included
+    TRACK = "track"  # tracking a batch of camera frames and committing its sightings
+
+
+class SourceState(enum.StrEnum):
+    """Values of the `state` label of `source_state`: what a video source is doing now."""
+
+    CONNECTING = "connecting"  # opening the file or stream
+    STREAMING = "streaming"  # frames are being read and sent
+    RECONNECTING = "reconnecting"  # a live source dropped; waiting out the backoff
+    ENDED = "ended"  # a recording was read to its end
+    STOPPED = "stopped"  # stopped on request (a live session, an interrupted recording)
+    FAILED = "failed"  # could not be opened or holds no video
 
 
 class SinkErrorKind(enum.StrEnum):
@@ -171,6 +183,38 @@ class Metrics:
         self.reconnects = counter(
             "source_reconnects", "reconnects to a live video source, per camera", ("camera",)
         )
+        self.source_state = gauge(
+            "source_state",
+            "1 for the state a camera's video source is in now, 0 for the others"
+            " (connecting, streaming, reconnecting, ended, stopped, failed)",
+            ("camera", "state"),
+        )
+
+        # --- tracking (stream processor) and sightings
+        self.tracks_active = gauge(
+            "active_tracks", "people tracked right now (open sightings), per camera", ("camera",)
+        )
+        self.sightings = counter(
+            "sightings",
+            "sightings emitted (a tracked person whose track ended), per camera and why it ended",
+            ("camera", "reason"),
+        )
+        self.tracks_discarded = counter(
+            "tracks_discarded",
+            "tracks that ended before they had enough frames to be a sighting, per camera",
+            ("camera",),
+        )
+        self.tracking_frames = counter(
+            "tracking_frames",
+            "camera frames the tracker received, per camera and outcome (tracked, duplicate,"
+            " late, invalid)",
+            ("camera", "outcome"),
+        )
+
+    def set_source_state(self, camera: str, state: SourceState) -> None:
+        """Mark `state` as the camera's current source state (1), every other state 0."""
+        for other in SourceState:
+            self.source_state.labels(camera, other.value).set(1.0 if other is state else 0.0)
 
 
 @dataclass

@@ -71,6 +71,8 @@ def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) ->
         item_id=frame.item_id,
         image_url=frame.image_url,
         attributes=dict(frame.attributes),
+        stream_ref=frame.stream_ref,
+        end_of_stream=frame.end_of_stream,
     )
 
 

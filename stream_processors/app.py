@@ -5,6 +5,8 @@ and heartbeat, message sizes, no web server, no topic creation, no leader topic,
 `Pipeline` registers the agents on it with their dependencies injected: any `models.tags.Tagger`
 (or a factory for one, called in the inference thread), any sink with add()/flush(), and the
 metrics. `Pipeline.from_settings` builds the real ones. See `acks.py` for when offsets commit.
+Given a sightings store, a tracking agent also reads `fashion.items.v1` (see `tracking.py`);
+a record there is committed once both the sink and the tracking agent released it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from stream_processors.sending import Send, faust_sender
 from stream_processors.sinking import ItemSink, SinkStage
 from stream_processors.ssrf import AddressPolicy
 from stream_processors.tagging import TaggingStage
+from stream_processors.tracking import IDLE_CHECK_S, SightingStore, TrackingStage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ LAG_SAMPLE_S = 5.0
 
 TaggerFactory = Callable[[], Tagger]
 SinkFactory = Callable[[], ItemSink]
+SightingStoreFactory = Callable[[], SightingStore]
 
 
 def faust_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
@@ -89,6 +93,7 @@ class Pipeline:
         metrics: Metrics,
         fetcher_factory: Callable[[], ImageFetcher] | None = None,
         send: Send | None = None,
+        sightings: SightingStore | SightingStoreFactory | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -102,6 +107,8 @@ class Pipeline:
         self.decode_executor = ThreadPoolExecutor(1, thread_name_prefix="fs-decode")
         self.image_executor = ThreadPoolExecutor(1, thread_name_prefix="fs-image")
         self.sink_executor = ThreadPoolExecutor(1, thread_name_prefix="fs-sink")
+        # trackers and their Postgres writes: one thread, so a camera's state has one writer
+        self.track_executor = ThreadPoolExecutor(1, thread_name_prefix="fs-track")
 
         def topic(name: Topic) -> Any:
             return app.topic(
@@ -174,6 +181,20 @@ class Pipeline:
         self.fetch_agent = agent(self.images_topic, "fetch", self.fetch.run)
         self.tag_agent = agent(self.frames_topic, "tag", self.tagging.run)
         self.sink_agent = agent(self.items_topic, "sink", self.sink.run)
+        self.tracking: TrackingStage | None = None
+        if sightings is not None:
+            from models.tracking import TrackingConfig
+
+            self.tracking = TrackingStage(
+                settings,
+                store=_store_factory(sightings),
+                config=TrackingConfig.from_settings(settings),
+                metrics=metrics,
+                executor=self.track_executor,
+                consumer=consumer,
+            )
+            self.track_agent = agent(self.items_topic, "track", self.tracking.run)
+            app.timer(IDLE_CHECK_S)(self.tracking.close_idle)
         app.task(self._load_tagger)
         app.timer(LAG_SAMPLE_S)(self._sample_lag)
 
@@ -185,10 +206,12 @@ class Pipeline:
         metrics: Metrics,
         tagger: Tagger | TaggerFactory | None = None,
         sink: ItemSink | SinkFactory | None = None,
+        sightings: SightingStore | SightingStoreFactory | None = None,
         app: faust.App | None = None,
     ) -> Pipeline:
-        """The production wiring: `models.tagger.FashionTagger` from the shipped weights and
-        `sinks.postgres.PostgresSink`, unless others are injected."""
+        """The production wiring: `models.tagger.FashionTagger` from the shipped weights,
+        `sinks.postgres.PostgresSink` and `sinks.sightings.SightingSink`, unless others are
+        injected."""
         if tagger is None:
 
             def load_tagger() -> Tagger:
@@ -205,8 +228,21 @@ class Pipeline:
                 return PostgresSink.from_settings(settings, metrics)
 
             sink = connect_sink
+        if sightings is None:
+
+            def connect_sightings() -> SightingStore:
+                from sinks.sightings import SightingSink
+
+                return SightingSink.from_settings(settings, metrics)
+
+            sightings = connect_sightings
         return cls(
-            settings, app=app or faust_app(settings), tagger=tagger, sink=sink, metrics=metrics
+            settings,
+            app=app or faust_app(settings),
+            tagger=tagger,
+            sink=sink,
+            metrics=metrics,
+            sightings=sightings,
         )
 
     def close(self) -> None:
@@ -215,6 +251,7 @@ class Pipeline:
             self.decode_executor,
             self.image_executor,
             self.sink_executor,
+            self.track_executor,
         ):
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -278,6 +315,13 @@ class Pipeline:
 
 def _is_tagger(source: Tagger | TaggerFactory) -> TypeGuard[Tagger]:
     return hasattr(source, "tag")
+
+
+def _store_factory(store: SightingStore | SightingStoreFactory) -> SightingStoreFactory:
+    if hasattr(store, "flush"):
+        built = cast(SightingStore, store)
+        return lambda: built
+    return store  # not a store, so the factory
 
 
 def _sink_factory(sink: ItemSink | SinkFactory) -> SinkFactory:

@@ -30,12 +30,22 @@ def register(commands: Commands, bench: Commands) -> None:
         "annotate",
         help="draw what the models see (masks, boxes, category, attributes, colour, style)",
         description="Tags IMAGE with the shipped models (settings: backend, device, "
-        "threshold) and writes it with every garment's mask, box and labels drawn on it.",
+        "threshold) and writes it with every garment's mask, box and labels drawn on it. "
+        "A video is tracked like `fashionstream track` does and written as a video of its "
+        "sampled frames with track ids (OUT.mp4), plus each sighting's best frame as a PNG "
+        "with --key-frames DIR.",
     )
-    a.add_argument("image", type=Path, help="a photo (jpg/png)")
-    a.add_argument("-o", "--out", type=Path, required=True, help="the annotated PNG to write")
+    a.add_argument("image", type=Path, help="a photo (jpg/png) or a video (mp4, mkv, ...)")
+    a.add_argument(
+        "-o", "--out", type=Path, required=True, help="the annotated PNG (or .mp4) to write"
+    )
     a.add_argument("--backend", choices=["auto", "torch", "onnx"], help="default: settings")
     a.add_argument("--threshold", type=float, help="detection threshold; default: settings")
+    a.add_argument("--camera", help="video: camera id (default: the file's stem)")
+    a.add_argument("--fps", type=float, help="video: frames sampled per second of video time")
+    a.add_argument(
+        "--key-frames", type=Path, help="video: write each sighting's best frame as a PNG here"
+    )
     a.add_argument("--json", action="store_true", help="also print what was found as JSON")
     a.set_defaults(func=_annotate)
 
@@ -71,12 +81,16 @@ def _read_rgb(path: Path) -> np.ndarray:
 def _annotate(settings: Settings, args: argparse.Namespace) -> int:
     import cv2
 
+    from fashionstream.commands.video import annotate_video, is_video
     from models.drawing import draw_tags, garment_lines, legend
     from models.tagger import FashionTagger
 
+    if is_video(args.image):
+        return annotate_video(settings, args)
     if args.image.suffix.lower() not in IMAGE_SUFFIXES:
         print(
-            f"annotate: {args.image} is not a photo ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr
+            f"annotate: {args.image} is neither a photo ({', '.join(IMAGE_SUFFIXES)}) nor a video",
+            file=sys.stderr,
         )
         return 2
     if not args.image.is_file():

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sinks.metrics import Metrics, serve_metrics
 
-UNITS = ("seconds", "bytes", "messages", "records")
+# counts are in what they count; `state` is a state set (1 for the current state, 0 for others)
+UNITS = ("seconds", "bytes", "messages", "records", "tracks", "state")
 UNBOUNDED_LABELS = {"url", "image_url", "item_id", "event_id", "key", "offset", "frame_number"}
 NAME = re.compile(r"^fashionstream_[a-z][a-z0-9_]*$")
 # the attribute names other engineers' code uses
@@ -22,6 +23,7 @@ CONTRACT = {
     "batch_size", "stage_duration", "end_to_end_latency", "rows_written", "sink_errors",
     "items_sent", "items_skipped", "bytes_fetched", "frames_decoded", "frames_sent",
     "frames_dropped", "video_decode_errors", "source_lag", "reconnects",
+    "source_state", "tracks_active", "sightings", "tracks_discarded", "tracking_frames",
 }  # fmt: skip
 
 

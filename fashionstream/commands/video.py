@@ -1,0 +1,163 @@
+"""`fashionstream track VIDEO` (detection + tracking on a file, no Kafka) and the video half of
+`fashionstream annotate` (dispatched from commands/tagger.py)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from fashionstream.commands import Commands
+from fashionstream.settings import Backend, Settings
+
+log = logging.getLogger("fashionstream.video")
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+def register(commands: Commands, bench: Commands) -> None:
+    """Adds `track`."""
+    t = commands.add_parser(
+        "track",
+        help="detect and track the people of one video file, without Kafka: one sighting each",
+        description="Samples VIDEO like `produce video` does (FASHIONSTREAM_VIDEO_FPS, "
+        "VIDEO_MAX_SIDE, JPEG quality), tags the frames with the shipped models and runs the "
+        "stream processor's tracker over them. Prints the sightings (one per tracked person, "
+        "with the garments voted over the track).",
+    )
+    t.add_argument("video", type=Path, help="a video file")
+    _common_options(t)
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.set_defaults(func=_track)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--camera", help="camera id (default: the file's stem)")
+    parser.add_argument("--fps", type=float, help="frames sampled per second of video time")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], help="default: settings")
+    parser.add_argument("--threshold", type=float, help="detection threshold; default: settings")
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _configured(settings: Settings, args: argparse.Namespace) -> Settings | str:
+    """Settings with the command's overrides, or an error message."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "fps", None) is not None:
+        overrides["video_fps"] = args.fps
+    if getattr(args, "backend", None):
+        overrides["backend"] = Backend(args.backend)
+    if getattr(args, "threshold", None) is not None:
+        overrides["detection_threshold"] = args.threshold
+    try:
+        return dataclasses.replace(settings, **overrides)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _run_tracking(
+    settings: Settings, video: Path, camera: str, on_frame: Any = None
+) -> tuple[Any, Any]:
+    from fashionstream.video_tracking import track_recording
+    from models.tagger import FashionTagger
+    from models.tracking import TrackingConfig
+    from producers.video import VideoOptions
+
+    tagger = FashionTagger.from_settings(settings)
+    run = track_recording(
+        video,
+        tagger,
+        camera=camera,
+        config=TrackingConfig.from_settings(settings),
+        options=VideoOptions.from_settings(settings),
+        batch_size=settings.batch_size,
+        on_frame=on_frame,
+    )
+    return tagger, run
+
+
+def _check_video(command: str, video: Path) -> int | None:
+    if not video.is_file():
+        print(f"{command}: no such file {video}", file=sys.stderr)
+        return 2
+    return None
+
+
+def _track(settings: Settings, args: argparse.Namespace) -> int:
+    from producers.video import VideoDecodeError
+
+    bad = _check_video("track", args.video)
+    if bad is not None:
+        return bad
+    configured = _configured(settings, args)
+    if isinstance(configured, str):
+        print(f"track: {configured}", file=sys.stderr)
+        return 2
+    camera = args.camera or args.video.stem
+    try:
+        _, run = _run_tracking(configured, args.video, camera)
+    except VideoDecodeError as exc:
+        print(f"track: {exc.detail}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(run.to_json(), indent=2))
+        return 0
+    print(
+        f"{args.video}: {run.frames} frames at {configured.video_fps:g} fps, "
+        f"{len(run.sightings)} sightings ({run.model_version})"
+    )
+    for s in run.sightings:
+        j = s.to_json()
+        garments = ", ".join(
+            f"{g['category']} ({g['colour']['name']}, {g['frames']} frames)" for g in j["garments"]
+        )
+        print(
+            f"  {j['first_seen_s']:7.1f}s - {j['last_seen_s']:7.1f}s  {j['frames']:4d} frames"
+            f"  {garments or 'no garments'}"
+        )
+    return 0
+
+
+def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
+    """`fashionstream annotate VIDEO -o OUT.mp4 [--key-frames DIR]`: every sampled frame with
+    masks, boxes, track ids and labels, encoded at the sampling rate; `--key-frames` also
+    writes each sighting's best frame as a PNG."""
+    from fashionstream.video_annotation import annotate_recording
+    from producers.video import VideoDecodeError
+
+    bad = _check_video("annotate", args.image)
+    if bad is not None:
+        return bad
+    if args.out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+        print(f"annotate: write a video to a .mp4 file, not {args.out}", file=sys.stderr)
+        return 2
+    configured = _configured(settings, args)
+    if isinstance(configured, str):
+        print(f"annotate: {configured}", file=sys.stderr)
+        return 2
+    camera = getattr(args, "camera", None) or args.image.stem
+    try:
+        report = annotate_recording(
+            configured,
+            args.image,
+            args.out,
+            camera=camera,
+            key_frames=getattr(args, "key_frames", None),
+        )
+    except VideoDecodeError as exc:
+        print(f"annotate: {exc.detail}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"{args.out}: {report['frames']} frames, {len(report['sightings'])} sightings"
+            + (f"; key frames in {report['key_frames_dir']}" if report["key_frames"] else "")
+        )
+    return 0

@@ -1,0 +1,175 @@
+"""One recording tracked without Kafka: what `fashionstream track` and `fashionstream annotate
+VIDEO` run.
+
+The frames are the producer's (`producers.video.read_recording`: same sampling, frame numbers,
+capture times, JPEG bytes and event ids as `produce video` sends), decoded like the tagging agent
+decodes them, tagged in batches, and fed in order to the same `models.tracking.CameraTracker`
+the stream processor's tracking agent runs. With the same camera id and model, the sightings
+and their ids are the ones the pipeline writes to Postgres.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fashionstream.records import event_id_for_frame
+from models.tags import ImageTags, Tagger
+from models.tracking import (
+    CameraTracker,
+    EndReason,
+    FrameDetections,
+    Sighting,
+    TrackingConfig,
+    TrackingResult,
+    from_image_tags,
+)
+from producers.video import (
+    SampledFrame,
+    VideoDecodeError,
+    VideoOptions,
+    read_recording,
+    recording_ref,
+)
+from stream_processors.images import decode_jpeg
+
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One sampled frame after tagging and tracking (what the annotator draws)."""
+
+    sampled: SampledFrame
+    event_id: str
+    image: np.ndarray  # RGB, as the tagger saw it (the JPEG on the wire, decoded)
+    tags: ImageTags
+    detections: FrameDetections
+    result: TrackingResult
+    # event ids of the best views of the tracks still open after this frame (an annotator keeps
+    # those frames until the tracks close and name their best frame)
+    open_best: frozenset[str] = frozenset()
+
+
+@dataclass
+class TrackingRun:
+    """What tracking one recording produced."""
+
+    camera: str
+    stream_ref: str
+    model_version: str = ""
+    frames: int = 0
+    decode_errors: int = 0
+    sightings: list[Sighting] = field(default_factory=list)
+    discarded_tracks: int = 0
+    people_detections: int = 0  # person detections over all frames
+    seconds: dict[str, float] = field(default_factory=dict)  # decode, tag, track
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "camera": self.camera,
+            "stream_ref": self.stream_ref,
+            "model_version": self.model_version,
+            "frames": self.frames,
+            "decode_errors": self.decode_errors,
+            "person_detections": self.people_detections,
+            "discarded_tracks": self.discarded_tracks,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "sightings": [s.to_json() for s in self.sightings],
+        }
+
+
+def track_recording(
+    path: Path,
+    tagger: Tagger,
+    *,
+    camera: str,
+    config: TrackingConfig,
+    options: VideoOptions,
+    batch_size: int = 8,
+    on_frame: Callable[[TrackedFrame], None] | None = None,
+) -> TrackingRun:
+    """Tag and track every sampled frame of the recording at `path`; the last frame closes
+    the open tracks (END_OF_STREAM), as the producer's end-of-stream mark does in the
+    pipeline. Raises FileNotFoundError / producers.video.VideoDecodeError for a file that
+    cannot be read at all; frames that fail to decode are counted and skipped."""
+    stream_ref = recording_ref(path)
+    tracker = CameraTracker(camera, config)
+    run = TrackingRun(camera=camera, stream_ref=stream_ref)
+    clock = {"decode": 0.0, "tag": 0.0, "track": 0.0}
+    batch: list[tuple[SampledFrame, bool]] = []
+
+    def flush() -> None:
+        began = time.perf_counter()
+        images = [decode_jpeg(sampled.jpeg, MAX_PIXELS) for sampled, _ in batch]
+        clock["decode"] += time.perf_counter() - began
+        began = time.perf_counter()
+        tagged = tagger.tag(images)
+        clock["tag"] += time.perf_counter() - began
+        began = time.perf_counter()
+        for (sampled, last), image, tags in zip(batch, images, tagged, strict=True):
+            event_id = event_id_for_frame(camera, stream_ref, sampled.frame_number)
+            detections = from_image_tags(
+                tags,
+                event_id=event_id,
+                stream_ref=stream_ref,
+                frame_number=sampled.frame_number,
+                captured_at=sampled.captured_at,
+                end_of_stream=last,
+            )
+            result = tracker.update(detections)
+            run.frames += 1
+            run.model_version = tags.model_version
+            run.people_detections += len(detections)
+            run.sightings.extend(result.sightings)
+            run.discarded_tracks += result.discarded
+            if on_frame is not None:
+                on_frame(
+                    TrackedFrame(
+                        sampled,
+                        event_id,
+                        image,
+                        tags,
+                        detections,
+                        result,
+                        frozenset(tracker.best_event_ids()),
+                    )
+                )
+        clock["track"] += time.perf_counter() - began
+        batch.clear()
+
+    for item, last in _with_last(read_recording(path, options)):
+        if isinstance(item, VideoDecodeError):
+            run.decode_errors += 1
+            continue
+        batch.append((item, last))
+        if len(batch) >= batch_size or last:
+            flush()
+    if batch:
+        flush()
+    if tracker.open_tracks:  # the last sampled frame failed to decode: still the end
+        closed = tracker.close_all(EndReason.END_OF_STREAM)
+        run.sightings.extend(closed.sightings)
+        run.discarded_tracks += closed.discarded
+    run.seconds = clock
+    return run
+
+
+def _with_last(
+    items: Iterator[SampledFrame | VideoDecodeError],
+) -> Iterator[tuple[SampledFrame | VideoDecodeError, bool]]:
+    """Each item with whether it is the last sampled frame (decode errors are never last)."""
+    held: SampledFrame | None = None
+    for item in items:
+        if isinstance(item, VideoDecodeError):
+            yield item, False
+            continue
+        if held is not None:
+            yield held, False
+        held = item
+    if held is not None:
+        yield held, True

@@ -1,0 +1,183 @@
+"""What the tracker takes: one camera frame's people and garments, validated on construction.
+
+`FrameDetections` is the one container between a tagger's output and the tracker. The stream
+processor builds it from a `fashion.items.v1` record, `fashionstream track` from `ImageTags`
+(`from_image_tags`), so both run exactly the same tracking code on the same kind of input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.tags import ImageTags
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GarmentSeen:
+    """One garment in one frame, as the tracker votes on it.
+
+    `probabilities`: head -> label -> probability (every label the classifier scores; a head the
+    tagger only gave a top label for holds that one label). `index` is the garment's position
+    in the frame (the `garments.garment_index` of the per-frame row).
+    """
+
+    index: int
+    category: str
+    score: float
+    box: Box
+    person_index: int | None
+    probabilities: Mapping[str, Mapping[str, float]]
+    colour: str
+    colour_rgb: tuple[int, int, int]
+    colour_share: float
+    style: str
+    style_prob: float
+
+    def __post_init__(self) -> None:
+        if self.index < 0:
+            raise ValueError(f"GarmentSeen.index must be >= 0, got {self.index}")
+        if not self.category:
+            raise ValueError("GarmentSeen.category must not be empty")
+        _probability("GarmentSeen.score", self.score)
+        _probability("GarmentSeen.colour_share", self.colour_share)
+        _probability("GarmentSeen.style_prob", self.style_prob)
+        _box("GarmentSeen.box", self.box)
+        for head, labels in self.probabilities.items():
+            for label, prob in labels.items():
+                _probability(f"GarmentSeen.probabilities[{head}][{label}]", prob)
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """One camera frame: where it sits in its stream, and the people and garments in it.
+
+    `person_boxes` (n, 4) float32 xyxy pixels; `person_scores` (n,) float32 in [0, 1];
+    `garments[i].person_index` indexes those people (or is None). `stream_ref` names the
+    recording or live session the frame belongs to; `frame_number` counts frames decoded from it
+    (0 = its first frame); `captured_at` is epoch seconds; `end_of_stream` marks the last frame
+    a recording will ever send.
+    """
+
+    event_id: str
+    stream_ref: str
+    frame_number: int
+    captured_at: float
+    width: int
+    height: int
+    model_version: str
+    person_boxes: np.ndarray
+    person_scores: np.ndarray
+    garments: tuple[GarmentSeen, ...] = ()
+    end_of_stream: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.person_scores)
+        if self.person_boxes.shape != (n, 4):
+            raise ValueError(
+                f"FrameDetections.person_boxes: expected shape ({n}, 4), "
+                f"got {self.person_boxes.shape}"
+            )
+        if self.person_scores.shape != (n,):
+            raise ValueError(
+                f"FrameDetections.person_scores: expected shape ({n},), "
+                f"got {self.person_scores.shape}"
+            )
+        if not np.all(np.isfinite(self.person_boxes)) or not np.all(
+            np.isfinite(self.person_scores)
+        ):
+            raise ValueError("FrameDetections: person boxes and scores must be finite")
+        if n and (self.person_scores.min() < 0.0 or self.person_scores.max() > 1.0 + 1e-6):
+            raise ValueError("FrameDetections.person_scores must be in [0, 1]")
+        if n and np.any(self.person_boxes[:, 2:] < self.person_boxes[:, :2]):
+            raise ValueError("FrameDetections.person_boxes: x2 < x1 or y2 < y1")
+        if not self.event_id or not self.stream_ref or not self.model_version:
+            raise ValueError("FrameDetections needs an event id, a stream ref and a model version")
+        if self.frame_number < 0:
+            raise ValueError(f"FrameDetections.frame_number must be >= 0, got {self.frame_number}")
+        if not math.isfinite(self.captured_at):
+            raise ValueError("FrameDetections.captured_at must be finite")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"FrameDetections: image size {self.width}x{self.height}")
+        for g in self.garments:
+            if g.person_index is not None and not 0 <= g.person_index < n:
+                raise ValueError(f"garment {g.index} is worn by person {g.person_index} of {n}")
+
+    def __len__(self) -> int:
+        return len(self.person_scores)
+
+    def garments_of(self, person_index: int) -> list[GarmentSeen]:
+        return [g for g in self.garments if g.person_index == person_index]
+
+
+def person_arrays(boxes: list[Box], scores: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4) float32 boxes and (n,) float32 scores from lists (empty-safe)."""
+    return (
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(scores, np.float32).reshape(-1),
+    )
+
+
+def from_image_tags(
+    tags: ImageTags,
+    *,
+    event_id: str,
+    stream_ref: str,
+    frame_number: int,
+    captured_at: float,
+    end_of_stream: bool = False,
+) -> FrameDetections:
+    """The tracker's view of a tagger's answer for one frame (offline mode)."""
+    boxes, scores = person_arrays([p.box for p in tags.people], [p.score for p in tags.people])
+    garments = []
+    for i, g in enumerate(tags.garments):
+        probabilities: dict[str, Mapping[str, float]] = {
+            head: dict(labels) for head, labels in g.probabilities.items()
+        }
+        for head, top in g.attributes.items():
+            probabilities.setdefault(head, {top.label: top.prob})
+        garments.append(
+            GarmentSeen(
+                index=i,
+                category=g.category,
+                score=min(1.0, float(g.score)),
+                box=g.box,
+                person_index=g.person_index,
+                probabilities=probabilities,
+                colour=g.colour.name,
+                colour_rgb=g.colour.rgb,
+                colour_share=min(1.0, float(g.colour.share)),
+                style=g.style.label,
+                style_prob=min(1.0, float(g.style.prob)),
+            )
+        )
+    return FrameDetections(
+        event_id=event_id,
+        stream_ref=stream_ref,
+        frame_number=frame_number,
+        captured_at=captured_at,
+        width=tags.width,
+        height=tags.height,
+        model_version=tags.model_version,
+        person_boxes=boxes,
+        person_scores=scores,
+        garments=tuple(garments),
+        end_of_stream=end_of_stream,
+    )
+
+
+def _probability(name: str, value: float) -> None:
+    if not (math.isfinite(value) and -1e-6 <= value <= 1.0 + 1e-6):
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def _box(name: str, box: Box) -> None:
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{name} must be 4 finite numbers, got {box}")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(f"{name} is inverted: {box}")
