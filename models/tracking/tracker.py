@@ -394,12 +394,20 @@ class CameraTracker:
     def _associate(self, frame: FrameDetections) -> list[tuple[int, int]]:
         """(ByteTrack id, person index) for every person ByteTrack follows in this frame.
 
-        ByteTrack returns its tracks, not which detection each one took; every returned track
-        was matched in this frame, so they are paired with the detections by box overlap
-        (supervision's own `update_with_detections` does the same with IoU >= 0.5, which a
-        Kalman-smoothed box of a fast-moving person can miss at 2 fps)."""
+        ByteTrack's `update_with_tensors` returns only its confirmed tracks: a person who comes
+        into view after the first frame would be returned from their second frame on, so their
+        sighting would start one frame late (half a second at 2 fps). Every track it matched or
+        started in this frame is in `tracked_tracks` (a new one is unconfirmed, and has its id
+        already since `minimum_consecutive_frames` is 1), so those are taken instead; a new track
+        ByteTrack then drops is one frame long and ends as noise (`min_frames`).
+
+        ByteTrack does not say which detection each track took, so they are paired with the
+        detections by box overlap (supervision's own `update_with_detections` does the same with
+        IoU >= 0.5, which a Kalman-smoothed box of a fast-moving person can miss at 2 fps)."""
         tensors = np.hstack([frame.person_boxes, frame.person_scores[:, None]]).astype(np.float32)
-        tracks = self._byte_track.update_with_tensors(tensors)
+        byte_track = self._byte_track
+        byte_track.update_with_tensors(tensors)
+        tracks = [t for t in byte_track.tracked_tracks if t.frame_id == byte_track.frame_id]
         if not tracks or not len(frame):
             return []
         boxes = np.stack([t.tlbr for t in tracks]).astype(np.float64)
