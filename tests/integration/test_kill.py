@@ -1,5 +1,6 @@
 """A worker killed with SIGKILL in the middle of a run and restarted loses no item and
-duplicates no row (the real `fashionstream worker`, the real broker and Postgres)."""
+duplicates no row (the real `fashionstream worker`, the real broker and Postgres); the camera's
+sightings are exactly those of an uninterrupted run (its tracker state survives the kills)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from tests.integration.test_pipeline_harness import (
     ImageServer,
     catalogue_rows,
     event_ids,
+    offline_sightings,
     running_worker,
     send_feed,
     send_video,
+    sighting_keys,
+    stored_sightings,
     tagger_args,
     unique,
     wait_for_images,
+    wait_for_sightings,
 )
 
 CLIP = REPO_ROOT / "fashionstream" / "samples" / "store_camera.mp4"  # 24 s: 48 frames at 2 fps
@@ -77,6 +82,8 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
     start_group_at_end(local_stack, group)
     letters = DeadLetterReader(local_stack)
     args = tagger_args(slow_fake=True)
+    expected_sightings = sighting_keys(offline_sightings(local_stack, CLIP, camera, fps=2.0))
+    assert expected_sightings
     with ImageServer() as images:
         rows = catalogue_rows(images.base_url, prefix="")
         expected = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
@@ -104,6 +111,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
         with running_worker(local_stack, group, tmp_path / "worker-3.log", args) as last:
             wait_for_images(db, feed, len(expected), TIMEOUT_S, last)
             wait_for_images(db, camera, len(expected_frames), TIMEOUT_S, last)
+            wait_for_sightings(db, camera, len(expected_sightings), TIMEOUT_S, last)
             time.sleep(3.0)  # anything redelivered after the restart would land by now
             assert last.stop() == 0, last.tail()
 
@@ -119,6 +127,15 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
             (feed, camera),
         )
         assert cur.fetchone()[0] == 0
+        cur.execute(
+            "SELECT count(*) FROM sighting_frames f"
+            " JOIN sources s ON s.id = f.source_pk WHERE s.source_id = %s",
+            (camera,),
+        )
+        # every frame of every sighting linked once (the primary key forbids twice)
+        assert cur.fetchone()[0] == sum(k[3] for k in expected_sightings)
+    # none lost, none twice, none cut in two by a kill
+    assert stored_sightings(db, camera) == expected_sightings
     stray = [d for d in letters.wait_for(lambda _: False, 1.0) if d.source_id in (feed, camera)]
     letters.close()
     assert stray == []

@@ -9,6 +9,7 @@ Tests here run the real `fashionstream worker` against the session's real broker
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import tempfile
@@ -30,8 +31,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from fashionstream.local_run import WorkerProcess, settings_env, start_group_at_end
 from fashionstream.records import DeadLetter, Topic, event_id_for_frame
 from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.video_tracking import track_recording
+from models.tags import Tagger
+from models.tracking import Sighting, TrackingConfig
 from producers.image_feed import produce_feed
-from producers.video import PtsSampler, produce_video
+from producers.video import PtsSampler, VideoOptions, produce_video
+from stream_processors.testing import FakeTagger
 
 SAMPLES = REPO_ROOT / "fashionstream" / "samples"
 IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
@@ -70,6 +75,73 @@ def tagger_args(*, slow_fake: bool = False) -> list[str]:
         pytest.fail("the real tagger (models/tagger.py + weights/manifest.json) is missing")
     factory = "slow_fake_tagger" if slow_fake else "fake_tagger"
     return ["--tagger-factory", f"stream_processors.testing:{factory}"]
+
+
+def offline_tagger(settings: Settings) -> Tagger:
+    """The tagger `tagger_args()` makes the workers run, built in this process (to compute what
+    the pipeline must write, with `fashionstream track`'s code path). The slow fake answers as
+    the fake does (only its speed differs), so it stands in for both."""
+    if real_tagger_available():
+        from models.tagger import FashionTagger
+
+        return FashionTagger.from_settings(settings)
+    if REQUIRE_REAL_TAGGER:
+        pytest.fail("the real tagger (models/tagger.py + weights/manifest.json) is missing")
+    return FakeTagger()
+
+
+def offline_sightings(settings: Settings, path: Path, camera: str, fps: float) -> list[Sighting]:
+    """The sightings `fashionstream track` finds in `path` for `camera` with the workers' tagger:
+    what the pipeline's tracking agent must commit for the same recording."""
+    sampled = dataclasses.replace(settings, video_fps=fps)
+    run = track_recording(
+        path,
+        offline_tagger(sampled),
+        camera=camera,
+        config=TrackingConfig.from_settings(sampled),
+        options=VideoOptions.from_settings(sampled),
+        batch_size=settings.batch_size,
+    )
+    return run.sightings
+
+
+def stored_sightings(
+    db: psycopg2.extensions.connection, camera: str
+) -> list[tuple[str, int, int, int, str]]:
+    """(sighting id, first frame, last frame, frames seen, end reason) of a camera's sightings."""
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT s.sighting_id::text, s.first_frame, s.last_frame, s.frames_seen, s.end_reason"
+            " FROM sightings s JOIN sources src ON src.id = s.source_pk"
+            " WHERE src.kind = 'camera' AND src.source_id = %s ORDER BY s.sighting_id",
+            (camera,),
+        )
+        return [tuple(r) for r in cur.fetchall()]
+
+
+def sighting_keys(sightings: list[Sighting]) -> list[tuple[str, int, int, int, str]]:
+    return sorted(
+        (s.sighting_id, s.first_frame, s.last_frame, s.frames, s.end_reason.value)
+        for s in sightings
+    )
+
+
+def wait_for_sightings(
+    db: psycopg2.extensions.connection,
+    camera: str,
+    n: int,
+    timeout_s: float,
+    worker: WorkerProcess,
+) -> list[tuple[str, int, int, int, str]]:
+    """Poll until the camera has at least `n` sightings; fails with the worker's log."""
+    deadline = time.monotonic() + timeout_s
+    rows = stored_sightings(db, camera)
+    while len(rows) < n and time.monotonic() < deadline:
+        assert worker.alive(), worker.tail()
+        time.sleep(0.3)
+        rows = stored_sightings(db, camera)
+    assert len(rows) >= n, f"{len(rows)} of {n} sightings after {timeout_s:.0f} s\n{worker.tail()}"
+    return rows
 
 
 # --- worker subprocess ---------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Tracking in the real pipeline (the real `fashionstream worker`, broker and Postgres): a
+camera's recording becomes exactly the sightings `fashionstream track` finds in it offline, and
+sending the same recording again rewrites them without adding a row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg2.extensions
+
+from fashionstream.local_run import start_group_at_end
+from fashionstream.settings import REPO_ROOT, Settings
+from tests.integration.conftest import count_rows
+from tests.integration.test_pipeline_harness import (
+    offline_sightings,
+    running_worker,
+    send_video,
+    sighting_keys,
+    stored_sightings,
+    tagger_args,
+    unique,
+    wait_for_images,
+    wait_for_sightings,
+)
+
+CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"  # 8 frames at 2 fps
+TIMEOUT_S = 300.0  # the real tagger on 2 shared CPU cores
+
+
+def sighting_rows(db: psycopg2.extensions.connection) -> dict[str, int]:
+    return {t: count_rows(db, t) for t in ("sightings", "sighting_garments", "sighting_frames")}
+
+
+def test_a_recording_becomes_the_offline_sightings_and_sending_it_again_adds_no_row(
+    local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
+) -> None:
+    group = unique("it-track")
+    camera = unique("track-cam")
+    start_group_at_end(local_stack, group)
+    expected = sighting_keys(offline_sightings(local_stack, CLIP, camera, fps=2.0))
+    assert expected, "the clip shows a person: the offline tracker must find a sighting"
+    with running_worker(local_stack, group, tmp_path / "worker.log", tagger_args()) as worker:
+        frames = send_video(local_stack, CLIP, camera, fps=2.0)
+        wait_for_images(db, camera, len(frames), TIMEOUT_S, worker)
+        # the last frame is marked as the recording's end: its sightings close at once
+        assert wait_for_sightings(db, camera, len(expected), TIMEOUT_S, worker) == expected
+        first = sighting_rows(db)
+        assert first["sighting_frames"] == sum(k[3] for k in expected)
+
+        # the same recording again: tracked again from its first frame, same sightings
+        with db.cursor() as cur:
+            cur.execute("SELECT max(written_at) FROM sightings")
+            (written,) = cur.fetchone()
+        send_video(local_stack, CLIP, camera, fps=2.0)
+        rewritten = 0
+        deadline = time.monotonic() + TIMEOUT_S
+        while rewritten < len(expected):
+            assert worker.alive(), worker.tail()
+            assert time.monotonic() < deadline, f"{rewritten} sightings rewritten\n{worker.tail()}"
+            time.sleep(0.3)
+            with db.cursor() as cur:
+                cur.execute("SELECT count(*) FROM sightings WHERE written_at > %s", (written,))
+                (rewritten,) = cur.fetchone()
+        assert stored_sightings(db, camera) == expected
+        assert sighting_rows(db) == first
+        assert worker.stop() == 0, worker.tail()
