@@ -1,5 +1,5 @@
-"""`fashionstream track VIDEO` (detection + tracking on a file, no Kafka) and the video half of
-`fashionstream annotate` (dispatched from commands/tagger.py)."""
+"""`fashionstream track VIDEO` (detection + tracking on a file, no Kafka), the video half of
+`fashionstream annotate` (dispatched from commands/tagger.py), and `fashionstream bench video`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg"
 
 
 def register(commands: Commands, bench: Commands) -> None:
-    """Adds `track`."""
+    """Adds `track` and `bench video`."""
     t = commands.add_parser(
         "track",
         help="detect and track the people of one video file, without Kafka: one sighting each",
@@ -33,6 +33,37 @@ def register(commands: Commands, bench: Commands) -> None:
     _common_options(t)
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=_track)
+
+    b = bench.add_parser(
+        "video",
+        help="cameras through broker + workers + tracking: decode fps, tagged fps, sightings, lag",
+        description="Replays SOURCE (a video file) as 1 and 4 live cameras (paced at the "
+        "recording's speed) through the embedded broker, 1 and 2 worker processes and "
+        "Postgres; reports decode fps, frames tagged per second, sightings and end-to-end lag "
+        "per configuration.",
+    )
+    b.add_argument("source", type=Path, metavar="SOURCE", help="a video file")
+    b.add_argument("--cameras", default="1,4", help="camera counts to run, comma-separated")
+    b.add_argument("--workers", default="1,2", help="worker counts to run, comma-separated")
+    b.add_argument("--fps", type=float, help="sampling rate (default: FASHIONSTREAM_VIDEO_FPS)")
+    b.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of video per camera: SOURCE is replayed as often as needed (default: once)",
+    )
+    b.add_argument(
+        "--no-pace",
+        action="store_true",
+        help="send frames as fast as they decode instead of at the recording's speed",
+    )
+    b.add_argument(
+        "--tagger-factory",
+        metavar="MODULE:CALLABLE",
+        help="run the workers with this tagger instead of the shipped model (plumbing only)",
+    )
+    b.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_bench_video)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -160,4 +191,52 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
             f"{args.out}: {report['frames']} frames, {len(report['sightings'])} sightings"
             + (f"; key frames in {report['key_frames_dir']}" if report["key_frames"] else "")
         )
+    return 0
+
+
+def _bench_video(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.bench_video import BenchError, run_bench_video
+
+    bad = _check_video("bench video", args.source)
+    if bad is not None:
+        return bad
+    try:
+        cameras = [int(c) for c in args.cameras.split(",") if c.strip()]
+        workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    except ValueError:
+        print("bench video: --cameras and --workers take comma-separated numbers", file=sys.stderr)
+        return 2
+    if not cameras or not workers or min(cameras) < 1 or min(workers) < 1:
+        print("bench video: camera and worker counts must be >= 1", file=sys.stderr)
+        return 2
+    configured = _configured(settings, args)
+    if isinstance(configured, str):
+        print(f"bench video: {configured}", file=sys.stderr)
+        return 2
+    try:
+        report = run_bench_video(
+            configured,
+            args.source,
+            cameras=cameras,
+            workers=workers,
+            duration_s=args.duration,
+            pace=not args.no_pace,
+            tagger_factory=args.tagger_factory,
+            timeout_s=args.timeout,
+            progress=not args.json,
+        )
+    except BenchError as exc:
+        print(f"bench video: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for row in report["runs"]:
+            print(
+                f"{row['cameras']} camera(s), {row['workers']} worker(s): decode "
+                f"{row['decode_fps']} fps, tagged {row['tagged_fps']} frames/s (needed "
+                f"{row['needed_fps']}), {row['sightings']} sightings, lag p50 "
+                f"{row['lag_p50_s']} s / p95 {row['lag_p95_s']} s / max {row['lag_max_s']} s, "
+                f"real time: {row['real_time']}"
+            )
     return 0

@@ -65,3 +65,29 @@ def test_a_recording_becomes_the_offline_sightings_and_sending_it_again_adds_no_
         assert stored_sightings(db, camera) == expected
         assert sighting_rows(db) == first
         assert worker.stop() == 0, worker.tail()
+
+
+def test_bench_video_measures_a_camera_through_the_pipeline(local_stack: Settings) -> None:
+    """`fashionstream bench video`'s plumbing, with the instant fake tagger: every frame sent is
+    tagged, the recording's end closes its one sighting, and the lag is measured."""
+    from fashionstream.bench_video import run_bench_video
+
+    report = run_bench_video(
+        local_stack,
+        CLIP,
+        cameras=[2],
+        workers=[1],
+        duration_s=None,
+        pace=True,
+        tagger_factory="stream_processors.testing:fake_tagger",
+        timeout_s=TIMEOUT_S,
+        progress=False,
+    )
+    (run,) = report["runs"]
+    assert (run["cameras"], run["workers"], run["frames"]) == (2, 1, 16)
+    assert run["sightings"] == 2  # the fake sees one person in every frame: one per camera
+    assert 0.0 < run["lag_p50_s"] <= run["lag_p95_s"] <= run["lag_max_s"] < 60.0
+    assert run["needed_fps"] == 4.0
+    assert run["tagged_fps"] > 0.0
+    assert run["worker_rss_mb_start"][0] > 50.0
+    assert report["source_decode"]["sampled_frames_per_second"] > 2.0

@@ -1,0 +1,408 @@
+"""`fashionstream bench video`: cameras through the whole pipeline with tracking.
+
+A recording stands in for each camera: it is replayed at its own speed (`pace`, as a live camera
+sends) through the embedded broker to N worker processes (tagging + tracking) and Postgres, for
+each requested number of cameras and workers. Per configuration: how fast the source decodes,
+frames tagged per second against the rate the cameras need, sightings, end-to-end lag (entering
+Kafka -> row committed) overall and at the start and end of the run, and the workers' memory
+after warm-up and at the end.
+
+"Real time" here means the lag did not grow: the median lag of the last tenth of the frames is
+at most twice that of the first tenth plus 5 s. A pipeline that falls behind shows a lag that
+grows with the run's length; one that keeps up shows a flat one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from prometheus_client import CollectorRegistry
+
+from fashionstream.local_run import (
+    DeadLetterWatch,
+    RunError,
+    WorkerProcess,
+    settings_env,
+    start_group_at_end,
+    wait_for_sources,
+)
+from fashionstream.settings import Settings
+from infra.local_stack import LocalStack
+from producers.video import (
+    SampledFrame,
+    VideoOptions,
+    VideoProducer,
+    VideoReport,
+    read_recording,
+)
+from sinks.metrics import Metrics
+
+WARMUP_CAMERAS = 4  # frames from this many cameras reach (very likely) every worker's partitions
+SIGHTINGS_SETTLE_S = 60.0  # after the last frame's row: time for the tracking agent to commit
+
+
+class BenchError(Exception):
+    """The benchmark could not run (the stack, a worker, or results that never came)."""
+
+
+def decode_fps(source: Path, settings: Settings, seconds: float = 10.0) -> dict[str, float]:
+    """How fast one camera's frames are produced without Kafka: every frame of `source` decoded,
+    the sampled ones resized and JPEG-encoded (`producer.video`'s own reader), for up to
+    `seconds` of wall time."""
+    options = VideoOptions.from_settings(settings)
+    started = time.perf_counter()
+    sampled = 0
+    last_pts = 0.0
+    for item in read_recording(source, options):
+        if not isinstance(item, SampledFrame):
+            continue
+        sampled += 1
+        last_pts = item.pts_s
+        if time.perf_counter() - started > seconds:
+            break
+    elapsed = time.perf_counter() - started
+    return {
+        "video_seconds_per_second": round(last_pts / elapsed, 1) if elapsed > 0 else 0.0,
+        "sampled_frames_per_second": round(sampled / elapsed, 1) if elapsed > 0 else 0.0,
+    }
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MB (Linux /proc), None when it cannot be read."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def run_bench_video(
+    settings: Settings,
+    source: Path,
+    *,
+    cameras: Sequence[int],
+    workers: Sequence[int],
+    duration_s: float | None,
+    pace: bool,
+    tagger_factory: str | None,
+    timeout_s: float,
+    progress: bool,
+) -> dict[str, Any]:
+    """Every (cameras, workers) configuration in turn on one stack; see the module docstring."""
+
+    def say(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+
+    recording_s = recording_seconds(source)
+    if recording_s <= 0:
+        raise BenchError(f"{source}: no duration (not a recording?)")
+    repeats = 1 if duration_s is None else max(1, round(duration_s / recording_s))
+    say(f"decoding {source} once to measure the source ...")
+    decode = decode_fps(source, settings)
+    try:
+        LocalStack.from_settings(settings).start()
+    except Exception as exc:
+        raise BenchError(f"the local stack did not start: {exc}") from exc
+    args = ("--tagger-factory", tagger_factory) if tagger_factory else ()
+    runs = []
+    for n_workers in workers:
+        for n_cameras in cameras:
+            say(f"{n_cameras} camera(s), {n_workers} worker(s): starting ...")
+            runs.append(
+                _one_configuration(
+                    settings,
+                    source,
+                    n_cameras=n_cameras,
+                    n_workers=n_workers,
+                    repeats=repeats,
+                    pace=pace,
+                    worker_args=args,
+                    timeout_s=timeout_s,
+                    say=say,
+                )
+            )
+    return {
+        "source": str(source),
+        "recording_s": round(recording_s, 2),
+        "replays_per_camera": repeats,
+        "paced": pace,
+        "sampling_fps": settings.video_fps,
+        "batch_size": settings.batch_size,
+        "backend": settings.backend.value,
+        "tagger": tagger_factory or "shipped models",
+        "source_decode": decode,
+        "runs": runs,
+    }
+
+
+def _one_configuration(
+    settings: Settings,
+    source: Path,
+    *,
+    n_cameras: int,
+    n_workers: int,
+    repeats: int,
+    pace: bool,
+    worker_args: tuple[str, ...],
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    group = f"{settings.consumer_group}-benchvideo-{run_id}"
+    start_group_at_end(settings, group)
+    env = settings_env(settings, consumer_group=group, worker_metrics_port=0)
+    logs = settings.state_dir / "logs"
+    procs = [
+        WorkerProcess(env, logs / f"bench-video-{run_id}-{i}.log", worker_args)
+        for i in range(n_workers)
+    ]
+    watch = DeadLetterWatch(settings)
+    try:
+        warm = [f"bench-{run_id}-warm{i}" for i in range(WARMUP_CAMERAS)]
+        since = time.time()
+        sent = _send_warmup(settings, source, warm, frames=2)
+        _wait(settings, warm, sent, since, watch, procs, timeout_s)
+        memory_start = [rss_mb(p.pid) for p in procs]
+        say(f"  workers warm ({memory_start} MB); sending ...")
+
+        cams = [f"bench-{run_id}-cam{i}" for i in range(n_cameras)]
+        since = time.time()
+        started = time.monotonic()
+        reports = _send_reports(settings, source, cams, pace=pace, repeats=repeats)
+        send_s = time.monotonic() - started
+        total = sum(r.frames_sent for r in reports)
+        peak = list(memory_start)
+
+        def sample(_progress: Any) -> None:
+            for i, p in enumerate(procs):
+                now = rss_mb(p.pid)
+                if now is not None and (peak[i] is None or now > (peak[i] or 0.0)):
+                    peak[i] = now
+
+        _wait(settings, cams, total, since, watch, procs, timeout_s, on_progress=sample)
+        memory_end = [rss_mb(p.pid) for p in procs]
+        timeline = _lag_timeline(settings, cams, since)
+        sightings = _sightings_when_settled(settings, cams, procs)
+    finally:
+        watch.close()
+        for p in procs:
+            p.stop()
+    if not timeline:
+        raise BenchError("no frame rows were written")
+    submitted = [t for t, _ in timeline]
+    lags = sorted(lag for _, lag in timeline)
+    last_written = max(t + lag for t, lag in timeline)
+    tagged_fps = len(timeline) / max(1e-9, last_written - min(submitted))
+    decile = max(1, len(timeline) // 10)
+    by_time = [lag for _, lag in sorted(timeline)]
+    lag_start = statistics.median(by_time[:decile])
+    lag_end = statistics.median(by_time[-decile:])
+    decoded = sum(r.frames_decoded for r in reports)
+    return {
+        "cameras": n_cameras,
+        "workers": n_workers,
+        "frames": total,
+        "decode_fps": round(decoded / send_s, 1) if send_s > 0 else None,
+        "needed_fps": round(n_cameras * settings.video_fps, 2),
+        "tagged_fps": round(tagged_fps, 2),
+        "sightings": sightings,
+        "lag_p50_s": round(_quantile(lags, 0.5), 2),
+        "lag_p95_s": round(_quantile(lags, 0.95), 2),
+        "lag_max_s": round(lags[-1], 2),
+        "lag_first_tenth_s": round(lag_start, 2),
+        "lag_last_tenth_s": round(lag_end, 2),
+        "real_time": lag_end <= 2 * lag_start + 5.0,
+        "worker_rss_mb_start": memory_start,
+        "worker_rss_mb_peak": peak,
+        "worker_rss_mb_end": memory_end,
+        "dropped": sum(sum(r.frames_dropped.values()) for r in reports),
+        "decode_errors": sum(r.decode_errors for r in reports),
+    }
+
+
+def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frames: int) -> int:
+    """The first `frames` sampled frames of `source` from each of `cams`, as fast as possible
+    (loads the model in every worker before the timed run); returns the frames sent."""
+    from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame
+    from producers.kafka import Deliveries, build_producer
+    from producers.video import recording_ref
+
+    options = VideoOptions.from_settings(settings)
+    picked: list[SampledFrame] = []
+    for item in read_recording(source, options):
+        if isinstance(item, SampledFrame):
+            picked.append(item)
+        if len(picked) >= frames:
+            break
+    producer = build_producer(settings, client_id="fashionstream-bench-warmup")
+    deliveries = Deliveries()
+    try:
+        for camera in cams:
+            ref = f"warmup:{recording_ref(source)}"
+            for sampled in picked:
+                now = time.time()
+                frame = Frame(
+                    event_id=event_id_for_frame(camera, ref, sampled.frame_number),
+                    source_kind=SourceKind.CAMERA,
+                    source_id=camera,
+                    captured_at=now,
+                    submitted_at=now,
+                    jpeg=sampled.jpeg,
+                    frame_number=sampled.frame_number,
+                    stream_ref=ref,
+                )
+                deliveries.track(
+                    producer.send(
+                        Topic.FRAMES.value,
+                        key=frame.key.encode(),
+                        value=frame.jpeg,
+                        headers=frame.headers(),
+                    )
+                )
+        deliveries.wait(producer, 60)
+    finally:
+        producer.close()
+    return len(picked) * len(cams)
+
+
+def _send_reports(
+    settings: Settings, source: Path, cams: Sequence[str], *, pace: bool, repeats: int
+) -> list[VideoReport]:
+    """Each camera replays `source` `repeats` times (paced or not), all cameras at once, one
+    producer thread per camera."""
+    reports: list[VideoReport] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def camera_thread(camera: str) -> None:
+        metrics = Metrics(CollectorRegistry(), process_metrics=False)
+        producer = VideoProducer.from_settings(settings, metrics)
+        try:
+            for k in range(repeats):
+                report = producer.send_file(source, camera, pace=pace, repeat=k)
+                with lock:
+                    reports.append(report)
+        except BaseException as exc:  # reported to the caller below
+            with lock:
+                errors.append(exc)
+        finally:
+            producer.close()
+
+    threads = [
+        threading.Thread(target=camera_thread, args=(c,), name=f"bench-{c}", daemon=True)
+        for c in cams
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise BenchError(f"a camera's producer failed: {errors[0]!r}") from errors[0]
+    return reports
+
+
+def _wait(
+    settings: Settings,
+    cams: Sequence[str],
+    expected: int,
+    since: float,
+    watch: DeadLetterWatch,
+    procs: Sequence[WorkerProcess],
+    timeout_s: float,
+    on_progress: Callable[[Any], None] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for p in procs:
+            if not p.alive():
+                raise BenchError(f"a worker exited ({p.process.returncode}):\n{p.tail()}")
+        try:
+            done = wait_for_sources(
+                settings,
+                sources=cams,
+                expected=expected,
+                since=since,
+                watch=watch,
+                timeout_s=min(5.0, max(0.1, deadline - time.monotonic())),
+                on_progress=on_progress,
+            )
+        except RunError:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"frames of {', '.join(cams)} not all written after {timeout_s:.0f} s"
+                ) from None
+            continue
+        if done.dead_letters:
+            raise BenchError(f"{done.dead_letters} benchmark frames were dead-lettered")
+        return
+
+
+def _lag_timeline(
+    settings: Settings, cams: Sequence[str], since: float
+) -> list[tuple[float, float]]:
+    """(entered Kafka, seconds until its row was committed) per frame of the run."""
+    query = (
+        "SELECT extract(epoch FROM i.submitted_at)::float8,"
+        " extract(epoch FROM i.written_at - i.submitted_at)::float8"
+        " FROM images i JOIN sources s ON s.id = i.source_pk"
+        " WHERE s.kind = 'camera' AND s.source_id = ANY(%s) AND i.written_at >= %s"
+        " ORDER BY 1"
+    )
+    with (
+        contextlib.closing(psycopg2.connect(settings.database_url)) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute(query, (list(cams), dt.datetime.fromtimestamp(since, dt.UTC)))
+        return [(float(a), float(b)) for a, b in cur.fetchall()]
+
+
+def _sightings_when_settled(
+    settings: Settings, cams: Sequence[str], procs: Sequence[WorkerProcess]
+) -> int:
+    """The run's sightings once every camera's tracker has closed its tracks (the recordings'
+    end marks close them), or what is there after SIGHTINGS_SETTLE_S."""
+    query = (
+        "SELECT (SELECT count(*) FROM sightings g JOIN sources s ON s.id = g.source_pk"
+        "        WHERE s.kind = 'camera' AND s.source_id = ANY(%(c)s)),"
+        " (SELECT count(*) FROM tracker_states t JOIN sources s ON s.id = t.camera_pk"
+        "        WHERE s.kind = 'camera' AND s.source_id = ANY(%(c)s) AND t.open_tracks = 0)"
+    )
+    deadline = time.monotonic() + SIGHTINGS_SETTLE_S
+    with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
+        conn.autocommit = True
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(query, {"c": list(cams)})
+                sightings, settled = cur.fetchone()
+            if settled >= len(cams) or time.monotonic() > deadline:
+                return int(sightings)
+            if not all(p.alive() for p in procs):
+                return int(sightings)
+            time.sleep(0.5)
+
+
+def recording_seconds(source: Path) -> float:
+    """The recording's duration from its container (0 when it does not say)."""
+    import av
+
+    with av.open(str(source)) as container:
+        return container.duration / 1e6 if container.duration else 0.0
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
