@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -104,6 +105,15 @@ def test_camera_frame_round_trips_through_cloudevents_headers() -> None:
     assert frame.reference == "cam-1#3"
 
 
+def test_a_cameras_stream_and_its_end_mark_round_trip_and_default_to_none() -> None:
+    last = _frame(stream_ref="clip.mp4:99", end_of_stream=True)
+    assert Frame.from_kafka(last.jpeg, last.headers()) == last
+    plain = _frame()
+    assert "fs_stream_ref" not in dict(plain.headers())
+    decoded = Frame.from_kafka(plain.jpeg, plain.headers())
+    assert (decoded.stream_ref, decoded.end_of_stream) == (None, False)
+
+
 def test_feed_frame_round_trips_with_attributes() -> None:
     frame = _frame(
         source_kind=SourceKind.FEED,
@@ -181,6 +191,15 @@ def _tagged() -> TaggedImage:
 def test_tagged_image_round_trips() -> None:
     tagged = _tagged()
     assert TaggedImage.from_json(tagged.to_json()) == tagged
+
+
+def test_tagged_image_carries_the_stream_and_end_mark_of_its_frame() -> None:
+    tagged = dataclasses.replace(_tagged(), stream_ref="clip.mp4:99", end_of_stream=True)
+    assert TaggedImage.from_json(tagged.to_json()) == tagged
+    data = json.loads(tagged.to_json())
+    data["stream_ref"] = ""
+    with pytest.raises(BadRecordError, match="stream_ref"):
+        TaggedImage.from_json(json.dumps(data).encode())
 
 
 def test_tagged_image_with_a_broken_garment_is_a_bad_record() -> None:

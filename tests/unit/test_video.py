@@ -394,3 +394,83 @@ def test_a_recording_served_over_http_is_read_to_its_end() -> None:
     assert "secret" not in report.source
     assert all("secret" not in d.detail for d in dead_letters(fake))
     assert [f.frame_number for f in frames_sent(fake)] == [0, 5, 10, 15, 20, 25, 30, 35]
+
+
+# --- what tracking needs of the producer: stream refs, the end mark, folders, source state
+
+
+def test_every_frame_names_its_recording_and_only_the_last_is_marked_as_its_end() -> None:
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    producer_for(fake, registry).send_file(CLIP, "cam-1")
+    frames = frames_sent(fake)
+    ref = f"person_4s.mp4:{CLIP.stat().st_size}"
+    assert {f.stream_ref for f in frames} == {ref}
+    assert [f.end_of_stream for f in frames] == [False] * 7 + [True]
+    state = {
+        s: registry.get_sample_value("fashionstream_source_state", {"camera": "cam-1", "state": s})
+        for s in ("connecting", "streaming", "ended", "failed")
+    }
+    assert state == {"connecting": 0.0, "streaming": 0.0, "ended": 1.0, "failed": 0.0}
+
+
+def test_read_recording_gives_exactly_the_frames_the_producer_sends() -> None:
+    fake = FakeProducer()
+    producer_for(fake).send_file(CLIP, "cam-1")
+    offline = [
+        f for f in video.read_recording(CLIP, options()) if isinstance(f, video.SampledFrame)
+    ]
+    sent = frames_sent(fake)
+    assert [(s.frame_number, s.captured_at, s.jpeg) for s in offline] == [
+        (f.frame_number, f.captured_at, f.jpeg) for f in sent
+    ]
+
+
+def test_a_folder_is_one_cameras_recordings_in_name_order(tmp_path: Path) -> None:
+    make_clip(tmp_path / "b.mp4", frames=8)
+    make_clip(tmp_path / "a.mp4", frames=4)
+    (tmp_path / "notes.txt").write_text("not a video")
+    fake = FakeProducer()
+    report = producer_for(fake, fps=1.0).send(str(tmp_path), "cam-f")
+    assert report.completed
+    frames = frames_sent(fake)
+    refs = [f.stream_ref or "" for f in frames]
+    assert [r.split(":")[0] for r in refs] == ["a.mp4"] + ["b.mp4"] * 2
+    assert [f.end_of_stream for f in frames] == [True, False, True]
+    assert report.frames_sent == 3
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        producer_for(FakeProducer()).send(str(tmp_path), "cam-f")
+
+
+def test_a_paced_replay_sends_each_frame_at_its_presentation_time() -> None:
+    fake = FakeProducer()
+    sent_at: list[float] = []
+    original = fake.send
+
+    def timed_send(*args: Any, **kwargs: Any) -> Any:
+        if args and args[0] == Topic.FRAMES.value:
+            sent_at.append(time.monotonic())
+        return original(*args, **kwargs)
+
+    fake.send = timed_send  # type: ignore[method-assign]
+    started = time.monotonic()
+    producer_for(fake).send_file(CLIP, "cam-1", pace=True)
+    offsets = [t - started for t in sent_at]
+    # frames at 0, 0.5, ... 3.5 s of the recording; a frame is held until the next decodes,
+    # so each is sent at or after its time, never long after
+    assert len(offsets) == 8
+    for k, offset in enumerate(offsets):
+        assert 0.5 * k - 0.05 <= offset <= 0.5 * k + 0.6
+
+
+def test_a_replay_is_another_stream_that_follows_the_previous_one_in_time() -> None:
+    first, second = FakeProducer(), FakeProducer()
+    producer_for(first).send_file(CLIP, "cam-1")
+    producer_for(second).send_file(CLIP, "cam-1", repeat=1)
+    a, b = frames_sent(first), frames_sent(second)
+    assert b[0].stream_ref == f"{a[0].stream_ref}#1"
+    assert b[0].captured_at == pytest.approx(a[0].captured_at + 4.0)
+    assert not {f.event_id for f in a} & {f.event_id for f in b}
