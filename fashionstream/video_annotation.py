@@ -12,7 +12,7 @@ import numpy as np
 
 from fashionstream.settings import Settings
 from fashionstream.video_tracking import TrackedFrame, TrackingRun, track_recording
-from models.tagger import FashionTagger
+from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig
 from producers.video import VideoOptions
 
@@ -84,16 +84,16 @@ def annotate_recording(
     out: Path,
     *,
     camera: str,
+    tagger: Tagger,
     key_frames: Path | None = None,
 ) -> dict[str, Any]:
-    """Track `video`, write the annotated video to `out` and, with `key_frames`, one PNG per
-    sighting (its best frame, the person boxed). Returns the `track --json` report plus where
-    the pictures went. Raises what `track_recording` raises."""
+    """Track `video` with `tagger`, write the annotated video to `out` and, with `key_frames`,
+    one PNG per sighting (its best frame, the person boxed). Returns the `track --json` report
+    plus where the pictures went. Raises what `track_recording` raises."""
     import cv2
 
     from models.drawing import draw_tags, legend
 
-    tagger = FashionTagger.from_settings(settings)
     writer = _VideoWriter(out, settings.video_fps)
     kept: dict[str, np.ndarray] = {}  # event id -> drawn frame, while it may be a best view
     written: list[str] = []

@@ -9,10 +9,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fashionstream.commands import Commands
 from fashionstream.settings import Backend, Settings
+
+if TYPE_CHECKING:  # torch and PyAV load only when a command runs
+    from fashionstream.video_tracking import TrackingRun
 
 log = logging.getLogger("fashionstream.video")
 
@@ -92,25 +95,20 @@ def _configured(settings: Settings, args: argparse.Namespace) -> Settings | str:
         return str(exc)
 
 
-def _run_tracking(
-    settings: Settings, video: Path, camera: str, on_frame: Any = None
-) -> tuple[Any, Any]:
+def _run_tracking(settings: Settings, video: Path, camera: str) -> TrackingRun:
     from fashionstream.video_tracking import track_recording
     from models.tagger import FashionTagger
     from models.tracking import TrackingConfig
     from producers.video import VideoOptions
 
-    tagger = FashionTagger.from_settings(settings)
-    run = track_recording(
+    return track_recording(
         video,
-        tagger,
+        FashionTagger.from_settings(settings),
         camera=camera,
         config=TrackingConfig.from_settings(settings),
         options=VideoOptions.from_settings(settings),
         batch_size=settings.batch_size,
-        on_frame=on_frame,
     )
-    return tagger, run
 
 
 def _check_video(command: str, video: Path) -> int | None:
@@ -132,7 +130,7 @@ def _track(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     camera = args.camera or args.video.stem
     try:
-        _, run = _run_tracking(configured, args.video, camera)
+        run = _run_tracking(configured, args.video, camera)
     except VideoDecodeError as exc:
         print(f"track: {exc.detail}", file=sys.stderr)
         return 1
@@ -144,13 +142,13 @@ def _track(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(run.sightings)} sightings ({run.model_version})"
     )
     for s in run.sightings:
-        j = s.to_json()
         garments = ", ".join(
-            f"{g['category']} ({g['colour']['name']}, {g['frames']} frames)" for g in j["garments"]
+            f"{g.category} ({g.colour.label}, {g.frames} frames)" for g in s.garments
         )
         print(
-            f"  {j['first_seen_s']:7.1f}s - {j['last_seen_s']:7.1f}s  {j['frames']:4d} frames"
-            f"  {garments or 'no garments'}"
+            f"  {s.first_seen - s.stream_started_at:7.1f}s - "
+            f"{s.last_seen - s.stream_started_at:7.1f}s  {s.frames:4d} frames  track "
+            f"{s.tracker_id}: {garments or 'no garments'}"
         )
     return 0
 
@@ -160,6 +158,7 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
     masks, boxes, track ids and labels, encoded at the sampling rate; `--key-frames` also
     writes each sighting's best frame as a PNG."""
     from fashionstream.video_annotation import annotate_recording
+    from models.tagger import FashionTagger
     from producers.video import VideoDecodeError
 
     bad = _check_video("annotate", args.image)
@@ -172,14 +171,15 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
     if isinstance(configured, str):
         print(f"annotate: {configured}", file=sys.stderr)
         return 2
-    camera = getattr(args, "camera", None) or args.image.stem
+    camera = args.camera or args.image.stem
     try:
         report = annotate_recording(
             configured,
             args.image,
             args.out,
             camera=camera,
-            key_frames=getattr(args, "key_frames", None),
+            tagger=FashionTagger.from_settings(configured),
+            key_frames=args.key_frames,
         )
     except VideoDecodeError as exc:
         print(f"annotate: {exc.detail}", file=sys.stderr)
