@@ -295,7 +295,7 @@ def test_a_state_another_worker_wrote_is_reloaded_and_the_batch_tracked_again(
         async def take_events(self, n: int, within: float) -> AsyncIterator[list[FakeEvent]]:
             other = FakeStore()
             await stage(tmp_path, other).run(FakeStream([events([item(n) for n in range(6)])]))
-            batches = iter(self.batches)
+            batches = iter([list(b) for b in self.batches])
             yield next(batches)
             current = store.states["cam-1"]
             store.states["cam-1"] = StoredState(
