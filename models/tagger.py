@@ -219,7 +219,9 @@ class FashionTagger:
         self, image: np.ndarray, detections: Detections
     ) -> tuple[list[_Garment], list[_Person]]:
         """Detections -> garments and people above their thresholds; the catalogue fallback
-        when an image has neither."""
+        when an image has no garment. People do not stop the fallback: a product shot is worn by
+        a model whose clothes may go undetected, and a lone handbag on white has been taken for a
+        person (catalogue fixture 2650)."""
         names = detections.class_names
         garments: list[_Garment] = []
         people: list[_Person] = []
@@ -234,7 +236,7 @@ class FashionTagger:
                 people.append(_Person(score, box, mask))
             elif name in GARMENT_CATEGORIES and score >= self.thresholds.garment:
                 garments.append(_Garment(name, score, box, mask))
-        if not garments and not people:
+        if not garments:
             product = catalogue_product_mask(image, self.thresholds)
             if product is not None:
                 garments.append(_Garment(None, 0.0, _mask_box(product), product))

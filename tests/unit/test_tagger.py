@@ -175,11 +175,19 @@ def test_a_street_frame_without_detections_stays_empty() -> None:
     assert tags.people == ()
 
 
-def test_a_studio_photo_with_a_person_takes_no_fallback() -> None:
+def test_a_studio_photo_with_a_person_but_no_garment_still_gets_its_product() -> None:
     image = np.full((H, W, 3), 250, np.uint8)
     image[10:110, 60:100] = 90
     detections = _detections([("person", 0.9, (60, 10, 100, 110))])
     (tags,) = _tagger(FakeDetector([detections])).tag([image])
+    assert len(tags.people) == 1
+    assert len(tags.garments) == 1
+    np.testing.assert_allclose(tags.garments[0].box, (60, 10, 100, 110), atol=2)
+
+
+def test_a_street_frame_with_a_person_but_no_garment_stays_without_garments() -> None:
+    detections = _detections([("person", 0.9, (60, 10, 100, 110))])
+    (tags,) = _tagger(FakeDetector([detections])).tag([_street()])
     assert tags.garments == ()
     assert len(tags.people) == 1
 

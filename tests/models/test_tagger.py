@@ -1,0 +1,122 @@
+"""The shipped FashionTagger (its default CPU backend, ONNX Runtime) on real committed photos:
+held-out street photos, camera frames and catalogue product shots."""
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from models.detection import ccp
+from models.tagger import FashionTagger
+from models.tags import ImageTags
+from models.taxonomy import DETECTOR_CLASSES
+
+pytestmark = pytest.mark.models
+
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+PRODUCTS = FIXTURES / "attributes" / "products"
+# catalogue articleType -> the category a product photo should be tagged with
+PRODUCT_CATEGORY = {
+    "Tshirts": "top",
+    "Shirts": "top",
+    "Handbags": "bag",
+    "Backpacks": "bag",
+    "Casual Shoes": "footwear",
+    "Sports Shoes": "footwear",
+    "Heels": "footwear",
+    "Jeans": "trousers",
+    "Dresses": "dress",
+}
+
+
+def _rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory: pytest.TempPathFactory) -> FashionTagger:
+    settings = Settings(
+        weights_dir=REPO_ROOT / "weights",
+        state_dir=tmp_path_factory.mktemp("state"),
+        backend=Backend.AUTO,
+        device=Device.CPU,
+        torch_threads=2,
+        batch_size=4,
+    )
+    return FashionTagger.from_settings(settings)
+
+
+def test_the_version_names_both_models(tagger: FashionTagger) -> None:
+    assert tagger.model_version.startswith("det:")
+    assert "+attr:" in tagger.model_version
+
+
+def _categories(tags: ImageTags) -> list[str]:
+    return [g.category for g in tags.garments]
+
+
+def test_street_photos_get_their_wearer_and_garments(tagger: FashionTagger) -> None:
+    samples = list(ccp.iter_samples(FIXTURES / "ccp", ccp.image_ids(FIXTURES / "ccp")))
+    results = tagger.tag([s.image for s in samples])
+    expected = found = 0
+    for sample, tags in zip(samples, results, strict=True):
+        assert len(tags.people) >= 1, sample.image_id
+        truth = {DETECTOR_CLASSES[c] for c in sample.class_ids} - {"person"}
+        expected += len(truth)
+        found += len(truth & set(_categories(tags)))
+        worn = [g for g in tags.garments if g.category not in ("bag", "footwear")]
+        assert all(g.person_index is not None for g in worn), sample.image_id
+        assert set(tags.timings) >= {"detect", "classify", "total"}
+        for garment in tags.garments:
+            assert garment.colour.name
+            assert garment.style.label in garment.probabilities["usage"]
+    assert found / expected >= 0.7, f"{found}/{expected} categories found"
+
+
+def test_camera_frames(tagger: FashionTagger) -> None:
+    paths = sorted((FIXTURES / "frames").glob("*.jpg"))
+    results = tagger.tag([_rgb(p) for p in paths])
+    by_name = dict(zip((p.stem for p in paths), results, strict=True))
+    empty = by_name.pop("intel_empty_0000")
+    assert empty.people == ()
+    assert empty.garments == ()  # an empty room is not a catalogue photo: no fallback
+    for name, tags in by_name.items():
+        assert len(tags.people) >= 1, name
+        assert any(g.person_index == 0 for g in tags.garments), name
+
+
+def _products() -> list[tuple[str, str]]:
+    with (PRODUCTS / "styles.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    return [
+        (r["id"], PRODUCT_CATEGORY[r["articleType"]])
+        for r in rows
+        if r["articleType"] in PRODUCT_CATEGORY
+    ]
+
+
+def test_catalogue_product_photos_are_tagged(tagger: FashionTagger) -> None:
+    products = _products()
+    results = tagger.tag([_rgb(PRODUCTS / "images" / f"{pid}.jpg") for pid, _ in products])
+    right = 0
+    for (pid, category), tags in zip(products, results, strict=True):
+        assert len(tags.garments) >= 1, pid  # every product photo yields a garment
+        main = max(tags.garments, key=lambda g: g.mask.area())
+        right += main.category == category
+    assert right / len(products) >= 0.75, f"{right}/{len(products)} product categories right"
+
+
+def test_a_watch_on_white_still_gets_one_garment(tagger: FashionTagger) -> None:
+    # no detector class fits a watch: the fallback names it from the classifier's category head
+    (tags,) = tagger.tag([_rgb(PRODUCTS / "images" / "10235.jpg")])
+    assert len(tags.garments) == 1
+    garment = tags.garments[0]
+    # (the detector takes this watch for a person: weights/detector.md, known failure modes)
+    assert garment.attributes["masterCategory"].label == "Accessories"
+    assert garment.attributes["subCategory"].label == "Watches"
+    assert 0.02 < garment.mask.area() / (tags.width * tags.height) < 0.9
