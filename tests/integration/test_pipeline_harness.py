@@ -43,10 +43,9 @@ IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may 
 WORKER_STATE_DIR = Path(tempfile.gettempdir()) / f"fashionstream-test-workers-{os.getuid()}"
 
 # --- the tagger the workers run ------------------------------------------------------------
-# The real trained tagger (models.tagger.FashionTagger + weights/) runs whenever it is there.
-# Until the model engineers ship it, the workers fall back to the fake tagger; flip this one
-# line to True once weights/ holds the default models, so that a missing model fails the suite.
-REQUIRE_REAL_TAGGER = False
+# The workers run the real trained tagger (models.tagger.FashionTagger + weights/); a missing
+# model fails the suite instead of falling back to the fake tagger.
+REQUIRE_REAL_TAGGER = True
 
 
 def real_tagger_available() -> bool:
