@@ -171,12 +171,17 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             tagger.tag(frames[:batch_size])  # warm-up: allocations, ONNX export on first use
             runs = []
             stages: dict[str, list[float]] = {}
+            found = {"people": 0, "garments": 0}  # the workload: classify runs per garment
             for _ in range(args.repeats):
                 start = time.perf_counter()
+                found = {"people": 0, "garments": 0}
                 for i in range(0, len(frames), batch_size):
                     tagged = tagger.tag(frames[i : i + batch_size])
                     for stage, seconds in tagged[0].timings.items():
                         stages.setdefault(stage, []).append(seconds)
+                    for tags in tagged:
+                        found["people"] += len(tags.people)
+                        found["garments"] += len(tags.garments)
                 runs.append(len(frames) / (time.perf_counter() - start))
             row = {
                 "backend": backend.value,
@@ -185,6 +190,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
                 "threads": torch.get_num_threads(),
                 "fps_median": round(statistics.median(runs), 2),
                 "fps_runs": [round(r, 2) for r in runs],
+                "per_frame": {k: round(n / len(frames), 2) for k, n in found.items()},
                 "seconds_per_frame_by_stage": {
                     k: round(statistics.median(v), 4) for k, v in stages.items()
                 },
