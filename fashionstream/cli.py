@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # kafka-python (admin client, producers) logs every connection at INFO: a hundred lines per
+    # demo run that bury the progress that matters; its warnings and errors still show
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     code: int = args.func(settings, args)
     return code
 

@@ -158,17 +158,17 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"  {head:<14} {values}")
     lines.append("")
     lines.append("mean seconds per image, by stage:")
-    lines += [f"  {stage:<12} {s:8.3f}" for stage, s in result.mean_timings_s.items()]
+    lines += [f"  {stage:<20} {s:8.3f}" for stage, s in result.mean_timings_s.items()]
     if result.latency_p50_s is not None and result.latency_p95_s is not None:
         lines.append(
-            f"  end to end   {result.latency_p50_s:8.3f} median, {result.latency_p95_s:.3f} p95"
-            " (entering Kafka -> row committed)"
+            f"  {'end to end':<20} {result.latency_p50_s:8.3f} median,"
+            f" {result.latency_p95_s:.3f} p95 (entering Kafka -> row committed)"
         )
     lines += [
         "",
         f"Kafka:    {result.kafka_bootstrap}",
         f"Postgres: {result.database_url}"
-        "   (tables: sources, catalogue_items, images, people, garments)",
+        "   (tables: sources, catalogue_items, images, people, garments, sightings)",
         f"metrics:  {result.metrics_url or 'off'} (served by `fashionstream worker` while it runs)",
         f"worker log: {result.worker_log}",
         "The local stack keeps running: `fashionstream down` stops it.",

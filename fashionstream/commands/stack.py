@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from fashionstream.commands import Commands
@@ -30,8 +29,6 @@ def register(commands: Commands) -> None:
 def _up(settings: Settings, args: argparse.Namespace) -> int:
     from infra.errors import StackError
     from infra.local_stack import LocalStack
-
-    _quiet_kafka_client()
 
     try:
         status = LocalStack.from_settings(settings).start(timeout_s=args.timeout)
@@ -60,8 +57,6 @@ def _down(settings: Settings, args: argparse.Namespace) -> int:
     from infra.errors import StackError
     from infra.local_stack import LocalStack
 
-    _quiet_kafka_client()
-
     try:
         status = LocalStack.from_settings(settings).stop(timeout_s=args.timeout)
     except StackError as exc:
@@ -81,8 +76,3 @@ def _origin(managed: bool, detail: str, pid: int | None) -> str:
     if not managed:
         return "external"
     return f"{detail}, pid {pid}" if pid else detail
-
-
-def _quiet_kafka_client() -> None:
-    # kafka-python logs every connection at INFO; the stack's own progress is what matters here
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
