@@ -183,18 +183,11 @@ def _one_configuration(
         cams = [f"bench-{run_id}-cam{i}" for i in range(n_cameras)]
         since = time.time()
         started = time.monotonic()
-        reports = _send_reports(settings, source, cams, pace=pace, repeats=repeats)
-        send_s = time.monotonic() - started
-        total = sum(r.frames_sent for r in reports)
-        peak = list(memory_start)
-
-        def sample(_progress: Any) -> None:
-            for i, p in enumerate(procs):
-                now = rss_mb(p.pid)
-                if now is not None and (peak[i] is None or now > (peak[i] or 0.0)):
-                    peak[i] = now
-
-        _wait(settings, cams, total, since, watch, procs, timeout_s, on_progress=sample)
+        with _PeakMemory(procs) as peak:
+            reports = _send_reports(settings, source, cams, pace=pace, repeats=repeats)
+            send_s = time.monotonic() - started
+            total = sum(r.frames_sent for r in reports)
+            _wait(settings, cams, total, since, watch, procs, timeout_s)
         memory_end = [rss_mb(p.pid) for p in procs]
         timeline = _lag_timeline(settings, cams, since)
         sightings = _sightings_when_settled(settings, cams, procs)
@@ -229,11 +222,36 @@ def _one_configuration(
         "lag_last_tenth_s": round(lag_end, 2),
         "real_time": tagged_fps >= 0.95 * needed and lag_end <= lag_start + LAG_GROWTH_S,
         "worker_rss_mb_start": memory_start,
-        "worker_rss_mb_peak": peak,
+        "worker_rss_mb_peak": peak.peaks,
         "worker_rss_mb_end": memory_end,
         "dropped": sum(sum(r.frames_dropped.values()) for r in reports),
         "decode_errors": sum(r.decode_errors for r in reports),
     }
+
+
+class _PeakMemory:
+    """Samples the workers' resident memory every second while the run goes on."""
+
+    def __init__(self, procs: Sequence[WorkerProcess]) -> None:
+        self._procs = procs
+        self.peaks: list[float | None] = [rss_mb(p.pid) for p in procs]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="bench-rss", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            for i, p in enumerate(self._procs):
+                now = rss_mb(p.pid)
+                if now is not None and now > (self.peaks[i] or 0.0):
+                    self.peaks[i] = now
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frames: int) -> int:
@@ -325,7 +343,6 @@ def _wait(
     watch: DeadLetterWatch,
     procs: Sequence[WorkerProcess],
     timeout_s: float,
-    on_progress: Callable[[Any], None] | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -340,7 +357,6 @@ def _wait(
                 since=since,
                 watch=watch,
                 timeout_s=min(5.0, max(0.1, deadline - time.monotonic())),
-                on_progress=on_progress,
             )
         except RunError:
             if time.monotonic() > deadline:
