@@ -81,10 +81,12 @@ def run_bench(
     gc.collect()
 
     LocalStack.from_settings(settings).start()
-    group = f"{settings.consumer_group}-bench"
+    run_id = uuid.uuid4().hex[:8]
+    # a group of its own per run: a worker of an earlier run that was killed (or has not yet
+    # been expired by the broker) keeps a shared group busy, and positioning it would fail
+    group = f"{settings.consumer_group}-bench-{run_id}"
     start_group_at_end(settings, group)
     log_file = settings.state_dir / "logs" / "bench-worker.log"
-    run_id = uuid.uuid4().hex[:8]
     worker = WorkerProcess(settings_env(settings, consumer_group=group), log_file)
     watch = DeadLetterWatch(settings)
     producer = build_producer(settings, client_id="fashionstream-bench")

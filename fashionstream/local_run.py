@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from fashionstream.records import DeadLetter, Topic
@@ -151,7 +152,13 @@ def start_group_at_end(
                 quiet_since = time.monotonic()
                 for tp, records in batch.items():
                     position[tp] = max(position[tp], records[-1].offset + 1)
-        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in position.items()})
+        try:
+            consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in position.items()})
+        except KafkaError as exc:  # a group with live members refuses a commit from outside
+            raise RunError(
+                f"could not position consumer group {group!r} ({exc}): is a worker of that"
+                " group still running?"
+            ) from exc
     finally:
         consumer.close()
 

@@ -57,6 +57,9 @@ def session(path: Path, threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # shape-inference warnings about dynamic detections counts
+    # ONNX Runtime's idle intra-op threads spin by default: in a worker that shares its cores
+    # with Faust, the sink, the broker and Postgres they steal the CPU the others need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
