@@ -46,7 +46,7 @@ from models.tracking.sightings import (
 from models.tracking.votes import GarmentSlots, SlotRules
 
 # Bump when the pickled layout changes; a state of another format is not loaded.
-STATE_FORMAT = f"fashionstream.tracking/1 supervision/{sv.__version__}"
+STATE_FORMAT = f"fashionstream.tracking/2 supervision/{sv.__version__}"
 
 
 class TrackerStateError(ValueError):
@@ -469,7 +469,7 @@ def _garments(slots: GarmentSlots, person_frames: int) -> list[SightingGarment]:
                 category=category,
                 category_share=slot.category.share(category),
                 frames=slot.frames,
-                score_mean=slot.score_sum / slot.frames,
+                score_mean=slot.score_sum / slot.detections,
                 attributes={
                     head: Label(*won)
                     for head, vote in sorted(slot.attributes.items())

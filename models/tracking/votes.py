@@ -69,13 +69,21 @@ class GarmentSlot:
     attributes: dict[str, LabelVote] = field(default_factory=dict)
     colour: LabelVote = field(default_factory=LabelVote)
     style: LabelVote = field(default_factory=LabelVote)
-    frames: int = 0
+    # the frame numbers it was seen in: merged slots (two shoes) see the same frames, and a
+    # garment's frame count must never exceed its wearer's
+    frame_numbers: set[int] = field(default_factory=set)
+    detections: int = 0  # detections voted (two shoes in one frame: two)
     score_sum: float = 0.0
     colour_rgb_sum: np.ndarray = field(default_factory=lambda: np.zeros(3))
     best_score: float = -1.0
     best_event_id: str = ""
     best_garment_index: int = -1
     last_frame: int = -1
+
+    @property
+    def frames(self) -> int:
+        """Frames the garment was seen in."""
+        return len(self.frame_numbers)
 
     def leading_category(self) -> str | None:
         won = self.category.winner()
@@ -91,9 +99,10 @@ class GarmentSlot:
         self.colour.add({garment.colour: 1.0}, weight * max(garment.colour_share, 1e-3))
         self.style.add({garment.style: garment.style_prob}, weight)
         self.colour_rgb_sum += np.asarray(garment.colour_rgb, np.float64) * weight
-        self.frames += 1
+        self.frame_numbers.add(frame)
+        self.detections += 1
         self.score_sum += garment.score
-        if self.frames == 1:
+        if self.detections == 1:
             self.relative_box = relative.astype(np.float64)
         else:  # smoothed, so one odd box does not move the slot away from its garment
             self.relative_box = 0.7 * self.relative_box + 0.3 * relative
@@ -111,7 +120,8 @@ class GarmentSlot:
         self.colour.merge(other.colour)
         self.style.merge(other.style)
         self.colour_rgb_sum += other.colour_rgb_sum
-        self.frames += other.frames
+        self.frame_numbers |= other.frame_numbers
+        self.detections += other.detections
         self.score_sum += other.score_sum
         if other.best_score > self.best_score:
             self.best_score = other.best_score

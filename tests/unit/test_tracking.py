@@ -298,6 +298,15 @@ def test_garments_stay_with_their_wearer_when_people_cross() -> None:
     assert all(s.garments[0].colour.prob == pytest.approx(1.0) for s in result.sightings)
 
 
+def test_a_garment_is_never_seen_in_more_frames_than_its_wearer() -> None:
+    p = Person(x=300, wears=(("footwear", "Red", 0.9), ("footwear", "Red", 0.8)))
+    frames = scene(6, {n: (p,) for n in range(6)})
+    (sighting,) = run(frames).sightings
+    (shoes,) = sighting.garments  # the two shoes, one garment
+    assert (shoes.category, shoes.frames) == ("footwear", 6)
+    assert shoes.score_mean == pytest.approx(0.85)
+
+
 def test_a_garment_seen_in_too_few_of_the_persons_frames_is_dropped() -> None:
     p = Person(x=300, wears=(("top", "Red", 0.9),))
     frames = []
@@ -330,7 +339,8 @@ def test_garment_slots_follow_the_person_and_merge_slots_of_one_category() -> No
     assert len(slots.slots) == 3
     kept = dict(slots.kept(person_frames=4))
     assert sorted(kept) == ["footwear", "top"]  # the two shoes are one "footwear"
-    assert kept["footwear"].frames == 8
+    assert kept["footwear"].frames == 4  # seen in 4 frames, twice in each
+    assert kept["footwear"].detections == 8
     assert relative_box((150, 200, 200, 300), person).tolist() == [0.5, 0.5, 1.0, 1.0]
 
 
