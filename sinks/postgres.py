@@ -58,6 +58,23 @@ class Connection(Protocol):
 
 ConnectionFactory = Callable[[], Connection]
 
+
+def connection_factory(settings: Settings, application_name: str) -> ConnectionFactory:
+    """Connections to the settings' Postgres for one writer, named in pg_stat_activity."""
+    return functools.partial(
+        psycopg2.connect,
+        settings.database_url,
+        connect_timeout=5,
+        application_name=application_name,
+        # a hung server must not block a writer forever; keepalives notice a dead peer
+        options="-c statement_timeout=60000",
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
 # Errors that a record's own data causes: isolate the record and dead-letter it. Client-side
 # ones come from adapting values (psycopg2 refuses strings with NUL; datetime refuses years
 # beyond 9999; json refuses values that are not JSON). Every other psycopg2 error means the
@@ -204,19 +221,7 @@ class PostgresSink:
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> PostgresSink:
-        connect = functools.partial(
-            psycopg2.connect,
-            settings.database_url,
-            connect_timeout=5,
-            application_name="fashionstream-sink",
-            # a hung server must not block the sink forever; keepalives notice a dead peer
-            options="-c statement_timeout=60000",
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
-        return cls(connect, metrics)
+        return cls(connection_factory(settings, "fashionstream-sink"), metrics)
 
     @property
     def pending(self) -> int:

@@ -24,7 +24,6 @@ Failures:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from fashionstream.settings import Settings
 from models.tracking.sightings import Sighting, SightingFrame
 from sinks.errors import PostgresUnavailableError
 from sinks.metrics import Metrics, SinkErrorKind, Stage
-from sinks.postgres import ROW_ERRORS, Connection, ConnectionFactory
+from sinks.postgres import ROW_ERRORS, Connection, ConnectionFactory, connection_factory
 
 log = logging.getLogger(__name__)
 
@@ -187,18 +186,7 @@ class SightingSink:
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> SightingSink:
-        connect = functools.partial(
-            psycopg2.connect,
-            settings.database_url,
-            connect_timeout=5,
-            application_name="fashionstream-sightings",
-            options="-c statement_timeout=60000",
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
-        return cls(connect, metrics)
+        return cls(connection_factory(settings, "fashionstream-sightings"), metrics)
 
     @property
     def pending(self) -> int:
