@@ -75,6 +75,28 @@ def connection_factory(settings: Settings, application_name: str) -> ConnectionF
     )
 
 
+class ReconnectingConnection:
+    """One writer's Postgres connection: opened on first use, and again after `drop()` (a
+    failed write drops it, so the next try starts on a fresh connection)."""
+
+    def __init__(self, connect: ConnectionFactory) -> None:
+        self._connect = connect
+        self._conn: Connection | None = None
+
+    def get(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                log.debug("closing a broken connection failed", exc_info=True)
+
+
 # Errors that a record's own data causes: isolate the record and dead-letter it. Client-side
 # ones come from adapting values (psycopg2 refuses strings with NUL; datetime refuses years
 # beyond 9999; json refuses values that are not JSON). Every other psycopg2 error means the
@@ -212,9 +234,8 @@ class PostgresSink:
     """Buffers `TaggedImage`s and writes them to Postgres on `flush()`."""
 
     def __init__(self, connect: ConnectionFactory, metrics: Metrics) -> None:
-        self._connect = connect
+        self._db = ReconnectingConnection(connect)
         self._metrics = metrics
-        self._conn: Connection | None = None
         # keyed by the idempotency key: a redelivered record in the same batch replaces the
         # earlier copy (one upsert statement may not touch a row twice)
         self._pending: dict[tuple[str, str], TaggedImage] = {}
@@ -243,7 +264,7 @@ class PostgresSink:
         rejected: list[RejectedRecord] = []
         cause: Exception | None = None
         try:
-            conn = self._connection()
+            conn = self._db.get()
             try:
                 with conn.cursor() as cur:
                     rows = self._write(cur, batch)
@@ -253,7 +274,7 @@ class PostgresSink:
                 log.warning("batch of %d refused (%s); writing one by one", len(batch), exc)
                 rows, rejected, cause = self._write_isolating(conn, batch)
         except psycopg2.Error as exc:
-            self._drop_connection()
+            self._db.drop()
             self._metrics.sink_errors.labels(error=SinkErrorKind.UNAVAILABLE.value).inc()
             raise PostgresUnavailableError(
                 f"Postgres write of {len(batch)} images failed: {_describe(exc)}"
@@ -281,22 +302,9 @@ class PostgresSink:
         return len(written)
 
     def close(self) -> None:
-        self._drop_connection()
+        self._db.drop()
 
     # --- writing
-
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                log.debug("closing a broken connection failed", exc_info=True)
 
     def _write_isolating(
         self, conn: Connection, batch: Sequence[TaggedImage]

@@ -43,7 +43,12 @@ from fashionstream.settings import Settings
 from models.tracking.sightings import Sighting, SightingFrame
 from sinks.errors import PostgresUnavailableError
 from sinks.metrics import Metrics, SinkErrorKind, Stage
-from sinks.postgres import ROW_ERRORS, Connection, ConnectionFactory, connection_factory
+from sinks.postgres import (
+    ROW_ERRORS,
+    ConnectionFactory,
+    ReconnectingConnection,
+    connection_factory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +184,8 @@ class SightingSink:
     """Buffers `CameraWrite`s and commits them on `flush()`; loads states. See the module."""
 
     def __init__(self, connect: ConnectionFactory, metrics: Metrics) -> None:
-        self._connect = connect
         self._metrics = metrics
-        self._conn: Connection | None = None
+        self._db = ReconnectingConnection(connect)
         self._pending: dict[str, CameraWrite] = {}
 
     @classmethod
@@ -211,7 +215,7 @@ class SightingSink:
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:
-            conn = self._connection()
+            conn = self._db.get()
             try:
                 with conn.cursor() as cur:
                     cur.execute(query, params)
@@ -219,7 +223,7 @@ class SightingSink:
             finally:
                 conn.rollback()  # end the read's transaction: no snapshot held between batches
         except psycopg2.Error as exc:
-            self._drop_connection()
+            self._db.drop()
             raise PostgresUnavailableError(f"reading tracker state failed: {exc}") from exc
         return rows
 
@@ -261,7 +265,7 @@ class SightingSink:
         batch = [self._pending[c] for c in sorted(self._pending)]
         started = time.perf_counter()
         try:
-            conn = self._connection()
+            conn = self._db.get()
             try:
                 with conn.cursor() as cur:
                     rows = self._write(cur, batch)
@@ -276,7 +280,7 @@ class SightingSink:
                 self._metrics.sink_errors.labels(error=SinkErrorKind.REJECTED.value).inc()
                 raise SightingsRejectedError(f"Postgres refused a sightings batch: {exc}") from exc
         except psycopg2.Error as exc:
-            self._drop_connection()
+            self._db.drop()
             self._metrics.sink_errors.labels(error=SinkErrorKind.UNAVAILABLE.value).inc()
             raise PostgresUnavailableError(
                 f"sightings write for {len(batch)} cameras failed: {exc}".strip()
@@ -290,20 +294,7 @@ class SightingSink:
         return rows["sightings"]
 
     def close(self) -> None:
-        self._drop_connection()
-
-    def _connection(self) -> Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                log.debug("closing a broken connection failed", exc_info=True)
+        self._db.drop()
 
     def _write(self, cur: Any, batch: Sequence[CameraWrite]) -> Counter[str]:
         rows: Counter[str] = Counter()
