@@ -75,6 +75,17 @@ def connection_factory(settings: Settings, application_name: str) -> ConnectionF
     )
 
 
+def upsert_sql(table: str, columns: Sequence[str], *, keys: int) -> str:
+    """`INSERT ... VALUES %s ON CONFLICT (<first `keys` columns>) DO UPDATE SET` every other
+    column, for `execute_values`. Identifiers are fixed names from the sinks' modules, never
+    data: joining them is not SQL injection."""
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s"  # noqa: S608
+        f" ON CONFLICT ({', '.join(columns[:keys])}) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[keys:])
+    )
+
+
 class ReconnectingConnection:
     """One writer's Postgres connection: opened on first use, and again after `drop()` (a
     failed write drops it, so the next try starts on a fresh connection)."""
@@ -191,12 +202,7 @@ _GARMENT_COLS = [
     "colour_name", "colour_r", "colour_g", "colour_b", "colour_share", "style", "style_prob",
     "source_pk", "captured_at",
 ]  # fmt: skip
-# identifiers are fixed names from this module, never data: joining them is not SQL injection
-UPSERT_GARMENTS = (
-    f"INSERT INTO garments ({', '.join(_GARMENT_COLS)}) VALUES %s"  # noqa: S608
-    " ON CONFLICT (image_id, garment_index) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _GARMENT_COLS[2:])
-)
+UPSERT_GARMENTS = upsert_sql("garments", _GARMENT_COLS, keys=2)
 GARMENT_TEMPLATE = (
     "("
     + ", ".join(

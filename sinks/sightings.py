@@ -44,10 +44,12 @@ from models.tracking.sightings import Sighting, SightingFrame
 from sinks.errors import PostgresUnavailableError
 from sinks.metrics import Metrics, SinkErrorKind, Stage
 from sinks.postgres import (
+    INSERT_SOURCES,
     ROW_ERRORS,
     ConnectionFactory,
     ReconnectingConnection,
     connection_factory,
+    upsert_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -110,9 +112,6 @@ class SightingsRejectedError(SinkError):
 SELECT_SOURCES = """
 SELECT id, source_id FROM sources WHERE kind = %s AND source_id = ANY(%s)
 """
-INSERT_SOURCES = """
-INSERT INTO sources (kind, source_id) VALUES %s ON CONFLICT (kind, source_id) DO NOTHING
-"""
 LOAD_STATE = """
 SELECT t.state, t.state_format, t.version FROM tracker_states t
 JOIN sources s ON s.id = t.camera_pk WHERE s.kind = %s AND s.source_id = %s
@@ -140,11 +139,8 @@ _SIGHTING_COLS = [
     "score_max", "x1", "y1", "x2", "y2", "best_event_id", "best_frame", "best_person_index",
     "best_score", "best_x1", "best_y1", "best_x2", "best_y2", "end_reason",
 ]  # fmt: skip
-# identifiers are fixed names from this module, never data: joining them is not SQL injection
 UPSERT_SIGHTINGS = (
-    f"INSERT INTO sightings ({', '.join(_SIGHTING_COLS)}) VALUES %s"  # noqa: S608
-    " ON CONFLICT (sighting_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SIGHTING_COLS[1:])
+    upsert_sql("sightings", _SIGHTING_COLS, keys=1)
     + ", written_at = now() RETURNING id, sighting_id::text"
 )
 SIGHTING_TEMPLATE = (
@@ -155,11 +151,7 @@ _GARMENT_COLS = [
     "attributes", "colour_name", "colour_share", "colour_r", "colour_g", "colour_b", "style",
     "style_prob", "best_event_id", "best_garment_index", "source_pk", "first_seen_at",
 ]  # fmt: skip
-UPSERT_GARMENTS = (
-    f"INSERT INTO sighting_garments ({', '.join(_GARMENT_COLS)}) VALUES %s"  # noqa: S608
-    " ON CONFLICT (sighting_pk, garment_index) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _GARMENT_COLS[2:])
-)
+UPSERT_GARMENTS = upsert_sql("sighting_garments", _GARMENT_COLS, keys=2)
 GARMENT_TEMPLATE = (
     "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s::uuid, %s, %s, %s)"
 )
@@ -172,11 +164,7 @@ _FRAME_COLS = [
     "sighting_id", "event_id", "model_version", "source_pk", "frame_number", "captured_at",
     "person_index", "score", "x1", "y1", "x2", "y2", "garment_indexes",
 ]  # fmt: skip
-UPSERT_FRAMES = (
-    f"INSERT INTO sighting_frames ({', '.join(_FRAME_COLS)}) VALUES %s"  # noqa: S608
-    " ON CONFLICT (sighting_id, event_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _FRAME_COLS[2:])
-)
+UPSERT_FRAMES = upsert_sql("sighting_frames", _FRAME_COLS, keys=2)
 FRAME_TEMPLATE = "(%s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::integer[])"
 
 
