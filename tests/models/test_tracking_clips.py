@@ -4,7 +4,7 @@ sightings per person close to one, and the same sightings on every run.
 Counted on frames every 2.5 s (contact sheets of the whole recordings):
 - tests/fixtures/video/people_3.mp4 (40 s, committed): 3 people, one after another -- a woman in
   a grey cardigan (in view 0-3.5 s), a man in black with a cap (7-28.5 s), a woman with long fair
-  hair in black (35-40 s); see make_people_clip.py.
+  hair in black (35-40 s); see make_clip.py.
 - ../shared/data/videos/intel_one_by_one_person.mp4 (139 s, the recording people_3.mp4 was cut
   from): 6 people, one at a time -- woman in a grey cardigan (7-19 s), man in black with a cap
   (23-44 s), woman with long fair hair (51-69 s), man in a black T-shirt (74-86 s), woman with
