@@ -14,6 +14,7 @@ from fashionstream.commands import (
     attributes,
     demo,
     detector,
+    people,
     pipeline,
     stack,
     tagger,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce = _group(commands, "produce", "send a catalogue feed or a video to Kafka")
     train = _group(commands, "train", "train a default model on ../shared/data-style data")
     evaluate = _group(commands, "eval", "evaluate the shipped models on labelled data")
+    data = _group(commands, "data", "build training sets from pinned public datasets")
     bench = _group(commands, "bench", "benchmarks that print measured figures")
 
     show = commands.add_parser("settings", help="print every setting, its env var and value")
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.register(commands, produce)
     attributes.register(train, evaluate)
     detector.register(train, evaluate)
+    people.register(data, train, evaluate)
     tagger.register(commands, bench)
     video.register(commands, bench)
     demo.register(commands, bench)

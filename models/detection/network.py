@@ -106,7 +106,7 @@ class Lite0Fpn(nn.Module):
         return out
 
 
-def _freeze_batch_norm(module: nn.Module) -> nn.Module:
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
     """Every BatchNorm2d -> FrozenBatchNorm2d with the same statistics: detection batches are
     a couple of images, too few to estimate batch statistics."""
     for name, child in module.named_children():
@@ -118,7 +118,7 @@ def _freeze_batch_norm(module: nn.Module) -> nn.Module:
             frozen.running_var.copy_(child.running_var)
             setattr(module, name, frozen)
         else:
-            _freeze_batch_norm(child)
+            freeze_batch_norm(child)
     return module
 
 
@@ -131,7 +131,7 @@ def build_effnet_lite0_detector(
         raise ValueError(f"config.arch is {config.arch!r}, this builder makes {EFFNET_ARCH!r}")
     trunk = Lite0Trunk(lite0.efficientnet_lite0(pretrained=pretrained_backbone))
     with torch.no_grad():
-        _freeze_batch_norm(trunk)
+        freeze_batch_norm(trunk)
     frozen = [trunk.stem, *list(trunk.blocks)[: config.frozen_stages]]
     for part in frozen:
         part.requires_grad_(False)
