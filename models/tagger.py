@@ -21,6 +21,7 @@ import numpy as np
 
 from models.colour import read_colour
 from models.detection.runner import Detector
+from models.people.runner import PeopleDetector, PersonBoxes
 from models.tags import (
     ColourReading,
     Detections,
@@ -101,6 +102,7 @@ class FashionTagger:
         thresholds: TaggerThresholds | None = None,
         max_batch: int = 8,
         colour: Callable[[np.ndarray, np.ndarray], ColourReading] = read_colour,
+        people: PeopleDetector | None = None,
     ) -> None:
         for head in (CATEGORY_HEAD, STYLE_HEAD):
             if head not in classifier.heads:
@@ -111,6 +113,9 @@ class FashionTagger:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.detector = detector
+        # the camera person detector: when given, people come from it, not from the garment
+        # detector's person class (which only knows CCP's large, upright, full-body people)
+        self.people = people
         self.classifier = classifier
         self.thresholds = thresholds or TaggerThresholds()
         self.max_batch = max_batch
@@ -130,9 +135,11 @@ class FashionTagger:
         from models.registry import default_registry
         from models.runtime.build import (
             ATTRIBUTES_ENTRY,
+            PEOPLE_ENTRY,
             attribute_runner,
             detector_runner,
             resolve_runtime,
+            shipped_people_runner,
         )
 
         runtime = resolve_runtime(
@@ -157,17 +164,24 @@ class FashionTagger:
             mean=attributes_entry.preprocessing["mean"],
             std=attributes_entry.preprocessing["std"],
         )
+        version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
+        people = None
+        if PEOPLE_ENTRY in W.load_manifest(settings.weights_dir):
+            people, people_entry = shipped_people_runner(settings.weights_dir, runtime, threshold)
+            version = f"{version}+people:{people_entry.version}"
         return cls(
             detector,
             runner,
-            model_version=f"det:{detector_entry.version}+attr:{attributes_entry.version}",
+            model_version=version,
             thresholds=TaggerThresholds(garment=threshold, person=threshold),
             max_batch=settings.batch_size,
+            people=people,
         )
 
     @property
     def model_version(self) -> str:
-        """ "det:<detector version>+attr:<classifier version>", from the weights manifest."""
+        """ "det:<detector version>+attr:<classifier version>[+people:<person detector
+        version>]", from the weights manifest."""
         return self._model_version
 
     def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
@@ -187,7 +201,14 @@ class FashionTagger:
         clock = _StageClock()
         detections = self.detector.detect(images)
         clock.lap("detect")
-        found = [self._split(image, d) for image, d in zip(images, detections, strict=True)]
+        person_boxes: list[PersonBoxes | None] = [None] * len(images)
+        if self.people is not None:
+            person_boxes = list(self.people.detect(images))
+            clock.lap("people")
+        found = [
+            self._split(image, d, p)
+            for image, d, p in zip(images, detections, person_boxes, strict=True)
+        ]
         crops: list[np.ndarray] = []
         for image, (garments, _) in zip(images, found, strict=True):
             crops.extend(self.classifier.prepare(image, g.box, g.mask) for g in garments)
@@ -216,12 +237,13 @@ class FashionTagger:
         ]
 
     def _split(
-        self, image: np.ndarray, detections: Detections
+        self, image: np.ndarray, detections: Detections, person_boxes: PersonBoxes | None
     ) -> tuple[list[_Garment], list[_Person]]:
         """Detections -> garments and people above their thresholds; the catalogue fallback
         when an image has no garment. People do not stop the fallback: a product shot is worn by
         a model whose clothes may go undetected, and a lone handbag on white has been taken for a
-        person (catalogue fixture 2650)."""
+        person (catalogue fixture 2650). With `person_boxes` (the person detector's), people
+        are those boxes, their masks the boxes filled."""
         names = detections.class_names
         garments: list[_Garment] = []
         people: list[_Person] = []
@@ -232,15 +254,31 @@ class FashionTagger:
             box = _box(detections.boxes[i])
             if box[2] <= box[0] or box[3] <= box[1] or not mask.any():
                 continue  # nothing to crop or colour: a degenerate detection
-            if name == PERSON and score >= self.thresholds.person:
-                people.append(_Person(score, box, mask))
+            if name == PERSON:
+                if person_boxes is None and score >= self.thresholds.person:
+                    people.append(_Person(score, box, mask))
             elif name in GARMENT_CATEGORIES and score >= self.thresholds.garment:
                 garments.append(_Garment(name, score, box, mask))
+        if person_boxes is not None:
+            people = self._boxed_people(image.shape[:2], person_boxes)
         if not garments:
             product = catalogue_product_mask(image, self.thresholds)
             if product is not None:
                 garments.append(_Garment(None, 0.0, _mask_box(product), product))
         return garments, people
+
+    def _boxed_people(self, shape: tuple[int, int], found: PersonBoxes) -> list[_Person]:
+        h, w = shape
+        people = []
+        for box, score in zip(found.boxes, found.scores, strict=True):
+            x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+            x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+            if score < self.thresholds.person or x1 <= x0 or y1 <= y0:
+                continue
+            mask = np.zeros((h, w), bool)
+            mask[y0:y1, x0:x1] = True
+            people.append(_Person(float(score), _box(box), mask))
+        return people
 
     def _assemble(
         self,

@@ -70,6 +70,33 @@ def register(data: Commands, train: Commands, evaluate: Commands) -> None:
     t.add_argument("--name", default="people", help="manifest entry to write")
     t.set_defaults(func=_train)
 
+    e = evaluate.add_parser(
+        "people",
+        help="person-box AP on COCO-format annotations, frames resized as the pipeline does",
+        description="Runs a person detector over --images (each resized so its long side is at "
+        "most FASHIONSTREAM_VIDEO_MAX_SIDE) and prints pycocotools' person_ap50, person_ap, "
+        "recall, and AP50 per person height in the resized frame (<50, 50-100, 100-200, "
+        ">=200 px). iscrowd=1 boxes are ignore regions. Default detector: the manifest's "
+        "person detector.",
+    )
+    e.add_argument("--coco", type=Path, required=True, help="COCO-format annotations JSON")
+    e.add_argument("--images", type=Path, required=True, help="folder the file_names are in")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument(
+        "--weights-file", type=Path, help="a person-detector weights file or training checkpoint"
+    )
+    which.add_argument(
+        "--garment-detector",
+        action="store_true",
+        help="score the people of the shipped garment + person detector instead (the "
+        "single-stage path, for a side-by-side figure)",
+    )
+    e.add_argument("--backend", choices=["auto", "torch", "onnx"], help="default: settings")
+    e.add_argument("--weights", type=Path, help="weights folder; default: settings")
+    e.add_argument("--limit", type=int, default=0, help="only the first N images")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=_evaluate)
+
 
 def _snapshots(values: list[str]) -> dict[str, Path]:
     from models.people.sources import DATASETS
@@ -119,6 +146,7 @@ def ccp_people(ccp_dir: Path) -> list[Any]:
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     import torch
 
+    from models.detection.checkpoint import save_detector
     from models.people.augment import read_coco_photos
     from models.people.train import PeopleTrainConfig, train_people
     from models.runtime.build import available_cores
@@ -142,10 +170,10 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     started = time.time()
     result = train_people(photos, config, args.out, device=device, resume=args.resume)
     log.info("trained %d steps in %.0f s", result.iterations, result.duration_s)
-    torch.save(
-        {"config": result.config.detector.to_json(), "model": result.model.state_dict()},
-        args.out / "final.pt",
-    )
+    save_detector(result.model, result.config.detector, args.out / "final.pt", half=False)
+    metrics: dict[str, Any] = {}
+    if not args.no_ship:
+        metrics = _ship(result, args, settings, wall_s=time.time() - started)
     print(
         json.dumps(
             {
@@ -153,8 +181,132 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
                 "duration_s": round(result.duration_s),
                 "wall_s": round(time.time() - started),
                 "final": str(args.out / "final.pt"),
+                "metrics": metrics,
             },
             indent=2,
         )
     )
+    return 0
+
+
+def _ship(
+    result: Any, args: argparse.Namespace, settings: Settings, wall_s: float
+) -> dict[str, Any]:
+    """Scores the built validation set, writes fp16 weights and the manifest entry."""
+    import shlex
+
+    import torch
+
+    from models import weights as W
+    from models.detection.checkpoint import save_detector
+    from models.detection.runner import input_normalisation
+    from models.people.evaluate import evaluate_people
+    from models.people.runner import TorchPeopleDetector
+
+    config = result.config.detector
+    runner = TorchPeopleDetector(result.model, config, torch.device("cpu"), threshold=0.0)
+    scores = evaluate_people(
+        runner,
+        args.data / "val.json",
+        args.data / "images",
+        max_side=settings.video_max_side,
+        report=log.info,
+    )
+    metrics = {"people_val": scores.to_json()}
+    weights_dir: Path = settings.weights_dir
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    file = f"{args.name}-effnet-lite0.pt"
+    save_detector(result.model, config, weights_dir / file, half=True)
+    sha = W.sha256_of(weights_dir / file)
+    mean, std = input_normalisation(config)
+    data = [f"`fashionstream data people` output ({args.data}), train split; see SOURCES.md"]
+    if args.ccp is not None:
+        data.append(f"Clothing Co-Parsing people ({args.ccp}), train split")
+    W.write_entry(
+        weights_dir,
+        W.WeightsEntry(
+            name=args.name,
+            file=file,
+            sha256=sha,
+            architecture=config.arch,
+            version=f"people-effnet-lite0-{sha[:8]}",
+            classes={"detector": list(config.classes)},
+            preprocessing={
+                "input": "RGB uint8 scaled to [0, 1]",
+                "mean": [float(v) for v in mean],
+                "std": [float(v) for v in std],
+                "resize": "shorter side to min_size, longer side at most max_size",
+                "min_size": config.min_size,
+                "max_size": config.max_size,
+                "pad_to_multiple": 32,
+                "storage": "float16 state dict + PeopleConfig",
+            },
+            metrics=metrics,
+            training={
+                "data": data,
+                "command": "fashionstream " + shlex.join(sys.argv[1:]),
+                "duration_s": round(result.duration_s, 1),
+                "wall_s_with_scoring": round(wall_s, 1),
+                "machine": result.machine,
+                "epochs": result.epochs,
+                "iterations": result.iterations,
+                "config": result.config.to_json(),
+                "final_losses": {k: round(v, 4) for k, v in result.final_losses.items()},
+            },
+        ),
+    )
+    log.info("wrote %s (%s) and its manifest entry %r", weights_dir / file, sha[:12], args.name)
+    return metrics
+
+
+def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from models import weights as W
+    from models.people.evaluate import evaluate_people
+    from models.people.runner import PeopleDetector, PeopleFromDetections, load_people
+    from models.people.train import load_checkpoint_model
+    from models.registry import default_registry
+    from models.runtime.build import (
+        detector_runner,
+        people_runner,
+        resolve_runtime,
+        shipped_people_runner,
+    )
+
+    weights_dir = args.weights or settings.weights_dir
+    runtime = resolve_runtime(
+        args.backend or settings.backend.value,
+        settings.device.value,
+        settings.torch_threads,
+        settings.state_dir / "onnx",
+    )
+    # AP needs the low-score detections too; `detections_per_image` counts those >= 0.5
+    detector: PeopleDetector
+    if args.garment_detector:
+        garments, entry, _ = detector_runner(weights_dir, default_registry(), runtime, 0.0)
+        detector, name = PeopleFromDetections(garments), f"garment detector {entry.version}"
+    elif args.weights_file is not None:
+        try:
+            model, config = load_people(args.weights_file)
+        except ValueError:
+            model, config = load_checkpoint_model(args.weights_file)
+        sha = W.sha256_of(args.weights_file)
+        detector = people_runner(model, config, runtime, 0.0, sha256=sha)
+        name = str(args.weights_file)
+    else:
+        detector, entry = shipped_people_runner(weights_dir, runtime, 0.0)
+        name = f"person detector {entry.version}"
+    scores = evaluate_people(
+        detector,
+        args.coco,
+        args.images,
+        max_side=settings.video_max_side,
+        limit=args.limit,
+        report=log.info,
+    )
+    result = {"detector": name, "backend": runtime.backend, **scores.to_json()}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:<22} {value}")
     return 0

@@ -79,7 +79,18 @@ class SingleImageCore(nn.Module):
         return self.core(image, [size])[0]
 
 
-def input_normalisation(config: DetectorConfig) -> tuple[np.ndarray, np.ndarray]:
+class InputSizing(Protocol):
+    """What input preparation needs of a detector's config (garment or person detector)."""
+
+    @property
+    def arch(self) -> str: ...
+    @property
+    def min_size(self) -> int: ...
+    @property
+    def max_size(self) -> int: ...
+
+
+def input_normalisation(config: InputSizing) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) per channel on [0, 1] RGB, as the detector's backbone was trained."""
     if config.arch == RESNET_ARCH:
         return np.array([0.485, 0.456, 0.406], np.float32), np.array(
@@ -94,7 +105,7 @@ def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float
     return min(min_size / min(height, width), max_size / max(height, width))
 
 
-def prepare_input(image: np.ndarray, config: DetectorConfig) -> tuple[np.ndarray, float]:
+def prepare_input(image: np.ndarray, config: InputSizing) -> tuple[np.ndarray, float]:
     """RGB uint8 (H, W, 3) -> ((3, H', W') float32 normalised, zero-padded to multiples of 32;
     the resize scale). Every backend feeds the network exactly this, with image size (H', W'),
     so torch (batched by size) and ONNX Runtime (one image at a time) see the same input."""

@@ -105,3 +105,14 @@ def train_people(
         final_losses=result.final_losses,
         machine=machine_description(device),
     )
+
+
+def load_checkpoint_model(path: Path) -> tuple[FasterRCNN, PeopleConfig]:
+    """The network inside a training checkpoint (`last.pt`), for scoring a run in progress."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state or "detector" not in state["config"]:
+        raise ValueError(f"{path}: not a person-detector training checkpoint")
+    config = PeopleConfig.from_json(state["config"]["detector"])
+    model = build_people_detector(config=config, pretrained_backbone=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), config

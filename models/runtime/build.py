@@ -10,17 +10,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torchvision.models.detection import FasterRCNN
 
 from models import weights as W
 from models.attributes.classifier import AttributeClassifier
 from models.detection.checkpoint import load_detector
 from models.detection.network import DetectorConfig
 from models.detection.runner import Detector, TorchDetector
+from models.people.network import PeopleConfig
+from models.people.runner import (
+    OnnxPeopleDetector,
+    PeopleDetector,
+    TorchPeopleDetector,
+    export_people,
+    load_people,
+)
 from models.registry import ModelRegistry
 from models.runtime import onnx as onnx_rt
 
 DETECTOR_ENTRY = "detector"
 ATTRIBUTES_ENTRY = "attributes"
+PEOPLE_ENTRY = "people"
 
 
 @dataclass(frozen=True)
@@ -110,3 +120,30 @@ def attribute_runner(
         mean,
         std,
     )
+
+
+def people_runner(
+    model: FasterRCNN, config: PeopleConfig, runtime: Runtime, threshold: float, *, sha256: str
+) -> PeopleDetector:
+    """The person detector on `runtime`; `sha256` keys its cached ONNX export."""
+    if runtime.backend == "torch":
+        return TorchPeopleDetector(model, config, runtime.device, threshold)
+    path = onnx_rt.cached_export(
+        runtime.onnx_cache,
+        PEOPLE_ENTRY,
+        sha256,
+        lambda out: export_people(model, config, out, onnx_rt.OPSET),
+    )
+    return OnnxPeopleDetector(onnx_rt.session(path, runtime.threads), config, threshold)
+
+
+def shipped_people_runner(
+    weights_dir: Path, runtime: Runtime, threshold: float
+) -> tuple[PeopleDetector, W.WeightsEntry]:
+    """The manifest's person detector (sha256 checked) on `runtime`."""
+    entry = W.entry(weights_dir, PEOPLE_ENTRY)
+    path = entry.verified_path(weights_dir)
+    model, config = load_people(path)
+    if config.arch != entry.architecture:
+        raise W.WeightsError(f"{path} holds {config.arch}, the manifest says {entry.architecture}")
+    return people_runner(model, config, runtime, threshold, sha256=entry.sha256), entry

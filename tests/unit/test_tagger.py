@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from models.people.runner import PersonBoxes
 from models.tagger import FashionTagger, TaggerThresholds, catalogue_product_mask
 from models.tags import ColourReading, Detections
 from models.taxonomy import DETECTOR_CLASSES, GARMENT_CATEGORIES
@@ -269,3 +270,51 @@ def test_an_empty_batch_gives_no_results() -> None:
     detector = FakeDetector([])
     assert _tagger(detector).tag([]) == []
     assert detector.calls == []
+
+
+class FakePeople:
+    def __init__(self, per_image: Sequence[PersonBoxes]) -> None:
+        self.per_image = list(per_image)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[PersonBoxes]:
+        return [self.per_image.pop(0) for _ in images]
+
+
+def _people(*items: tuple[float, tuple[float, float, float, float]]) -> PersonBoxes:
+    return PersonBoxes(
+        boxes=np.array([box for _, box in items], np.float32).reshape(-1, 4),
+        scores=np.array([score for score, _ in items], np.float32),
+    )
+
+
+def test_with_a_person_detector_people_are_its_boxes_not_the_garment_models() -> None:
+    detections = _detections(
+        [
+            ("person", 0.95, (10, 10, 60, 110)),  # the garment model's person: not used
+            ("top", 0.9, (95, 20, 145, 60)),
+            ("trousers", 0.9, (15, 60, 55, 108)),
+        ]
+    )
+    people = _people(
+        (0.9, (90.4, 10.0, 150.0, 110.0)),
+        (0.7, (12.0, 8.0, 58.0, 112.0)),
+        (0.3, (0.0, 0.0, 20.0, 20.0)),  # below the person threshold
+    )
+    tagger = _tagger(FakeDetector([detections]), people=FakePeople([people]))
+    (tags,) = tagger.tag([_street()])
+    assert [p.score for p in tags.people] == pytest.approx([0.9, 0.7])
+    assert tags.people[0].box == pytest.approx((90.4, 10.0, 150.0, 110.0))
+    # the mask is the box
+    assert tags.people[1].mask.area() == (58 - 12) * (112 - 8)
+    by_category = {g.category: g for g in tags.garments}
+    assert by_category["top"].person_index == 0
+    assert by_category["trousers"].person_index == 1
+    assert "people" in tags.timings
+
+
+def test_a_frame_where_the_person_detector_finds_nobody_has_no_people() -> None:
+    detections = _detections([("person", 0.95, (10, 10, 60, 110)), ("top", 0.9, (15, 20, 55, 60))])
+    tagger = _tagger(FakeDetector([detections]), people=FakePeople([_people()]))
+    (tags,) = tagger.tag([_street()])
+    assert tags.people == ()
+    assert tags.garments[0].person_index is None
