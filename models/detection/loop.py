@@ -136,7 +136,7 @@ def fit(
     checkpoint = out_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] != config.to_json():
+        if _identity(state["config"]) != _identity(config.to_json()):
             raise ValueError(f"{checkpoint} was written by a different training config")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -230,12 +230,22 @@ def fit(
                 save(epoch, batches_done)
             if config.max_iterations and step >= config.max_iterations:
                 break
+        if config.max_iterations and step >= config.max_iterations:
+            # stopped inside the epoch: a resumed run trains the rest of it, not the next one
+            if batches_done < steps_per_epoch:
+                save(epoch, batches_done)
+                break
+            save(epoch + 1, 0)
+            break
         epoch += 1
         save(epoch, 0)
-        if config.max_iterations and step >= config.max_iterations:
-            break
     model.eval()
     return LoopResult(iterations=step, epochs=epochs, duration_s=elapsed, final_losses=losses)
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a checkpoint to resume: everything but where this run stops."""
+    return {k: v for k, v in config.items() if k != "max_iterations"}
 
 
 def _as_dataset(views: EpochViews) -> Dataset[Any]:
