@@ -42,6 +42,9 @@ class PeopleScores:
     ap50_by_height: dict[str, float]  # bucket -> AP50 (-1: no person of that height)
     people_by_height: dict[str, int]
     detections_per_image: float  # above the reporting threshold
+    # the score threshold where F1 at IoU 0.5 peaks: how the tagger's person threshold is chosen
+    best_f1: float
+    best_f1_threshold: float
     seconds_per_image: float
 
     def to_json(self) -> dict[str, Any]:
@@ -137,6 +140,12 @@ def evaluate_people(
         values = values[values > -1]
         return float(values.mean()) if values.size else -1.0
 
+    # precision and the score reached at each of COCO's 101 recall points (IoU 0.5, all sizes)
+    p_at = precision[0, :, 0, 0, -1]
+    s_at = evaluator.eval["scores"][0, :, 0, 0, -1]
+    r_at = evaluator.params.recThrs
+    f1 = np.where(p_at > 0, 2 * p_at * r_at / np.maximum(p_at + r_at, 1e-9), 0.0)
+    best = int(np.argmax(f1))
     people = [a for a in gt["annotations"] if not a["iscrowd"]]
     heights = [a["bbox"][3] * scale_of[a["image_id"]] for a in people]
     return PeopleScores(
@@ -152,5 +161,7 @@ def evaluate_people(
             name: sum(lo <= h < hi for h in heights) for name, lo, hi in HEIGHT_BUCKETS
         },
         detections_per_image=round(counted / max(1, len(images)), 2),
+        best_f1=round(float(f1[best]), 4),
+        best_f1_threshold=round(float(s_at[best]), 3),
         seconds_per_image=round(spent / max(1, len(images)), 4),
     )
