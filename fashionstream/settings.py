@@ -130,6 +130,9 @@ class Settings:
     batch_size: int = _setting(8, "frames per inference batch (Faust take(N, ...))")
     batch_within_s: float = _setting(0.5, "longest wait to fill a batch (Faust take(..., within))")
     detection_threshold: float = _setting(0.5, "lowest detection score kept")
+    person_threshold: float = _setting(
+        0.5, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
+    )
 
     # --- sink
     sink_batch_size: int = _setting(64, "tagged images written per Postgres transaction")
@@ -212,6 +215,8 @@ class Settings:
             raise ValueError(
                 f"detection_threshold must be in [0, 1], got {self.detection_threshold}"
             )
+        if not 0.0 <= self.person_threshold <= 1.0:
+            raise ValueError(f"person_threshold must be in [0, 1], got {self.person_threshold}")
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(env var, value in effect, description) for every setting, in declaration order."""

@@ -71,6 +71,8 @@ class TaggerSettings(Protocol):
     def batch_size(self) -> int: ...
     @property
     def detection_threshold(self) -> float: ...
+    @property
+    def person_threshold(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -165,15 +167,18 @@ class FashionTagger:
             std=attributes_entry.preprocessing["std"],
         )
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
-        people = None
+        people, person_threshold = None, threshold
         if PEOPLE_ENTRY in W.load_manifest(settings.weights_dir):
-            people, people_entry = shipped_people_runner(settings.weights_dir, runtime, threshold)
+            person_threshold = settings.person_threshold
+            people, people_entry = shipped_people_runner(
+                settings.weights_dir, runtime, person_threshold
+            )
             version = f"{version}+people:{people_entry.version}"
         return cls(
             detector,
             runner,
             model_version=version,
-            thresholds=TaggerThresholds(garment=threshold, person=threshold),
+            thresholds=TaggerThresholds(garment=threshold, person=person_threshold),
             max_batch=settings.batch_size,
             people=people,
         )

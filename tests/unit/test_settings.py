@@ -41,6 +41,7 @@ def test_env_values_are_parsed_to_their_types(field: str, raw: str, expected: ob
         ("jpeg_quality", "101", "jpeg_quality must be in [1, 100]"),
         ("video_fps", "0", "video_fps must be in (0, 120]"),
         ("detection_threshold", "1.5", "detection_threshold must be in [0, 1]"),
+        ("person_threshold", "-0.1", "person_threshold must be in [0, 1]"),
     ],
 )
 def test_bad_env_values_name_the_variable_and_the_rule(field: str, raw: str, message: str) -> None:
