@@ -19,8 +19,8 @@ FRAMES = Path(__file__).resolve().parent.parent / "fixtures" / "frames"
 # the person in each frame, boxed by eye on the 640x480 fixture (frame 0 is the empty room)
 PEOPLE = {
     "intel_empty_0000.jpg": [],
-    "intel_person_0120.jpg": [[250.0, 60.0, 110.0, 380.0]],
-    "intel_person_0360.jpg": [[260.0, 40.0, 120.0, 420.0]],
+    "intel_person_0120.jpg": [[322.0, 15.0, 140.0, 425.0]],
+    "intel_person_0360.jpg": [[320.0, 5.0, 178.0, 420.0]],
 }
 
 
