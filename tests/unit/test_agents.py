@@ -131,6 +131,9 @@ class FakeSink:
             raise RecordsRejectedError(rejected, written=len(batch) - len(rejected))
         return len(batch)
 
+    def discard(self) -> None:
+        self.pending.clear()
+
     def close(self) -> None:
         pass
 
