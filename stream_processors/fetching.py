@@ -65,6 +65,7 @@ class FetchStage:
         # per partition, the requests not yet released, in offset order
         self._unreleased: dict[tuple[str, int], collections.deque[Slot]] = {}
         self._failure: BaseException | None = None
+        self._stopping = False
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
@@ -92,6 +93,7 @@ class FetchStage:
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
+            self._stopping = True
             for task in tasks:
                 task.cancel()  # stopping: unreleased offsets are simply read again
             fetcher, self._fetcher = self._fetcher, None
@@ -108,6 +110,9 @@ class FetchStage:
         queue = self._unreleased.get(partition)
         while queue and queue[0][1].done() and self._failure is None:
             held, task = queue.popleft()
+            if task.cancelled() and self._stopping:
+                queue.clear()  # left held: read again after the restart
+                return
             if task.cancelled():
                 self._failure = RuntimeError("a fetch was cancelled before it was durable")
             elif task.exception() is not None:
