@@ -34,6 +34,10 @@ from stream_processors.sending import Send, message_size
 log = logging.getLogger(__name__)
 
 Slot = tuple[HeldBatch, "asyncio.Task[None]"]
+# Requests finished but not yet releasable (an earlier one of their partition is still being
+# fetched) are held in memory with their values: at most this many per fetch slot, then the
+# agent waits for the slow head before it takes more.
+UNRELEASED_PER_SLOT = 16
 
 
 class FetchStage:
@@ -66,16 +70,22 @@ class FetchStage:
         self._unreleased: dict[tuple[str, int], collections.deque[Slot]] = {}
         self._failure: BaseException | None = None
         self._stopping = False
+        self._released = asyncio.Event()  # set whenever a request is released
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
         self._fetcher = self._fetcher_factory()
-        slots = asyncio.Semaphore(max(1, self._settings.fetch_concurrency))
+        concurrency = max(1, self._settings.fetch_concurrency)
+        slots = asyncio.Semaphore(concurrency)
+        self._released = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for event in stream.events():
                 if self._failure is not None:
                     raise self._failure
+                while self._unreleased_count() >= UNRELEASED_PER_SLOT * concurrency:
+                    self._released.clear()
+                    await self._released.wait()
                 held = self._holds.hold([event])
                 self._metrics.messages_in.labels(Topic.IMAGES).inc()
                 await slots.acquire()
@@ -100,6 +110,9 @@ class FetchStage:
             if fetcher is not None:
                 await fetcher.close()
 
+    def _unreleased_count(self) -> int:
+        return sum(len(queue) for queue in self._unreleased.values())
+
     async def _one(self, event: Any) -> None:
         delivery = await self._handle(event)
         await delivery  # the frame or dead letter acknowledged by the broker
@@ -123,6 +136,7 @@ class FetchStage:
                     self._on_failure(self._failure)
                 return
             held.release()
+            self._released.set()
 
     async def _handle(self, event: Any) -> Awaitable[Any]:
         """Fetch + prepare one request; returns the delivery awaitable of what it produced.
