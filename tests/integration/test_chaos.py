@@ -84,6 +84,7 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
         pytest.skip("noida-db never expires a killed group member (see test_kill.py)")
     group = unique("it-chaos")
     feed = unique("chaos")
+    run = feed  # dead-letter keys unique to this run: the topic is read from its beginning
     start_group_at_end(local_stack, group)
     letters = DeadLetterReader(local_stack)
     with ImageServer() as server, deadline(BOUND_S):
@@ -141,6 +142,8 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
         )
         dirty_feed = feed  # same source: the rows are counted together
 
+        hostile = {f"{run}-{name}": record for name, record in hostile.items()}
+
         def send_hostile(keys: list[str]) -> None:
             for key in keys:
                 topic, value = hostile[key]
@@ -152,7 +155,7 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
         with running_worker(local_stack, group, tmp_path / "w1.log", args) as w1:
             send_hostile(first_half)
             assert send_feed(local_stack, good_rows[: len(good_rows) // 2], feed) > 0
-            produce_raw(local_stack, Topic.ITEMS, b"twin", twin.to_json())
+            produce_raw(local_stack, Topic.ITEMS, f"{run}-twin".encode(), twin.to_json())
             deadline_1 = time.monotonic() + 120
             while len(event_ids_of(local_stack, feed)) < 4:
                 assert w1.alive(), w1.tail()
@@ -162,7 +165,7 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
 
         with running_worker(local_stack, group, tmp_path / "w2.log", args) as w2:
             send_hostile(second_half)
-            produce_raw(local_stack, Topic.ITEMS, b"twin", twin_upper.to_json())
+            produce_raw(local_stack, Topic.ITEMS, f"{run}-twin".encode(), twin_upper.to_json())
             assert send_feed(local_stack, good_rows[len(good_rows) // 2 :], feed) > 0
             fake_registry = Metrics(CollectorRegistry(), process_metrics=False)
             producer = FeedProducer.from_settings(local_stack, fake_registry)
@@ -201,7 +204,7 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
 
     rows = event_ids_of(local_stack, feed)
     assert sorted(rows) == sorted(good), "every good record exactly one row"
-    mine = [d for d in seen if d.key in hostile or d.key == "twin" or d.source_id == feed]
+    mine = [d for d in seen if d.key in hostile or d.key == f"{run}-twin" or d.source_id == feed]
     by_key: dict[str, set[tuple[str, str, int, int]]] = {}
     for d in mine:
         assert d.origin is not None

@@ -47,6 +47,7 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
 ) -> None:
     group = unique("it-poison")
     feed = unique("poison")
+    run = feed  # dead-letter keys unique to this run: the topic is read from its beginning
     start_group_at_end(local_stack, group)
     letters = DeadLetterReader(local_stack)
     with ImageServer() as server:
@@ -55,15 +56,15 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
         huge_url = base + "missing-" + "u" * (4_500_000) + ".jpg"
         bad = {
             # case 1: a 4.5 MB URL that fails; its dead letter carried it twice (9 MB)
-            "huge-url": (request(feed, "huge-url", huge_url), Topic.IMAGES),
+            f"{run}-huge-url": (request(feed, "huge-url", huge_url), Topic.IMAGES),
             # case 2: a 7.8 MB column and a 1024x1024 noise JPEG: the frame is over 8 MiB
-            "big-frame": (
+            f"{run}-big-frame": (
                 request(feed, "big-frame", base + "noise.jpg", description="d" * 7_800_000),
                 Topic.IMAGES,
             ),
             # case 3: an id Postgres cannot index (54000), on the images topic and as a tagged
             # record straight onto the items topic
-            "long-id": (
+            f"{run}-long-id": (
                 json.dumps(
                     {
                         "schema": ImageRequest.SCHEMA,
@@ -76,7 +77,7 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
                 ).encode(),
                 Topic.IMAGES,
             ),
-            "long-tagged": (
+            f"{run}-long-tagged": (
                 tagged_image(
                     index=4000, source_kind=SourceKind.FEED, source_id=feed, item_id="T" * 4000
                 ).to_json(),
@@ -102,7 +103,7 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
             for key, (value, topic) in bad.items():
                 produce_raw(local_stack, topic, key.encode(), value)
             for value in twins:
-                produce_raw(local_stack, Topic.ITEMS, b"twin", value)
+                produce_raw(local_stack, Topic.ITEMS, f"{run}-twin".encode(), value)
             assert send_feed(local_stack, good, feed) == len(good)
 
             wait_for_images(db, feed, len(expected), TIMEOUT_S, worker)
@@ -111,16 +112,16 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
             seen = letters.wait_for(lambda _: False, 1.0)
             assert worker.alive(), worker.tail()
 
-        mine = [d for d in seen if d.key in bad or d.key == "twin"]
+        mine = [d for d in seen if d.key in bad or d.key == f"{run}-twin"]
         per_key = {key: [d for d in mine if d.key == key] for key in bad}
         assert {k: len(v) for k, v in per_key.items()} == dict.fromkeys(bad, 1), worker.tail()
-        assert all(d.key != "twin" for d in mine)
+        assert all(d.key != f"{run}-twin" for d in mine)
         reasons = {k: v[0].reason for k, v in per_key.items()}
-        assert reasons["big-frame"] is DeadLetterReason.OVERSIZE_MESSAGE
-        assert reasons["long-id"] is DeadLetterReason.BAD_RECORD
-        assert reasons["long-tagged"] is DeadLetterReason.BAD_RECORD
-        assert "4000 characters" in per_key["long-id"][0].detail
-        huge = per_key["huge-url"][0]
+        assert reasons[f"{run}-big-frame"] is DeadLetterReason.OVERSIZE_MESSAGE
+        assert reasons[f"{run}-long-id"] is DeadLetterReason.BAD_RECORD
+        assert reasons[f"{run}-long-tagged"] is DeadLetterReason.BAD_RECORD
+        assert "4000 characters" in per_key[f"{run}-long-id"][0].detail
+        huge = per_key[f"{run}-huge-url"][0]
         assert huge.reference is not None
         assert "truncated" in huge.reference
         assert len(huge.reference) <= 2000

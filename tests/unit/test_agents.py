@@ -709,7 +709,7 @@ def test_case7_one_slow_fetch_occupies_one_slot_not_a_batch(tmp_path: Path) -> N
             await until(lambda: all(m.acked for m in messages), "all released")
 
     run(go())
-    keys = sorted(k for k, _v, _h in send.on(Topic.FRAMES))
+    keys = sorted(k or b"" for k, _v, _h in send.on(Topic.FRAMES))
     assert keys == sorted(f"sku-{n}".encode() for n in range(8))
 
 
@@ -743,7 +743,7 @@ def test_case5_on_stop_held_batches_are_withdrawn_and_never_released(tmp_path: P
         async with p.sink_agent.test_context() as agent:
             messages = [await put(agent, b"cam-1", tagged(n).to_json()) for n in range(3)]
             await until(lambda: sink.flushes >= 2, "the retries")
-            consumer = p.app.consumer
+            consumer: Any = p.app.consumer
             consumer._unacked_messages.update(messages)  # as Faust's conductor tracks them
             assert p.begin_shutdown() == 3
             assert not (set(messages) & set(consumer._unacked_messages))
