@@ -24,7 +24,7 @@ from tests.integration.test_pipeline_harness import (
     wait_for_images,
 )
 
-SLOW_S = 25.0
+SLOW_S = 12.0
 TIMEOUT_S = 180.0
 
 
