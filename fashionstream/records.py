@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import json
 import math
 import uuid
@@ -59,6 +60,49 @@ class DeadLetterReason(enum.StrEnum):
     VIDEO_DECODE_ERROR = "video_decode_error"
     MODEL_ERROR = "model_error"
     SINK_REJECTED = "sink_rejected"  # Postgres refused the row itself (not an outage)
+    INTERNAL_ERROR = "internal_error"  # no stage anticipated the failure: a bug, or a new case
+
+
+# Ids are keys of unique indexes in Postgres (a btree entry holds at most ~2.7 kB) and labels of
+# logs: 512 characters (at most 2 kB of UTF-8) is far beyond any real SKU, feed or camera name.
+MAX_ID_CHARS = 512
+# Dead letters must always fit in a Kafka message whatever the failed record held: their free
+# text is cut to these lengths (with a marker and a hash of the original, see `bounded_text`).
+DEAD_LETTER_TEXT_CHARS = 2000
+DEAD_LETTER_ID_CHARS = MAX_ID_CHARS
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """`text` if it has at most `limit` characters, else its head and a marker naming the
+    original length and the first 16 hex digits of its SHA-256 (of its UTF-8, lone surrogates
+    kept), so two different long values never look the same and the original can be matched."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    marker = f"...[truncated: {len(text)} chars, sha256 {digest}]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def check_id(name: str, value: object) -> str:
+    """A non-empty id of at most MAX_ID_CHARS characters, or BadRecordError saying which."""
+    if not isinstance(value, str) or not value:
+        raise BadRecordError(f"{name} must be a non-empty string")
+    if len(value) > MAX_ID_CHARS:
+        raise BadRecordError(
+            f"{name} is {len(value)} characters long, over the limit of {MAX_ID_CHARS}"
+            f" ({bounded_text(value, 80)})"
+        )
+    return value
+
+
+def normal_event_id(event_id: str) -> str:
+    """The canonical text of a UUID event id (lower case, hyphenated), as Postgres prints it:
+    the same id in two letter cases is one image. Anything else is returned unchanged (Postgres
+    refuses it as data, and the sink dead-letters that record)."""
+    try:
+        return str(uuid.UUID(event_id))
+    except (ValueError, TypeError, AttributeError):
+        return event_id
 
 
 def event_id_for_item(feed: str, item_id: str, image_url: str) -> str:
@@ -91,10 +135,10 @@ class ImageRequest:
     attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("feed", "item_id", "image_url"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise BadRecordError(f"ImageRequest.{name} must be a non-empty string")
+        check_id("ImageRequest.feed", self.feed)
+        check_id("ImageRequest.item_id", self.item_id)
+        if not isinstance(self.image_url, str) or not self.image_url:
+            raise BadRecordError("ImageRequest.image_url must be a non-empty string")
         _require_time("ImageRequest.submitted_at", self.submitted_at)
 
     @property
@@ -155,6 +199,9 @@ class Frame:
     def __post_init__(self) -> None:
         if not self.event_id or not self.source_id:
             raise BadRecordError("Frame needs an event id and a source id")
+        check_id("Frame.source_id", self.source_id)
+        if self.item_id is not None:
+            check_id("Frame.item_id", self.item_id)
         if (self.frame_number is None) == (self.item_id is None):
             raise BadRecordError("Frame needs exactly one of frame_number and item_id")
         _require_time("Frame.captured_at", self.captured_at)
@@ -324,10 +371,11 @@ class TaggedImage:
     def from_json(cls, value: bytes | None) -> TaggedImage:
         data = _load(value, cls.SCHEMA)
         try:
+            item_id = data.get("item_id")
             return cls(
-                event_id=_str(data, "event_id"),
+                event_id=normal_event_id(_str(data, "event_id")),
                 source_kind=SourceKind(data["source_kind"]),
-                source_id=_str(data, "source_id"),
+                source_id=check_id("TaggedImage.source_id", data["source_id"]),
                 captured_at=float(data["captured_at"]),
                 submitted_at=float(data["submitted_at"]),
                 width=int(data["width"]),
@@ -339,7 +387,7 @@ class TaggedImage:
                 frame_number=None
                 if data.get("frame_number") is None
                 else int(data["frame_number"]),
-                item_id=data.get("item_id"),
+                item_id=None if item_id is None else check_id("TaggedImage.item_id", item_id),
                 image_url=data.get("image_url"),
                 attributes=dict(data.get("attributes") or {}),
                 stream_ref=_optional_str(data, "stream_ref"),
@@ -412,6 +460,20 @@ class DeadLetter:
     reference: str | None = None  # the URL, camera#frame, or file that failed
     key: str | None = None  # the failed record's Kafka key (UTF-8, undecodable bytes replaced)
     origin: Origin | None = None
+
+    def __post_init__(self) -> None:
+        # A dead letter must fit wherever the record it reports did not: every free-text field
+        # is bounded here, so no caller can build one that is too large to send.
+        limits = {
+            "detail": DEAD_LETTER_TEXT_CHARS,
+            "reference": DEAD_LETTER_TEXT_CHARS,
+            "source_id": DEAD_LETTER_ID_CHARS,
+            "key": DEAD_LETTER_ID_CHARS,
+        }
+        for name, limit in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > limit:
+                object.__setattr__(self, name, bounded_text(value, limit))
 
     def to_json(self) -> bytes:
         return _dump({"schema": self.SCHEMA, **asdict(self)})

@@ -83,6 +83,11 @@ class Settings:
         6.0, "consumer group session timeout; short so a restarted worker rejoins fast"
     )
     consumer_group: str = _setting("fashionstream", "Faust app id = Kafka consumer group")
+    shutdown_timeout_s: float = _setting(
+        15.0,
+        "SIGTERM/SIGINT: longest time a worker takes to stop; what is not durable by then is"
+        " left uncommitted and read again by the next worker",
+    )
 
     # --- Postgres
     database_url: str = _setting(
@@ -187,7 +192,7 @@ class Settings:
         positive = (
             "topic_partitions", "max_message_bytes", "fetch_max_bytes", "fetch_max_pixels",
             "image_max_side", "video_max_side", "batch_size", "sink_batch_size",
-            "fetch_total_timeout_s",
+            "fetch_total_timeout_s", "shutdown_timeout_s",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:

@@ -2,6 +2,12 @@
 
 Pure parsing, no Kafka: `read_feed` yields a `FeedItem` per usable row and a `SkippedRow` (with
 its line and reason) per malformed one, so the producer can report both.
+
+Dirty files never stop the parse: bytes that are not UTF-8 are read as lone surrogates
+(`surrogateescape`) and the row holding them is skipped (`not_utf8`), as is a JSON row whose text
+holds a lone surrogate (`"\ud800"`: no UTF-8 for it); a CSV field over the csv module's limit
+skips its row (`field_too_large`); an id over `MAX_ID_CHARS` skips its row (`id_too_long`); and
+whatever else a row raises skips that row (`internal_error`, with the exception's type).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
+
+from fashionstream.records import MAX_ID_CHARS
 
 AttributeValue = str | int | float | bool | None
 
@@ -60,6 +68,11 @@ class SkipReason(enum.StrEnum):
     NOT_AN_OBJECT = "not_an_object"
     BAD_ROW = "bad_row"  # e.g. a CSV row with more fields than the header
     DUPLICATE_ID = "duplicate_id"  # a later row with an id already sent in this run
+    NOT_UTF8 = "not_utf8"  # bytes that are not UTF-8, or text (a lone surrogate) UTF-8 cannot hold
+    FIELD_TOO_LARGE = "field_too_large"  # a CSV field over the csv module's field size limit
+    ID_TOO_LONG = "id_too_long"  # an item id over MAX_ID_CHARS
+    OVERSIZE_ROW = "oversize_row"  # the row's request would be over max_message_bytes
+    INTERNAL_ERROR = "internal_error"  # reading or sending the row raised what nobody foresaw
 
 
 @dataclass(frozen=True)
@@ -131,18 +144,22 @@ def items_from_records(
             if not isinstance(record, Mapping):
                 yield SkippedRow(n, SkipReason.NOT_AN_OBJECT, f"row {n} is not a mapping")
                 continue
-            yield _item_from_mapping(n, record, base_url)
+            yield _checked_row(n, record, base_url)
 
     return _drop_duplicates(rows())
 
 
 def open_feed(source: str) -> IO[str]:
-    """A text stream over `source`: a path, or `-` for stdin. UTF-8, a BOM is dropped."""
+    """A text stream over `source`: a path, or `-` for stdin. UTF-8, a BOM is dropped; bytes
+    that are not UTF-8 become lone surrogates (their rows are skipped by the parser, the rest of
+    the file is read)."""
     if source == "-":
         import sys
 
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-    return Path(source).open(encoding="utf-8-sig", newline="")
+        return io.TextIOWrapper(
+            sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+    return Path(source).open(encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def feed_name_for(source: str) -> str:
@@ -187,9 +204,24 @@ def _parse_csv(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
     first = lines.peek_first_nonblank()
     dialect: type[csv.Dialect] = csv.excel_tab if "\t" in first and "," not in first else csv.excel
     reader = csv.DictReader(iter(lines), dialect=dialect, restkey="\0extra")
-    if reader.fieldnames is None:
+    try:
+        if reader.fieldnames is None:
+            return
+    except csv.Error as exc:
+        yield SkippedRow(lines.line, SkipReason.BAD_ROW, f"line {lines.line}: header: {exc}")
         return
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # the reader starts afresh on the next line: only this row is lost
+            reason = (
+                SkipReason.FIELD_TOO_LARGE if "field larger" in str(exc) else SkipReason.BAD_ROW
+            )
+            yield SkippedRow(lines.line, reason, f"line {lines.line}: {exc}")
+            continue
         line = lines.line
         if "\0extra" in record:
             yield SkippedRow(line, SkipReason.BAD_ROW, f"line {line}: more fields than the header")
@@ -197,7 +229,7 @@ def _parse_csv(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
         cleaned = {k: v for k, v in record.items() if k is not None and v is not None}
         if not any(v.strip() for v in cleaned.values()):
             continue  # a line of only spaces or separators: as blank as an empty one
-        yield _item_from_mapping(line, cleaned, base_url)
+        yield _checked_row(line, cleaned, base_url)
 
 
 def _parse_jsonl(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
@@ -208,15 +240,16 @@ def _parse_jsonl(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]
             continue
         try:
             record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield SkippedRow(line, SkipReason.BAD_JSON, f"line {line}: {exc.msg}")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            message = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            yield SkippedRow(line, SkipReason.BAD_JSON, f"line {line}: {message}")
             continue
         if not isinstance(record, dict):
             yield SkippedRow(
                 line, SkipReason.NOT_AN_OBJECT, f"line {line}: a {type(record).__name__}"
             )
             continue
-        yield _item_from_mapping(line, record, base_url)
+        yield _checked_row(line, record, base_url)
 
 
 def _parse_urls(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
@@ -224,10 +257,54 @@ def _parse_urls(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
+        if not _is_utf8(text):
+            yield SkippedRow(lines.line, SkipReason.NOT_UTF8, f"line {lines.line}: {NOT_UTF8}")
+            continue
         url = _resolve(text, base_url)
         # A URL list has no ids: the URL itself is the item's identity.
         item_id = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
         yield FeedItem(lines.line, item_id, url, {})
+
+
+NOT_UTF8 = "text that is not UTF-8 (undecodable bytes or a lone surrogate)"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_utf8(value: Any) -> bool:
+    if isinstance(value, str):
+        return _is_utf8(value)
+    if isinstance(value, dict):
+        return all(_all_utf8(k) and _all_utf8(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_all_utf8(v) for v in value)
+    return True
+
+
+def _checked_row(line: int, record: Mapping[str, Any], base_url: str | None) -> FeedRow:
+    """`_item_from_mapping`, after the checks that keep one row from stopping the feed."""
+    try:
+        if not _all_utf8(dict(record)):
+            return SkippedRow(line, SkipReason.NOT_UTF8, f"line {line}: {NOT_UTF8}")
+        row = _item_from_mapping(line, record, base_url)
+        if isinstance(row, FeedItem) and len(row.item_id) > MAX_ID_CHARS:
+            return SkippedRow(
+                line,
+                SkipReason.ID_TOO_LONG,
+                f"line {line}: the item id is {len(row.item_id)} characters, over the limit of"
+                f" {MAX_ID_CHARS}",
+            )
+        return row
+    except Exception as exc:  # the last resort: this row is skipped, the feed goes on
+        return SkippedRow(
+            line, SkipReason.INTERNAL_ERROR, f"line {line}: {type(exc).__name__}: {exc}"[:500]
+        )
 
 
 def _item_from_mapping(line: int, record: Mapping[str, Any], base_url: str | None) -> FeedRow:

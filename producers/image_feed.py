@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaTimeoutError  # a send when no broker answers within max_block_ms
+
 from fashionstream.records import ImageRequest, Topic
 from fashionstream.settings import Settings
 from producers.feed import (
@@ -21,6 +23,7 @@ from producers.feed import (
     FeedItem,
     FeedRow,
     SkippedRow,
+    SkipReason,
     feed_name_for,
     items_from_records,
     open_feed,
@@ -71,15 +74,21 @@ class FeedProducer:
         *,
         clock: Callable[[], float] = time.time,
         flush_timeout_s: float = FLUSH_TIMEOUT_S,
+        max_message_bytes: int = Settings.max_message_bytes,
     ) -> None:
         self._producer = producer
         self._metrics = metrics
         self._clock = clock
         self._flush_timeout_s = flush_timeout_s
+        self._max_message_bytes = max_message_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> FeedProducer:
-        return cls(build_producer(settings, client_id="fashionstream-feed"), metrics)
+        return cls(
+            build_producer(settings, client_id="fashionstream-feed"),
+            metrics,
+            max_message_bytes=settings.max_message_bytes,
+        )
 
     def close(self) -> None:
         self._producer.close(timeout=self._flush_timeout_s)
@@ -129,7 +138,14 @@ class FeedProducer:
                 if isinstance(row, SkippedRow):
                     self._skip(report, row)
                     continue
-                self._send(row, feed, report, deliveries, sent_metric, out_metric, bytes_metric)
+                try:
+                    self._send(row, feed, report, deliveries, sent_metric, out_metric, bytes_metric)
+                except KafkaTimeoutError:
+                    raise  # the broker cannot be reached: no further row would fare better
+                except Exception as exc:  # the last resort: this row is skipped, not the feed
+                    log.error("line %d could not be sent", row.line, exc_info=exc)
+                    detail = f"line {row.line}: {type(exc).__name__}: {exc}"[:500]
+                    self._skip(report, SkippedRow(row.line, SkipReason.INTERNAL_ERROR, detail))
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -161,9 +177,19 @@ class FeedProducer:
             attributes=dict(item.attributes),
         )
         value = request.to_json()
-        future = self._producer.send(
-            Topic.IMAGES.value, value=value, key=item.item_id.encode("utf-8")
-        )
+        key = item.item_id.encode("utf-8")
+        if len(value) + len(key) > self._max_message_bytes:
+            self._skip(
+                report,
+                SkippedRow(
+                    item.line,
+                    SkipReason.OVERSIZE_ROW,
+                    f"line {item.line}: the request would be {len(value) + len(key)} bytes, over"
+                    f" max_message_bytes={self._max_message_bytes}",
+                ),
+            )
+            return
+        future = self._producer.send(Topic.IMAGES.value, value=value, key=key)
         report.read += 1
         size = len(value)
         skipped_metric = self._metrics.items_skipped

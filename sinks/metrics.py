@@ -107,6 +107,12 @@ class Metrics:
             "records sent to the dead-letter topic, by reason and the stage that failed",
             ("reason", "stage"),
         )
+        self.dead_letters_failed = counter(
+            "dead_letters_failed",
+            "records that could not even be dead-lettered (logged and skipped so that their"
+            " partition moves on), by the stage that failed",
+            ("stage",),
+        )
         self.consumer_lag = gauge(
             "consumer_lag_messages",
             "records between the committed offset of the worker's group and the end of the"

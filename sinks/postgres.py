@@ -6,13 +6,19 @@ transaction of batched upserts (`execute_values` + `ON CONFLICT`), and returns o
 committed; the caller acknowledges Kafka offsets after that. psycopg2 blocks: call it from a
 worker thread, one thread at a time.
 
-Failures (sinks/errors.py):
-- the connection cannot be made or breaks, or the database is unusable as a whole: roll back,
-  drop the connection, raise `PostgresUnavailableError`; the batch stays buffered and the next
-  `flush()` retries it on a new connection.
-- Postgres refuses a record's data (a CHECK, a value out of range, bytes it cannot store): the
-  batch is rolled back and written again record by record, each under a SAVEPOINT in one
-  transaction, so the good records commit and the bad ones are named in `RecordsRejectedError`.
+Failures, told apart by `sinks.errors.is_outage` (the SQLSTATE class, not a list of cases):
+- the connection cannot be made or breaks, or the server is unusable (classes 08, 53, 57, 58,
+  ...): roll back, drop the connection, raise `PostgresUnavailableError`; the batch stays
+  buffered and the next `flush()` retries it on a new connection. The schema is checked once
+  per connection, so a database that is not migrated is an outage too, not bad data.
+- anything else (Postgres refusing a record's data: classes 21, 22, 23, 42, 54, ...; a value
+  the client cannot adapt; an exception nobody anticipated): the batch is rolled back and
+  written again record by record, each under a SAVEPOINT in one transaction, so the good records
+  commit and the bad ones are named in `RecordsRejectedError`.
+
+Event ids are normalised in `add` (a UUID in any letter case is one image), so one batch never
+carries the same row twice (`21000 ON CONFLICT DO UPDATE command cannot affect row a second
+time`).
 
 Idempotency: images are keyed by (event_id, model_version), people and garments by
 (image, index); a rewrite replaces the values and deletes indexes beyond the new count, so the
@@ -21,6 +27,7 @@ rows always equal the last write. Re-running a feed or redelivering a record add
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -36,9 +43,21 @@ from typing import Any, Protocol
 import psycopg2
 from psycopg2.extras import Json, execute_values
 
-from fashionstream.records import TaggedImage, WireGarment, WirePerson
+from fashionstream.records import (
+    DeadLetterReason,
+    TaggedImage,
+    WireGarment,
+    WirePerson,
+    normal_event_id,
+)
 from fashionstream.settings import Settings
-from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
+from sinks.errors import (
+    PostgresUnavailableError,
+    RecordsRejectedError,
+    RejectedRecord,
+    SchemaNotReadyError,
+    is_outage,
+)
 from sinks.metrics import Metrics, SinkErrorKind, Stage
 
 log = logging.getLogger(__name__)
@@ -93,11 +112,25 @@ class ReconnectingConnection:
     def __init__(self, connect: ConnectionFactory) -> None:
         self._connect = connect
         self._conn: Connection | None = None
+        self._fresh = False  # the connection was made since the last check_once
 
     def get(self) -> Connection:
         if self._conn is None or self._conn.closed:
             self._conn = self._connect()
+            self._fresh = True
         return self._conn
+
+    def check_once(self, cur: Any, statement: str) -> None:
+        """Run `statement` on `cur` on the first use of each new connection: a schema probe, so
+        that a database that is not migrated fails here as an outage (SchemaNotReadyError),
+        not later as the 'bad data' of every record."""
+        if not self._fresh:
+            return
+        try:
+            cur.execute(statement)
+        except psycopg2.Error as exc:
+            raise SchemaNotReadyError(f"the schema is not usable: {_describe(exc)}") from exc
+        self._fresh = False
 
     def drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -107,18 +140,6 @@ class ReconnectingConnection:
             except psycopg2.Error:
                 log.debug("closing a broken connection failed", exc_info=True)
 
-
-# Errors that a record's own data causes: isolate the record and dead-letter it. Client-side
-# ones come from adapting values (psycopg2 refuses strings with NUL; datetime refuses years
-# beyond 9999; json refuses values that are not JSON). Every other psycopg2 error means the
-# database, not the record, is the problem.
-ROW_ERRORS: tuple[type[Exception], ...] = (
-    psycopg2.DataError,
-    psycopg2.IntegrityError,
-    ValueError,
-    OverflowError,
-    TypeError,
-)
 
 # attribute heads with typed columns: head name (model side) -> column prefix
 HEAD_COLUMNS: Mapping[str, str] = {
@@ -220,6 +241,18 @@ DELETE FROM people p USING (VALUES %s) AS v (image_id, n)
 WHERE p.image_id = v.image_id AND p.person_index >= v.n
 """
 STALE_TEMPLATE = "(%s::bigint, %s::integer)"
+# Every table and column the sink writes, read without rows: fails (42P01, 42703) on a database
+# that is not migrated, which is then an outage, so that class 42 during a write is the data's.
+SCHEMA_PROBE = ";".join(
+    (
+        "SELECT s.id, s.kind, s.source_id, s.last_seen_at FROM sources s WHERE false",
+        "SELECT c.id, c.item_id, c.attributes FROM catalogue_items c WHERE false",
+        "SELECT i.id, i.event_id, i.model_version, i.item_pk, i.timings FROM images i WHERE false",
+        "SELECT p.image_id, p.person_index, p.mask_rle FROM people p WHERE false",
+        # fixed column names of this module, never data: not SQL injection
+        "SELECT " + ", ".join(_GARMENT_COLS) + " FROM garments WHERE false",  # noqa: S608
+    )
+)
 PAGE_SIZE = 1000
 # tables the sink writes, parents first (fixtures and tools truncate these)
 TABLES = ("sources", "catalogue_items", "images", "people", "garments")
@@ -255,7 +288,10 @@ class PostgresSink:
         return len(self._pending)
 
     def add(self, tagged: TaggedImage) -> None:
-        self._pending[(tagged.event_id, tagged.model_version)] = tagged
+        event_id = normal_event_id(tagged.event_id)
+        if event_id != tagged.event_id:
+            tagged = dataclasses.replace(tagged, event_id=event_id)
+        self._pending[(event_id, tagged.model_version)] = tagged
 
     def flush(self) -> int:
         """Write what was added since the last successful flush; returns the images written.
@@ -273,13 +309,19 @@ class PostgresSink:
             conn = self._db.get()
             try:
                 with conn.cursor() as cur:
+                    self._db.check_once(cur, SCHEMA_PROBE)
                     rows = self._write(cur, batch)
                 conn.commit()
-            except ROW_ERRORS as exc:
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
                 conn.rollback()
-                log.warning("batch of %d refused (%s); writing one by one", len(batch), exc)
+                log.warning(
+                    "batch of %d refused (%s); writing one by one", len(batch), _describe(exc)
+                )
                 rows, rejected, cause = self._write_isolating(conn, batch)
-        except psycopg2.Error as exc:
+        except Exception as exc:
+            # only outages get here: a record's own errors are caught per record while isolating
             self._db.drop()
             self._metrics.sink_errors.labels(error=SinkErrorKind.UNAVAILABLE.value).inc()
             raise PostgresUnavailableError(
@@ -307,6 +349,10 @@ class PostgresSink:
             raise RecordsRejectedError(rejected, written=len(written)) from cause
         return len(written)
 
+    def discard(self) -> None:
+        """Forget what was added since the last successful flush."""
+        self._pending.clear()
+
     def close(self) -> None:
         self._db.drop()
 
@@ -324,9 +370,18 @@ class PostgresSink:
                 cur.execute("SAVEPOINT fashionstream_record")
                 try:
                     rows += self._write(cur, [tagged])
-                except ROW_ERRORS as exc:
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
                     cur.execute("ROLLBACK TO SAVEPOINT fashionstream_record")
-                    rejected.append(RejectedRecord(tagged, _describe(exc)))
+                    if isinstance(exc, psycopg2.Error | ValueError | TypeError | OverflowError):
+                        # Postgres refused the data, or psycopg2 could not adapt a value (NUL
+                        # in a string, a year past 9999)
+                        reason = DeadLetterReason.SINK_REJECTED
+                    else:  # an exception nobody foresaw
+                        reason = DeadLetterReason.INTERNAL_ERROR
+                        log.error("writing event %s raised", tagged.event_id, exc_info=exc)
+                    rejected.append(RejectedRecord(tagged, _describe(exc), reason))
                     first = first or exc
                     log.warning(
                         "Postgres rejected event %s of %s: %s",

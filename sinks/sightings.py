@@ -41,11 +41,10 @@ from fashionstream.settings import Settings
 # the tracker's own output containers: sightings never travel on Kafka, so there is no wire
 # record for them (models.tracking.sightings is plain data: no supervision, no torch)
 from models.tracking.sightings import Sighting, SightingFrame
-from sinks.errors import PostgresUnavailableError
+from sinks.errors import PostgresUnavailableError, is_outage
 from sinks.metrics import Metrics, SinkErrorKind, Stage
 from sinks.postgres import (
     INSERT_SOURCES,
-    ROW_ERRORS,
     ConnectionFactory,
     ReconnectingConnection,
     connection_factory,
@@ -262,12 +261,16 @@ class SightingSink:
                 conn.rollback()
                 self._pending.clear()
                 raise
-            except ROW_ERRORS as exc:
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
                 conn.rollback()
                 self._pending.clear()
                 self._metrics.sink_errors.labels(error=SinkErrorKind.REJECTED.value).inc()
                 raise SightingsRejectedError(f"Postgres refused a sightings batch: {exc}") from exc
-        except psycopg2.Error as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             self._db.drop()
             self._metrics.sink_errors.labels(error=SinkErrorKind.UNAVAILABLE.value).inc()
             raise PostgresUnavailableError(

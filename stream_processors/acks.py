@@ -42,21 +42,75 @@ What the agents here do about it:
   (CrashingSupervisor): a supervisor restarts it from the committed offsets, instead of an agent
   restarted in-process beside held, never-committable offsets.
 - `broker_commit_interval` is short (1 s) so a restarted worker re-reads little.
+
+Stopping (SIGTERM/SIGINT; see `Holds.stop`): from that moment no batch is released any more, and
+every held message is withdrawn from the consumer's set of messages in flight. Faust's stop
+waits until that set is empty (`Consumer.wait_empty`, point 5) -- without the withdrawal a batch
+held while Postgres is down would keep the worker from stopping for as long as the outage
+lasts. Nothing withdrawn is acked, so nothing of it is committed: the next worker reads it
+again. Releasing nothing after the stop began also keeps acks in offset order (a later batch is
+never acked while an earlier one stays held).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Holds:
+    """The batches the agents of one worker hold, and whether the worker is stopping."""
+
+    def __init__(self, consumer: Callable[[], Any]) -> None:
+        self._consumer = consumer
+        self._held: weakref.WeakSet[HeldBatch] = weakref.WeakSet()
+        self.stopping = False
+
+    def hold(self, events: Sequence[Any]) -> HeldBatch:
+        held = HeldBatch(events, self._consumer(), self)
+        if self.stopping:
+            self._withdraw(held)
+        else:
+            self._held.add(held)
+        return held
+
+    def stop(self) -> int:
+        """The worker is stopping: release nothing from now on, and withdraw every held
+        message from the consumer's in-flight set so that Faust's stop does not wait for
+        them. Returns how many messages were withdrawn (they will be read again)."""
+        self.stopping = True
+        withdrawn = 0
+        for held in list(self._held):
+            withdrawn += self._withdraw(held)
+        self._held.clear()
+        if withdrawn:
+            log.warning("stopping: %d records not yet durable are left for redelivery", withdrawn)
+        return withdrawn
+
+    def _withdraw(self, held: HeldBatch) -> int:
+        if held.released:
+            return 0
+        # Faust's private set of messages in flight (Consumer._unacked_messages, a WeakSet);
+        # without it, stop() waits for acks that will never come while Postgres is down
+        unacked = getattr(held.consumer, "_unacked_messages", None)
+        for event in held.events:
+            if unacked is not None:
+                unacked.discard(event.message)
+        return len(held.events)
 
 
 class HeldBatch:
     """Holds back the commit of a batch of Faust events until `release()`."""
 
-    def __init__(self, events: Sequence[Any], consumer: Any) -> None:
+    def __init__(self, events: Sequence[Any], consumer: Any, holds: Holds | None = None) -> None:
         self.events = tuple(events)
-        self._consumer = consumer
-        self._released = False
+        self.consumer = consumer
+        self._holds = holds
+        self.released = False
         for event in self.events:
             event.message.incref()
 
@@ -64,9 +118,10 @@ class HeldBatch:
         return len(self.events)
 
     def release(self) -> None:
-        """The batch's effect is durable: let its offsets be committed. Idempotent."""
-        if self._released:
+        """The batch's effect is durable: let its offsets be committed. Idempotent. Does
+        nothing once the worker is stopping (see the module docstring)."""
+        if self.released or (self._holds is not None and self._holds.stopping):
             return
-        self._released = True
+        self.released = True
         for event in self.events:
-            event.message.ack(self._consumer)
+            event.message.ack(self.consumer)

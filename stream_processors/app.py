@@ -24,10 +24,11 @@ from fashionstream.records import Topic
 from fashionstream.settings import Settings
 from models.tags import Tagger
 from sinks.metrics import Metrics
+from stream_processors.acks import Holds
 from stream_processors.deadletters import DeadLetterer
 from stream_processors.fetch import FetchOptions, ImageFetcher
 from stream_processors.fetching import FetchStage
-from stream_processors.sending import Send, faust_sender
+from stream_processors.sending import Send, checked, faust_sender
 from stream_processors.sinking import ItemSink, SinkStage
 from stream_processors.ssrf import AddressPolicy
 from stream_processors.tagging import TaggingStage
@@ -136,10 +137,15 @@ class Pipeline:
                 Topic.DEADLETTER: self.deadletter_topic,
             }
         )
+        # no record over max_message_bytes reaches the producer: it is its input's dead letter
+        send = checked(send, settings.max_message_bytes)
         dead_letters = DeadLetterer(send, metrics)
 
         def consumer() -> Any:
             return app.consumer
+
+        # every agent's held batches, withdrawn at once when the worker stops (acks.py)
+        self.holds = Holds(consumer)
 
         self.fetch = FetchStage(
             settings,
@@ -149,6 +155,8 @@ class Pipeline:
             metrics=metrics,
             image_executor=self.image_executor,
             consumer=consumer,
+            holds=self.holds,
+            on_failure=self._crash,
         )
         self.tagging = TaggingStage(
             settings,
@@ -159,6 +167,7 @@ class Pipeline:
             decode_executor=self.decode_executor,
             infer_executor=self.infer_executor,
             consumer=consumer,
+            holds=self.holds,
             on_failure=self._crash,
         )
         self.sink = SinkStage(
@@ -168,6 +177,7 @@ class Pipeline:
             metrics=metrics,
             sink_executor=self.sink_executor,
             consumer=consumer,
+            holds=self.holds,
         )
 
         def agent(channel: Any, name: str, body: Callable[[Any], Awaitable[None]]) -> Any:
@@ -192,6 +202,7 @@ class Pipeline:
                 metrics=metrics,
                 executor=self.track_executor,
                 consumer=consumer,
+                holds=self.holds,
             )
             self.track_agent = agent(self.items_topic, "track", self.tracking.run)
             app.timer(IDLE_CHECK_S)(self.tracking.close_idle)
@@ -244,6 +255,12 @@ class Pipeline:
             metrics=metrics,
             sightings=sightings,
         )
+
+    def begin_shutdown(self) -> int:
+        """The worker was asked to stop: nothing more is committed, and what is held (not yet
+        durable) no longer keeps Faust's stop waiting; it is read again by the next worker.
+        Returns the records left for redelivery."""
+        return self.holds.stop()
 
     def close(self) -> None:
         for executor in (

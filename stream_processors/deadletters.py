@@ -1,5 +1,13 @@
 """Dead letters from the agents: the reason, the failed record's reference and its
-topic/partition/offset, a log line with the same, and a metric per reason."""
+topic/partition/offset, a log line with the same, and a metric per reason.
+
+A dead letter always fits: its free text is bounded by `DeadLetter` itself (truncated with a
+marker and a hash of the original), and its size is checked before it is sent. A record that
+still cannot be dead-lettered (refused as too large, not encodable) is logged, counted in
+`fashionstream_dead_letters_failed_total` and skipped: its partition moves on. A broker that is
+gone is not the record's fault: that failure propagates and stops the worker, and the record is
+read again by the next one.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
 from fashionstream.errors import PipelineError
-from fashionstream.records import DeadLetter, DeadLetterReason, Origin, Topic
+from fashionstream.records import DEAD_LETTER_ID_CHARS, DeadLetter, DeadLetterReason, Origin, Topic
 from sinks.metrics import Metrics, Stage
-from stream_processors.sending import Send
+from stream_processors.sending import OversizeMessageError, Send
 
 log = logging.getLogger(__name__)
+
+# what a producer or broker raises for a record it will never take, however often it is sent
+RECORD_REFUSED: tuple[type[BaseException], ...] = (
+    OversizeMessageError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    UnicodeError,
+    ValueError,
+    TypeError,
+)
 
 
 def origin_of(event: Any) -> Origin:
@@ -31,7 +51,7 @@ def key_of(event: Any) -> str | None:
 
 
 class DeadLetterer:
-    """Builds and sends dead letters. `send` returns the broker-acknowledgement future, which
+    """Builds and sends dead letters. `send` returns the broker-acknowledgement awaitable, which
     the caller awaits before releasing the failed record's offset."""
 
     def __init__(
@@ -55,30 +75,57 @@ class DeadLetterer:
         reference: str | None = None,
     ) -> Awaitable[Any]:
         origin = origin_of(event)
-        key = key_of(event)
-        letter = DeadLetter(
-            reason=error.reason,
-            detail=error.detail,
-            stage=stage.value,
-            failed_at=self._clock(),
-            source_id=source_id,
-            reference=reference,
-            key=key,
-            origin=origin,
-        )
-        log.warning(
-            "dead letter %s at %s[%d]@%d (%s): %s",
-            error.reason.value,
+        try:
+            key = key_of(event)
+            letter = DeadLetter(
+                reason=error.reason,
+                detail=error.detail,
+                stage=stage.value,
+                failed_at=self._clock(),
+                source_id=source_id,
+                reference=reference,
+                key=key,
+                origin=origin,
+            )
+            log.warning(
+                "dead letter %s at %s[%d]@%d (%s): %s",
+                error.reason.value,
+                origin.topic,
+                origin.partition,
+                origin.offset,
+                letter.reference or letter.key or "-",
+                letter.detail,
+            )
+            value = letter.to_json()
+            encoded_key = letter.key.encode("utf-8", "replace") if letter.key is not None else None
+            delivery = await self._send(Topic.DEADLETTER, encoded_key, value, None)
+        except RECORD_REFUSED as exc:
+            return self._undeliverable(exc, origin, stage)
+        self._metrics.dead_letters.labels(error.reason, stage).inc()
+        self._metrics.messages_out.labels(Topic.DEADLETTER).inc()
+        return self._delivered(delivery, origin, stage)
+
+    async def _delivered(self, delivery: Awaitable[Any], origin: Origin, stage: Stage) -> Any:
+        try:
+            return await delivery
+        except RECORD_REFUSED as exc:  # the broker refused this letter; other errors propagate
+            return await self._undeliverable(exc, origin, stage)
+
+    def _undeliverable(self, exc: BaseException, origin: Origin, stage: Stage) -> Awaitable[None]:
+        log.error(
+            "record at %s[%d]@%d cannot be dead-lettered (%s: %s); skipped",
             origin.topic,
             origin.partition,
             origin.offset,
-            reference or key or "-",
-            error.detail,
+            type(exc).__name__,
+            str(exc)[:DEAD_LETTER_ID_CHARS],
         )
-        self._metrics.dead_letters.labels(error.reason, stage).inc()
-        self._metrics.messages_out.labels(Topic.DEADLETTER).inc()
-        encoded_key = key.encode() if key is not None else None
-        return await self._send(Topic.DEADLETTER, encoded_key, letter.to_json(), None)
+        self._metrics.dead_letters_failed.labels(stage).inc()
+        return _done()
+
+
+async def _done() -> None:
+    return None
 
 
 def unexpected(exc: BaseException, reason: DeadLetterReason) -> PipelineError:
@@ -86,3 +133,9 @@ def unexpected(exc: BaseException, reason: DeadLetterReason) -> PipelineError:
     logged here; the dead letter carries the exception's type and message."""
     log.error("unexpected %s while handling a record", type(exc).__name__, exc_info=exc)
     return PipelineError(reason, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def internal_error(exc: BaseException) -> PipelineError:
+    """The last-resort verdict on one record whose handling raised what nobody anticipated:
+    reason `internal_error`, the exception's type in the detail (and the traceback in the log)."""
+    return unexpected(exc, DeadLetterReason.INTERNAL_ERROR)

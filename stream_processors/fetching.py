@@ -1,13 +1,20 @@
 """The fetch agent: `fashion.images.v1` (ImageRequest) -> `fashion.frames.v1` (Frame JPEG).
 
-Several fetches run at once (a batch of `fetch_concurrency` requests, fetched concurrently on the
-event loop); decoding and re-encoding run in one worker thread. A request that cannot be
-fetched or decoded is dead-lettered with its reason and the batch carries on.
+Fair fetching: up to `fetch_concurrency` requests are fetched at once, each in its own slot; a
+slow host occupies one slot for as long as it takes (at most `fetch_total_timeout_s`), while the
+other slots go on with the requests behind it. Decoding and re-encoding run in one worker thread.
+A request is released (its offset made committable, see acks.py) once what it produced -- a
+frame or a dead letter -- is acknowledged by the broker, and only after every earlier request of
+its partition was released, so offsets are still committed in order.
+
+Every request ends as a frame or a dead letter: anticipated failures carry their reason, and a
+last-resort handler turns anything else into `internal_error` with the exception's type.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,17 +25,23 @@ from fashionstream.errors import BadRecordError, DecodeError, PipelineError
 from fashionstream.records import DeadLetterReason, Frame, ImageRequest, SourceKind, Topic
 from fashionstream.settings import Settings
 from sinks.metrics import Metrics, Stage
-from stream_processors.acks import HeldBatch
-from stream_processors.deadletters import DeadLetterer, unexpected
+from stream_processors.acks import HeldBatch, Holds
+from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 from stream_processors.fetch import ImageFetcher
 from stream_processors.images import PreparedImage, prepare_image
-from stream_processors.sending import Send
+from stream_processors.sending import Send, message_size
 
 log = logging.getLogger(__name__)
 
+Slot = tuple[HeldBatch, "asyncio.Task[None]"]
+# Requests finished but not yet releasable (an earlier one of their partition is still being
+# fetched) are held in memory with their values: at most this many per fetch slot, then the
+# agent waits for the slow head before it takes more.
+UNRELEASED_PER_SLOT = 16
+
 
 class FetchStage:
-    """Consumes image requests in batches; see the module docstring."""
+    """Consumes image requests, a bounded number at once; see the module docstring."""
 
     def __init__(
         self,
@@ -40,6 +53,8 @@ class FetchStage:
         metrics: Metrics,
         image_executor: Executor,
         consumer: Callable[[], Any],
+        holds: Holds | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._settings = settings
         self._fetcher_factory = fetcher_factory
@@ -48,28 +63,91 @@ class FetchStage:
         self._metrics = metrics
         self._executor = image_executor
         self._consumer = consumer
+        self._holds = holds or Holds(consumer)
+        self._on_failure = on_failure
         self._fetcher: ImageFetcher | None = None
+        # per partition, the requests not yet released, in offset order
+        self._unreleased: dict[tuple[str, int], collections.deque[Slot]] = {}
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._released = asyncio.Event()  # set whenever a request is released
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
-        settings = self._settings
         self._fetcher = self._fetcher_factory()
+        concurrency = max(1, self._settings.fetch_concurrency)
+        slots = asyncio.Semaphore(concurrency)
+        self._released = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
         try:
-            async for events in stream.take_events(
-                settings.fetch_concurrency, settings.batch_within_s
-            ):
-                held = HeldBatch(events, self._consumer())
-                self._metrics.messages_in.labels(Topic.IMAGES).inc(len(events))
-                deliveries = await asyncio.gather(*(self._handle(e) for e in events))
-                await asyncio.gather(*deliveries)  # every frame / dead letter acknowledged
-                held.release()
+            async for event in stream.events():
+                if self._failure is not None:
+                    raise self._failure
+                while self._unreleased_count() >= UNRELEASED_PER_SLOT * concurrency:
+                    self._released.clear()
+                    await self._released.wait()
+                held = self._holds.hold([event])
+                self._metrics.messages_in.labels(Topic.IMAGES).inc()
+                await slots.acquire()
+                task = asyncio.create_task(self._one(event))
+                tasks.add(task)
+                partition = (str(event.message.topic), int(event.message.partition))
+                self._unreleased.setdefault(partition, collections.deque()).append((held, task))
+
+                def done(task: asyncio.Task[None], partition: tuple[str, int] = partition) -> None:
+                    slots.release()
+                    tasks.discard(task)
+                    self._release_ready(partition)
+
+                task.add_done_callback(done)
+            if tasks:
+                await asyncio.gather(*tasks)
         finally:
+            self._stopping = True
+            for task in tasks:
+                task.cancel()  # stopping: unreleased offsets are simply read again
             fetcher, self._fetcher = self._fetcher, None
             if fetcher is not None:
                 await fetcher.close()
 
+    def _unreleased_count(self) -> int:
+        return sum(len(queue) for queue in self._unreleased.values())
+
+    async def _one(self, event: Any) -> None:
+        delivery = await self._handle(event)
+        await delivery  # the frame or dead letter acknowledged by the broker
+
+    def _release_ready(self, partition: tuple[str, int]) -> None:
+        """Release the finished requests at the head of `partition`'s queue. A request whose
+        delivery failed (the broker, not the record) stops the releases and the worker."""
+        queue = self._unreleased.get(partition)
+        while queue and queue[0][1].done() and self._failure is None:
+            held, task = queue.popleft()
+            if task.cancelled() and self._stopping:
+                queue.clear()  # left held: read again after the restart
+                return
+            if task.cancelled():
+                self._failure = RuntimeError("a fetch was cancelled before it was durable")
+            elif task.exception() is not None:
+                self._failure = task.exception()
+            if self._failure is not None:
+                log.error("a fetch failed as a whole; stopping the worker", exc_info=self._failure)
+                if self._on_failure is not None:
+                    self._on_failure(self._failure)
+                return
+            held.release()
+            self._released.set()
+
     async def _handle(self, event: Any) -> Awaitable[Any]:
-        """Fetch + prepare one request; returns the delivery future of what it produced."""
+        """Fetch + prepare one request; returns the delivery awaitable of what it produced.
+        Whatever goes wrong with this record ends in its dead letter."""
+        try:
+            return await self._fetch_one(event)
+        except Exception as exc:
+            # the last resort: nobody anticipated this failure, but it is this record's
+            return await self._dead_letters.send(internal_error(exc), event, Stage.FETCH)
+
+    async def _fetch_one(self, event: Any) -> Awaitable[Any]:
         try:
             request = ImageRequest.from_json(event.value)
         except BadRecordError as exc:
@@ -82,10 +160,15 @@ class FetchStage:
         try:
             frame = await self._frame_for(request, event)
             stage = Stage.DECODE
-            if len(frame.jpeg) > self._settings.max_message_bytes:
+            key, headers = frame.key.encode(), frame.headers()
+            size = message_size(key, frame.jpeg, headers)
+            if size > self._settings.max_message_bytes:
+                # the whole record counts: the feed row's columns travel in a header
                 raise DecodeError(
                     DeadLetterReason.OVERSIZE_MESSAGE,
-                    f"re-encoded image is {len(frame.jpeg)} bytes, over max_message_bytes",
+                    f"the frame record would be {size} bytes (JPEG {len(frame.jpeg)}, headers"
+                    f" {size - len(frame.jpeg) - len(key)}), over max_message_bytes"
+                    f"={self._settings.max_message_bytes}",
                 )
         except PipelineError as exc:
             stage = Stage.DECODE if isinstance(exc, DecodeError) else stage
@@ -107,7 +190,7 @@ class FetchStage:
             )
         self._metrics.messages_out.labels(Topic.FRAMES).inc()
         self._metrics.message_bytes_out.labels(Topic.FRAMES).inc(len(frame.jpeg))
-        return await self._send(Topic.FRAMES, frame.key.encode(), frame.jpeg, frame.headers())
+        return await self._send(Topic.FRAMES, key, frame.jpeg, headers)
 
     async def _frame_for(self, request: ImageRequest, event: Any) -> Frame:
         fetcher = self._fetcher

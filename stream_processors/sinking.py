@@ -5,7 +5,10 @@ flushed in the sink's own worker thread (psycopg2 blocks). While Postgres is una
 batch is flushed again with exponential backoff up to `sink_retry_max_s`, for as long as it
 takes; its offsets stay uncommitted meanwhile, so nothing is lost, and the idempotent upsert
 means nothing is duplicated when it finally commits. Records Postgres itself refuses are
-dead-lettered as SINK_REJECTED; the rest of the batch is committed.
+dead-lettered as SINK_REJECTED; the rest of the batch is committed. The sink tells an outage
+from bad data (sinks/errors.py); should it ever raise anything else, the batch is written again
+one record at a time and a record that still fails is dead-lettered as `internal_error`: no
+record can stall the partition.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from fashionstream.errors import BadRecordError, SinkError
-from fashionstream.records import DeadLetterReason, TaggedImage, Topic
+from fashionstream.records import DeadLetterReason, TaggedImage, Topic, normal_event_id
 from fashionstream.settings import Settings
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
 from sinks.metrics import Metrics, Stage
-from stream_processors.acks import HeldBatch
-from stream_processors.deadletters import DeadLetterer, unexpected
+from stream_processors.acks import Holds
+from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ class ItemSink(Protocol):
     def flush(self) -> int:
         """Commit everything added; raises PostgresUnavailableError (kept, retry) or
         RecordsRejectedError (the rest committed)."""
+        ...
+
+    def discard(self) -> None:
+        """Forget everything added since the last successful flush."""
         ...
 
     def close(self) -> None: ...
@@ -54,6 +61,7 @@ class SinkStage:
         metrics: Metrics,
         sink_executor: Executor,
         consumer: Callable[[], Any],
+        holds: Holds | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._settings = settings
@@ -62,6 +70,7 @@ class SinkStage:
         self._metrics = metrics
         self._executor = sink_executor
         self._consumer = consumer
+        self._holds = holds or Holds(consumer)
         self._sleep = sleep
         self._sink: ItemSink | None = None
 
@@ -74,7 +83,7 @@ class SinkStage:
             async for events in stream.take_events(
                 settings.sink_batch_size, settings.sink_batch_within_s
             ):
-                held = HeldBatch(events, self._consumer())
+                held = self._holds.hold(events)
                 self._metrics.messages_in.labels(Topic.ITEMS).inc(len(events))
                 await self._write_batch(events)
                 held.release()
@@ -98,12 +107,14 @@ class SinkStage:
                 deliveries.append(await self._dead_letters.send(error, event, Stage.SINK))
                 continue
             tagged.append(record)
-            by_key.setdefault((record.event_id, record.model_version), []).append(event)
+            key = (normal_event_id(record.event_id), record.model_version)
+            by_key.setdefault(key, []).append(event)
         if tagged:
-            for rejected in await self._flush_until_committed(tagged):
+            for rejected in await self._write_isolated(tagged):
                 record = rejected.tagged
-                error = SinkError(DeadLetterReason.SINK_REJECTED, rejected.detail)
-                for event in by_key.get((record.event_id, record.model_version), []):
+                error = SinkError(rejected.reason, rejected.detail)
+                key = (normal_event_id(record.event_id), record.model_version)
+                for event in by_key.get(key, []):
                     deliveries.append(
                         await self._dead_letters.send(
                             error,
@@ -115,6 +126,26 @@ class SinkStage:
                         )
                     )
         await asyncio.gather(*deliveries)
+
+    async def _write_isolated(self, batch: Sequence[TaggedImage]) -> list[RejectedRecord]:
+        """`_flush_until_committed`, with a last resort: when the sink raises what it should
+        not (neither an outage nor rejected records), each record is written alone and one
+        that still fails is rejected as `internal_error`."""
+        try:
+            return await self._flush_until_committed(batch)
+        except Exception as exc:
+            sink = self._sink
+            if sink is None:
+                raise
+            await asyncio.get_running_loop().run_in_executor(self._executor, sink.discard)
+            if len(batch) == 1:
+                error = internal_error(exc)
+                return [RejectedRecord(batch[0], error.detail, DeadLetterReason.INTERNAL_ERROR)]
+            log.error("a sink batch of %d failed; writing it one by one", len(batch))
+            rejected: list[RejectedRecord] = []
+            for record in batch:
+                rejected.extend(await self._write_isolated([record]))
+            return rejected
 
     async def _flush_until_committed(self, batch: Sequence[TaggedImage]) -> list[RejectedRecord]:
         """Add + flush in the sink thread; retry while Postgres is unavailable. Returns the

@@ -26,9 +26,9 @@ from fashionstream.records import DeadLetterReason, Frame, TaggedImage, Topic
 from fashionstream.settings import Settings
 from models.tags import ImageTags, Tagger
 from sinks.metrics import Metrics, Stage
-from stream_processors.acks import HeldBatch
+from stream_processors.acks import HeldBatch, Holds
 from stream_processors.adapters import tagged_image
-from stream_processors.deadletters import DeadLetterer, unexpected
+from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 from stream_processors.images import decode_jpeg
 from stream_processors.sending import Send
 
@@ -64,6 +64,7 @@ class TaggingStage:
         decode_executor: Executor,
         infer_executor: Executor,
         consumer: Callable[[], Any],
+        holds: Holds | None = None,
         on_failure: Callable[[BaseException], None],
     ) -> None:
         self._settings = settings
@@ -74,6 +75,7 @@ class TaggingStage:
         self._decode_executor = decode_executor
         self._infer_executor = infer_executor
         self._consumer = consumer
+        self._holds = holds or Holds(consumer)
         self._on_failure = on_failure
 
     async def run(self, stream: Any) -> None:
@@ -83,7 +85,7 @@ class TaggingStage:
         previous: asyncio.Task[None] | None = None
         try:
             async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-                held = HeldBatch(events, self._consumer())
+                held = self._holds.hold(events)
                 self._metrics.messages_in.labels(Topic.FRAMES).inc(len(events))
                 self._metrics.batch_size.labels(Stage.INFER).observe(len(events))
                 items = await self._decode(events)
@@ -175,7 +177,12 @@ class TaggingStage:
             except Exception as exc:
                 item.error, item.stage = unexpected(exc, DeadLetterReason.MODEL_ERROR), Stage.TAG
                 continue
-            deliveries.append(await self._publish(record))
+            try:
+                deliveries.append(await self._publish(record))
+            except PipelineError as exc:  # e.g. a result over max_message_bytes
+                item.error, item.stage = exc, Stage.TAG
+            except Exception as exc:  # the last resort: this record's dead letter
+                item.error, item.stage = internal_error(exc), Stage.TAG
         for item in items:
             if item.error is not None:
                 frame = item.frame

@@ -59,7 +59,7 @@ from models.tracking.frames import person_arrays
 from sinks.errors import PostgresUnavailableError
 from sinks.metrics import Metrics
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
-from stream_processors.acks import HeldBatch
+from stream_processors.acks import Holds
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class TrackingStage:
         metrics: Metrics,
         executor: Executor,
         consumer: Callable[[], Any],
+        holds: Holds | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
@@ -121,6 +122,7 @@ class TrackingStage:
         self._metrics = metrics
         self._executor = executor
         self._consumer = consumer
+        self._holds = holds or Holds(consumer)
         self._clock = clock
         self._sleep = sleep
         self._store: SightingStore | None = None
@@ -138,11 +140,11 @@ class TrackingStage:
             async for events in stream.take_events(
                 settings.sink_batch_size, settings.sink_batch_within_s
             ):
-                held = HeldBatch(events, self._consumer())
+                held = self._holds.hold(events)
                 frames = self._parse(events)
                 if frames:
                     async with self._guard():
-                        await self._commit(frames, idle=False)
+                        await self._commit_or_skip(frames)
                 held.release()
         finally:
             store, self._store = self._store, None
@@ -169,6 +171,28 @@ class TrackingStage:
             except PostgresUnavailableError as exc:
                 log.warning("idle check skipped, Postgres unavailable: %s", exc)
 
+    async def _commit_or_skip(
+        self, frames: list[tuple[str, FrameDetections | None, int | None]]
+    ) -> None:
+        """`_commit`, except that a batch which can never be committed (Postgres refused its
+        sightings, or tracking raised) is logged, counted and skipped, so that no record stops
+        the partition. Outages never get here: `_commit` retries them until it succeeds. The
+        frames themselves are the sink agent's: it writes or dead-letters each of them."""
+        try:
+            await self._commit(frames, idle=False)
+        except Exception as exc:
+            log.error(
+                "tracking a batch of %d frames failed; the batch is skipped",
+                len(frames),
+                exc_info=exc,
+            )
+            store = self._store
+            if store is not None:
+                store.discard()
+            for camera, _frame, _partition in frames:
+                self._cameras.pop(camera, None)  # reloaded from what is committed
+                self._metrics.tracking_frames.labels(camera, "failed").inc()
+
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -185,11 +209,14 @@ class TrackingStage:
                 record = TaggedImage.from_json(event.value)
             except BadRecordError:
                 continue
+            except Exception as exc:  # the sink agent dead-letters the same record
+                log.error("an item not tracked: %r", exc)
+                continue
             if record.source_kind is not SourceKind.CAMERA:
                 continue
             try:
                 frame = frame_detections(record)
-            except ValueError as exc:
+            except Exception as exc:
                 log.warning("camera %s: frame not tracked: %s", record.source_id, exc)
                 self._metrics.tracking_frames.labels(record.source_id, "invalid").inc()
                 continue

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -38,6 +42,44 @@ def load_factory(spec: str) -> Callable[[Settings], Tagger]:
     return built
 
 
+# exit status when the shutdown bound was reached and the process was ended without finishing
+# its stop (nothing is lost: what was not durable was never committed)
+EXIT_SHUTDOWN_BOUND = 3
+
+
+class BoundedStopWorker(faust.Worker):
+    """faust.Worker whose stop on SIGTERM/SIGINT takes at most `shutdown_timeout_s`.
+
+    On the signal the pipeline withdraws what it holds (nothing more is committed; acks.py), so
+    Faust's own stop does not wait for batches that cannot become durable now (a Postgres
+    outage being retried, a slow fetch). A watchdog ends the process if the stop still takes
+    longer than the bound -- a last resort, e.g. for a thread blocked in a C call.
+    """
+
+    def __init__(self, *args: Any, pipeline: Pipeline, bound_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipeline = pipeline
+        self._bound_s = bound_s
+        self._watchdog: threading.Timer | None = None
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if self._watchdog is None:
+            log.info("%s: stopping within %.0f s", getattr(signum, "name", signum), self._bound_s)
+            self._pipeline.begin_shutdown()
+            self._watchdog = threading.Timer(
+                self._bound_s, _shutdown_bound_reached, (self._bound_s,)
+            )
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super()._schedule_shutdown(signum)
+
+
+def _shutdown_bound_reached(bound_s: float) -> None:
+    log.error("the worker did not stop within %.0f s; exiting now", bound_s)
+    logging.shutdown()
+    os._exit(EXIT_SHUTDOWN_BOUND)  # the stop hangs: only ending the process bounds it
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -54,8 +96,10 @@ def run_worker(
     if server is not None:
         log.info("worker metrics on %s", server.url)
     pipeline = Pipeline.from_settings(settings, metrics=metrics, tagger=tagger, sink=sink)
-    worker = faust.Worker(
+    worker = BoundedStopWorker(
         pipeline.app,
+        pipeline=pipeline,
+        bound_s=settings.shutdown_timeout_s,
         loglevel=settings.log_level,
         # keep the process's logging as the CLI configured it; Faust would reconfigure it
         override_logging=False,

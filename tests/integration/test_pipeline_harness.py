@@ -172,9 +172,13 @@ def running_worker(
 def produce_raw(
     settings: Settings, topic: Topic, key: bytes, value: bytes, headers: Any = None
 ) -> None:
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=False)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_idempotence=False,
+        max_request_size=settings.max_message_bytes + 65536,
+    )
     try:
-        producer.send(topic.value, key=key, value=value, headers=headers).get(timeout=30)
+        producer.send(topic.value, key=key, value=value, headers=headers).get(timeout=60)
     finally:
         producer.close(timeout=30)
 
@@ -317,6 +321,19 @@ def decompression_bomb_png(side: int = 20_000) -> bytes:
     )
 
 
+def noise_jpeg(side: int) -> bytes:
+    """A side x side JPEG of random noise (a fixed seed): about as large as a JPEG gets."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(9).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
 class ImageServer:
     """An HTTP server on 127.0.0.2 with good images and every kind of hostile answer."""
 
@@ -325,6 +342,7 @@ class ImageServer:
     def __init__(self) -> None:
         self.images = {p.name: p.read_bytes() for p in (SAMPLES / "catalogue").glob("*.jpg")}
         self.bomb = decompression_bomb_png()
+        self.noise = noise_jpeg(1024)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -361,6 +379,11 @@ class ImageServer:
         elif name == "truncated.jpg":
             whole = self.images["dress-1.jpg"]
             self._send(request, 200, whole[: len(whole) // 2], "image/jpeg")
+        elif name == "noise.jpg":  # ~1 MB: a JPEG that barely compresses
+            self._send(request, 200, self.noise, "image/jpeg")
+        elif name.startswith("slow/") and name[5:] in self.images:  # ?s=seconds, then the image
+            time.sleep(float(parse_qs(url.query).get("s", ["5"])[0]))
+            self._send(request, 200, self.images[name[5:]], "image/jpeg")
         elif name == "bomb.png":
             self._send(request, 200, self.bomb, "image/png")
         elif name == "huge.jpg":

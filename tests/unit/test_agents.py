@@ -4,6 +4,7 @@ and a recording `Send` whose broker acknowledgements the tests control."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import threading
 import uuid
@@ -130,6 +131,9 @@ class FakeSink:
         if rejected:
             raise RecordsRejectedError(rejected, written=len(batch) - len(rejected))
         return len(batch)
+
+    def discard(self) -> None:
+        self.pending.clear()
 
     def close(self) -> None:
         pass
@@ -503,3 +507,273 @@ def test_worker_tagger_factory_spec() -> None:
     for bad in ("no-colon", "stream_processors.testing:missing", "no_such_module:x"):
         with pytest.raises(ValueError, match="tagger factory"):
             load_factory(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 9: no single record may stop the pipeline
+
+
+class LimitedRecorder(Recorder):
+    """A Recorder that refuses records over `limit` bytes the way aiokafka does (raising from
+    the send), so that a record the agents failed to size-check crashes like in production."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def __call__(
+        self, topic: Topic, key: bytes | None, value: bytes, headers: Any
+    ) -> Awaitable[Any]:
+        size = len(key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers or ())
+        if size > self.limit:
+            from aiokafka.errors import MessageSizeTooLargeError
+
+            raise MessageSizeTooLargeError(f"{size} bytes")
+        return await super().__call__(topic, key, value, headers)
+
+
+def small_pipeline(tmp_path: Path, send: Recorder, limit: int, **kwargs: Any) -> Pipeline:
+    conf = dataclasses.replace(settings(tmp_path), max_message_bytes=limit)
+    return Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=kwargs.get("tagger") or FakeTagger(),
+        sink=kwargs.get("sink") or FakeSink(),
+        metrics=Metrics(CollectorRegistry(), process_metrics=False),
+        fetcher_factory=lambda: kwargs.get("fetcher") or FakeFetcher(kwargs.get("bodies") or {}),  # type: ignore[arg-type,return-value]
+        send=send,
+    )
+
+
+def test_case1_a_dead_letter_of_a_huge_url_fits_and_the_partition_moves_on(
+    tmp_path: Path,
+) -> None:
+    """A feed row whose URL is larger than a Kafka message (the server answers 404): its dead
+    letter carried the URL twice and crashed the agent; now it is bounded and sent."""
+    limit = 200_000
+    send = LimitedRecorder(limit)
+    huge = "https://shop.example/" + "a" * 150_000 + ".jpg"
+    p = small_pipeline(tmp_path, send, limit, bodies={URL: jpeg()})
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"sku-1", request("sku-1", huge)),
+                await put(agent, b"sku-2", request("sku-2", URL)),
+            ]
+            await until(lambda: len(send.sent) == 2, "a dead letter and a frame")
+            await until(lambda: all(m.acked for m in messages), "both released")
+        assert not p.app.crashed
+
+    run(go())
+    (letter,) = send.dead_letters()
+    assert letter.reason is DeadLetterReason.HTTP_STATUS
+    assert letter.reference is not None
+    assert "truncated" in letter.reference
+    assert "sha256" in letter.reference
+    assert len(send.on(Topic.DEADLETTER)[0][1]) < 20_000
+    assert len(send.on(Topic.FRAMES)) == 1
+
+
+def test_case2_a_frame_whose_headers_make_it_oversize_is_dead_lettered(tmp_path: Path) -> None:
+    """A feed row with a huge column: the JPEG alone fits, the record with its attributes
+    header does not. It was size-checked on the JPEG only and crashed the agent."""
+    limit = 100_000
+    send = LimitedRecorder(limit)
+    p = small_pipeline(tmp_path, send, limit, bodies={URL: jpeg(size=(256, 256))})
+    big = ImageRequest(
+        feed="spring",
+        item_id="sku-big",
+        image_url=URL,
+        submitted_at=1_800_000_000.0,
+        attributes={"description": "x" * 150_000},
+    ).to_json()
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"sku-big", big),
+                await put(agent, b"sku-1", request("sku-1", URL)),
+            ]
+            await until(lambda: len(send.sent) == 2, "a dead letter and a frame")
+            await until(lambda: all(m.acked for m in messages), "both released")
+        assert not p.app.crashed
+
+    run(go())
+    (letter,) = send.dead_letters()
+    assert (letter.key, letter.reason) == ("sku-big", DeadLetterReason.OVERSIZE_MESSAGE)
+    assert "over max_message_bytes" in letter.detail
+    ((key, _v, _h),) = send.on(Topic.FRAMES)
+    assert key == b"sku-1"
+
+
+def test_a_tagged_result_over_the_message_limit_is_dead_lettered(tmp_path: Path) -> None:
+    """The frame fits, its tagged record does not (here: a model version of 70 kB): that
+    frame's dead letter, not a crash of the tagging agent."""
+    limit = 60_000
+    send = LimitedRecorder(limit)
+    p = small_pipeline(tmp_path, send, limit, tagger=FakeTagger(model_version="m" * 70_000))
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"cam-1", f.jpeg, f.headers()) for f in map(frame, range(2))
+            ]
+            await until(lambda: all(m.acked for m in messages), "both released")
+        assert not p.app.crashed
+
+    run(go())
+    assert send.on(Topic.ITEMS) == []
+    letters = send.dead_letters()
+    assert [d.reason for d in letters] == [DeadLetterReason.OVERSIZE_MESSAGE] * 2
+    assert {d.stage for d in letters} == {"tag"}
+
+
+def test_a_record_that_cannot_even_be_dead_lettered_is_counted_and_skipped(
+    tmp_path: Path,
+) -> None:
+    class RefusingDeadLetters(Recorder):
+        async def __call__(
+            self, topic: Topic, key: bytes | None, value: bytes, headers: Any
+        ) -> Awaitable[Any]:
+            if topic is Topic.DEADLETTER:
+                from aiokafka.errors import MessageSizeTooLargeError
+
+                raise MessageSizeTooLargeError("the broker's limit is lower")
+            return await super().__call__(topic, key, value, headers)
+
+    send = RefusingDeadLetters()
+    registry = CollectorRegistry()
+    conf = settings(tmp_path)
+    p = Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=FakeTagger(),
+        sink=FakeSink(),
+        metrics=Metrics(registry, process_metrics=False),
+        fetcher_factory=lambda: FakeFetcher({URL: jpeg()}),  # type: ignore[arg-type,return-value]
+        send=send,
+    )
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            messages = [
+                await put(agent, b"junk", b"{not json"),
+                await put(agent, b"sku-1", request("sku-1", URL)),
+            ]
+            await until(lambda: all(m.acked for m in messages), "both released")
+        assert not p.app.crashed
+
+    run(go())
+    assert len(send.on(Topic.FRAMES)) == 1
+    failed = registry.get_sample_value(
+        "fashionstream_dead_letters_failed_total", {"stage": "fetch"}
+    )
+    assert failed == 1.0
+
+
+class SlowFetcher(FakeFetcher):
+    """URLs containing 'slow' take `delay_s`; the others answer at once."""
+
+    def __init__(self, bodies: dict[str, bytes], delay_s: float) -> None:
+        super().__init__(bodies)
+        self.delay_s = delay_s
+
+    async def fetch(self, url: str) -> FetchedImage:
+        if "slow" in url:
+            await asyncio.sleep(self.delay_s)
+        return await super().fetch(url)
+
+
+def test_case7_one_slow_fetch_occupies_one_slot_not_a_batch(tmp_path: Path) -> None:
+    """fetch_concurrency=4; the first of eight URLs is slow: the seven fast ones must all be
+    fetched while it is still running (before: the second batch of four waited for it)."""
+    send = Recorder()
+    urls = [f"https://shop.example/{'slow' if n == 0 else 'fast'}-{n}.jpg" for n in range(8)]
+    fetcher = SlowFetcher({u: jpeg() for u in urls}, delay_s=3.0)
+    p = small_pipeline(tmp_path, send, 8 * 1024 * 1024, fetcher=fetcher)
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            messages = [
+                await put(agent, f"sku-{n}".encode(), request(f"sku-{n}", u))
+                for n, u in enumerate(urls)
+            ]
+            await until(lambda: len(send.on(Topic.FRAMES)) >= 7, "the 7 fast frames")
+            fast_s = loop.time() - started
+            assert fast_s < 2.0, f"fast fetches waited for the slow one: {fast_s:.1f} s"
+            assert not messages[0].acked
+            assert not any(m.acked for m in messages[1:])  # released in offset order
+            await until(lambda: all(m.acked for m in messages), "all released")
+
+    run(go())
+    keys = sorted(k or b"" for k, _v, _h in send.on(Topic.FRAMES))
+    assert keys == sorted(f"sku-{n}".encode() for n in range(8))
+
+
+def test_offsets_are_released_in_order_when_fetches_finish_out_of_order(tmp_path: Path) -> None:
+    send = Recorder()
+    urls = ["https://shop.example/slow-0.jpg", URL]
+    fetcher = SlowFetcher({u: jpeg() for u in urls}, delay_s=1.0)
+    p = small_pipeline(tmp_path, send, 8 * 1024 * 1024, fetcher=fetcher)
+
+    async def go() -> None:
+        async with p.fetch_agent.test_context() as agent:
+            first = await put(agent, b"sku-0", request("sku-0", urls[0]))
+            second = await put(agent, b"sku-1", request("sku-1", urls[1]))
+            await until(lambda: len(send.on(Topic.FRAMES)) == 1, "the fast frame")
+            await asyncio.sleep(0.2)
+            assert not second.acked  # done, but the earlier offset is not yet durable
+            await until(lambda: first.acked and second.acked, "both released")
+
+    run(go())
+
+
+def test_case5_on_stop_held_batches_are_withdrawn_and_never_released(tmp_path: Path) -> None:
+    """Postgres is down: the sink holds its batch and retries. On SIGTERM the held records are
+    withdrawn from Faust's in-flight set (its stop no longer waits for them) and are never
+    acked, so the next worker reads them again."""
+    send = Recorder()
+    sink = FakeSink(unavailable=10_000)
+    p = pipeline(tmp_path, send, sink=sink)
+
+    async def go() -> None:
+        async with p.sink_agent.test_context() as agent:
+            messages = [await put(agent, b"cam-1", tagged(n).to_json()) for n in range(3)]
+            await until(lambda: sink.flushes >= 2, "the retries")
+            consumer: Any = p.app.consumer
+            consumer._unacked_messages.update(messages)  # as Faust's conductor tracks them
+            assert p.begin_shutdown() == 3
+            assert not (set(messages) & set(consumer._unacked_messages))
+            sink.unavailable = 0  # Postgres back: the batch commits, but is not released
+            await until(lambda: len(sink.rows) == 3, "the rows")
+            await asyncio.sleep(0.2)
+            assert not any(m.acked for m in messages)
+
+    run(go())
+
+
+def test_a_sink_that_raises_the_unforeseen_dead_letters_only_that_record(tmp_path: Path) -> None:
+    class BuggySink(FakeSink):
+        def flush(self) -> int:
+            if any(t.frame_number == 1 for t in self.pending.values()):
+                self.flushes += 1
+                raise KeyError("a bug that only record 1 triggers")
+            return super().flush()
+
+    send = Recorder()
+    sink = BuggySink()
+    p = pipeline(tmp_path, send, sink=sink)
+
+    async def go() -> None:
+        async with p.sink_agent.test_context() as agent:
+            messages = [await put(agent, b"cam-1", tagged(n).to_json()) for n in range(3)]
+            await until(lambda: all(m.acked for m in messages), "all released")
+
+    run(go())
+    assert {k[0] for k in sink.rows} == {tagged(0).event_id, tagged(2).event_id}
+    (letter,) = send.dead_letters()
+    assert letter.reason is DeadLetterReason.INTERNAL_ERROR
+    assert "KeyError" in letter.detail

@@ -377,3 +377,117 @@ def test_cli_reads_stdin_and_exits_nonzero_when_nothing_is_sent() -> None:
     assert result.returncode == 1, result.stderr
     assert "feed stdin: 0 sent, 1 skipped" in result.stdout
     assert "missing_id" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# dirty feeds (issue 9, case 6): the producer skips the bad row with its line and reason, never
+# dies, and sends every other row -- before and after the bad one
+
+
+def send_dirty(path: Path, **kwargs: Any) -> tuple[Any, FakeProducer]:
+    fake = FakeProducer()
+    producer = FeedProducer(fake, Metrics(CollectorRegistry(), process_metrics=False), **kwargs)
+    return producer.send_file(str(path)), fake
+
+
+def sent_ids(fake: FakeProducer) -> list[str]:
+    return [ImageRequest.from_json(v).item_id for _t, _k, v, _h in fake.sent if v is not None]
+
+
+def skipped_lines(report: Any) -> dict[int, str]:
+    return {row.line: row.reason.value for row in report.examples}
+
+
+def test_a_csv_field_over_the_csv_modules_limit_skips_only_its_row(tmp_path: Path) -> None:
+    feed = tmp_path / "big.csv"
+    feed.write_text(
+        "id,image_link,description\n"
+        "a,https://x.test/a.jpg,fine\n"
+        f"b,https://x.test/b.jpg,{'x' * 131_073}\n"
+        "c,https://x.test/c.jpg,fine\n"
+    )
+    report, fake = send_dirty(feed)
+    assert sent_ids(fake) == ["a", "c"]
+    assert skipped_lines(report) == {3: "field_too_large"}
+    assert "line 3" in report.summary()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_bytes_that_are_not_utf8_skip_only_their_line(tmp_path: Path, suffix: str) -> None:
+    feed = tmp_path / f"latin1{suffix}"
+    if suffix == ".csv":
+        lines = [
+            b"id,image_link,title",
+            b"a,https://x.test/a.jpg,ok",
+            b"b,https://x.test/b.jpg,caf\xe9",
+            b"c,https://x.test/c.jpg,ok",
+        ]
+    else:
+        lines = [
+            b'{"id": "a", "image_link": "https://x.test/a.jpg"}',
+            b'{"id": "b", "image_link": "https://x.test/b.jpg", "title": "caf\xe9"}',
+            b'{"id": "c", "image_link": "https://x.test/c.jpg"}',
+        ]
+    feed.write_bytes(b"\n".join(lines) + b"\n")
+    report, fake = send_dirty(feed)
+    assert sent_ids(fake) == ["a", "c"]
+    bad_line = 3 if suffix == ".csv" else 2
+    assert skipped_lines(report) == {bad_line: "not_utf8"}
+
+
+def test_a_lone_surrogate_in_an_id_skips_only_its_row(tmp_path: Path) -> None:
+    feed = tmp_path / "surrogate.jsonl"
+    feed.write_text(
+        '{"id": "a", "image_link": "https://x.test/a.jpg"}\n'
+        '{"id": "b\\ud800", "image_link": "https://x.test/b.jpg"}\n'
+        '{"id": "c", "image_link": "https://x.test/c.jpg", "title": "\\udc00"}\n'
+        '{"id": "d", "image_link": "https://x.test/d.jpg"}\n'
+    )
+    report, fake = send_dirty(feed)
+    assert sent_ids(fake) == ["a", "d"]
+    assert skipped_lines(report) == {2: "not_utf8", 3: "not_utf8"}
+
+
+def test_an_id_over_the_length_limit_is_skipped_with_a_clear_reason(tmp_path: Path) -> None:
+    feed = tmp_path / "long.csv"
+    feed.write_text(f"id,image_link\na,https://x.test/a.jpg\n{'z' * 4000},https://x.test/z.jpg\n")
+    report, fake = send_dirty(feed)
+    assert sent_ids(fake) == ["a"]
+    assert skipped_lines(report) == {3: "id_too_long"}
+    assert "4000 characters" in report.examples[0].detail
+
+
+def test_a_row_too_large_for_one_kafka_message_is_skipped(tmp_path: Path) -> None:
+    feed = tmp_path / "huge.jsonl"
+    rows = [
+        {"id": "a", "image_link": "https://x.test/a.jpg"},
+        {"id": "b", "image_link": "https://x.test/b.jpg", "description": "d" * 50_000},
+        {"id": "c", "image_link": "https://x.test/c.jpg"},
+    ]
+    feed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report, fake = send_dirty(feed, max_message_bytes=20_000)
+    assert sent_ids(fake) == ["a", "c"]
+    assert skipped_lines(report) == {2: "oversize_row"}
+
+
+def test_a_row_whose_send_raises_is_skipped_and_the_rest_sent(tmp_path: Path) -> None:
+    class Refusing(FakeProducer):
+        def send(
+            self,
+            topic: str,
+            value: bytes | None = None,
+            key: bytes | None = None,
+            headers: Any = None,
+        ) -> FakeFuture:
+            if key == b"b":
+                raise RuntimeError("this producer does not like b")
+            return super().send(topic, value, key, headers)
+
+    fake = Refusing()
+    producer = FeedProducer(fake, Metrics(CollectorRegistry(), process_metrics=False))
+    report = producer.send_records(
+        [{"id": i, "image_url": f"https://x.test/{i}"} for i in "abc"], feed="f"
+    )
+    assert sent_ids(fake) == ["a", "c"]
+    assert dict(report.skipped) == {"internal_error": 1}
+    assert "RuntimeError" in report.examples[0].detail

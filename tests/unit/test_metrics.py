@@ -19,7 +19,8 @@ UNBOUNDED_LABELS = {"url", "image_url", "item_id", "event_id", "key", "offset", 
 NAME = re.compile(r"^fashionstream_[a-z][a-z0-9_]*$")
 # the attribute names other engineers' code uses
 CONTRACT = {
-    "messages_in", "messages_out", "message_bytes_out", "dead_letters", "consumer_lag",
+    "messages_in", "messages_out", "message_bytes_out", "dead_letters", "dead_letters_failed",
+    "consumer_lag",
     "batch_size", "stage_duration", "end_to_end_latency", "rows_written", "sink_errors",
     "items_sent", "items_skipped", "bytes_fetched", "frames_decoded", "frames_sent",
     "frames_dropped", "video_decode_errors", "source_lag", "reconnects",

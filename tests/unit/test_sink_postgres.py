@@ -3,6 +3,7 @@ isolation of a rejected record, reconnecting after an outage, and the feed-colum
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -14,9 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fashionstream.records import SourceKind, TaggedImage
-from sinks.errors import PostgresUnavailableError, RecordsRejectedError
+from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
 from sinks.metrics import Metrics
-from sinks.postgres import ItemFields, PostgresSink, item_fields
+from sinks.postgres import SCHEMA_PROBE, ItemFields, PostgresSink, item_fields
 from tests.integration.conftest import tagged_image
 
 TABLE = re.compile(
@@ -44,6 +45,11 @@ class FakeCursor:
 
     def execute(self, query: bytes | str, params: object = None) -> None:
         text = query if isinstance(query, bytes) else query.encode()
+        if text == SCHEMA_PROBE.encode():
+            self.connection.probes += 1
+            if self.connection.schema_error is not None:
+                raise self.connection.schema_error
+            return
         args, self._args = self._args, []
         self.connection.log.append((text, args))
         if self.connection.fail is not None:
@@ -83,6 +89,8 @@ class FakeConnection:
         self.log: list[tuple[bytes, list[tuple[Any, ...]]]] = []
         self.commits = 0
         self.rollbacks = 0
+        self.probes = 0
+        self.schema_error: Exception | None = None
         self.closed = 0
         self.next_id = 1
 
@@ -205,6 +213,13 @@ def test_an_empty_flush_does_not_connect() -> None:
     assert factory.made == []
 
 
+def pg_error(code: str, message: str, base: type[psycopg2.Error] = psycopg2.Error) -> Exception:
+    """A psycopg2 error carrying an SQLSTATE, as the server's would (psycopg2's own pgcode is
+    read-only)."""
+    kind = type(f"Fake{code}", (base,), {"pgcode": code})
+    return kind(message)
+
+
 def _fail_on_table(table: str, error: Exception) -> Callable[..., Exception | None]:
     def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
         return error if re.match(rb"\s*INSERT INTO " + table.encode(), text) else None
@@ -217,9 +232,12 @@ def _fail_on_table(table: str, error: Exception) -> Callable[..., Exception | No
     [
         psycopg2.OperationalError("server closed the connection unexpectedly"),
         psycopg2.InterfaceError("connection already closed"),
-        psycopg2.ProgrammingError('relation "garments" does not exist'),
+        pg_error("57P01", "terminating connection due to administrator command"),
+        pg_error("53300", "sorry, too many clients already"),
+        pg_error("08006", "connection failure"),
+        pg_error("58030", "could not write to file"),
     ],
-    ids=["connection-lost", "closed", "not-migrated"],
+    ids=["connection-lost", "closed", "admin-shutdown", "too-many-clients", "08", "58"],
 )
 def test_a_database_failure_is_unavailable_and_keeps_the_batch(error: Exception) -> None:
     factory = Factory(_fail_on_table("garments", error))
@@ -241,6 +259,111 @@ def test_a_database_failure_is_unavailable_and_keeps_the_batch(error: Exception)
         "fashionstream_sink_errors_total", {"error": "unavailable"}
     )
     assert unavailable == 1.0
+
+
+def test_a_database_that_is_not_migrated_is_unavailable_not_bad_data() -> None:
+    """The schema probe on each new connection fails: an outage, even though the SQLSTATE
+    (42P01) is of a class that means bad data during a write."""
+    factory = Factory()
+    sink, _ = _sink(factory)
+    sink.add(tagged_image(index=1))
+    original = FakeConnection.cursor
+
+    def cursor(self: FakeConnection) -> FakeCursor:
+        self.schema_error = pg_error("42P01", 'relation "garments" does not exist')
+        return original(self)
+
+    FakeConnection.cursor = cursor  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PostgresUnavailableError, match="schema is not usable"):
+            sink.flush()
+    finally:
+        FakeConnection.cursor = original  # type: ignore[method-assign]
+    assert sink.pending == 1
+    assert sink.flush() == 1
+    assert [c.probes for c in factory.made] == [1, 1]  # once per connection
+    assert sink.flush() == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (pg_error("08006", "connection failure"), True),
+        (pg_error("53100", "disk full"), True),
+        (pg_error("57P01", "admin shutdown"), True),
+        (pg_error("58030", "io error"), True),
+        (pg_error("40P01", "deadlock detected"), True),
+        (psycopg2.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg2.InterfaceError("connection already closed"), True),
+        # raised by the data: 54000 is an OperationalError subclass in psycopg2, still data
+        (
+            pg_error("54000", "index row size exceeds btree maximum", psycopg2.OperationalError),
+            False,
+        ),
+        (pg_error("21000", "ON CONFLICT DO UPDATE command cannot affect row a second time"), False),
+        (pg_error("22P02", "invalid input syntax for type uuid"), False),
+        (pg_error("23514", "new row violates check constraint"), False),
+        (pg_error("42804", "datatype mismatch"), False),
+        (psycopg2.ProgrammingError("can't adapt type 'dict'"), False),
+        (ValueError("A string literal cannot contain NUL (0x00) characters."), False),
+        (KeyError("item_pk"), False),
+    ],
+    ids=lambda v: getattr(v, "pgcode", None) or type(v).__name__ if not isinstance(v, bool) else "",
+)
+def test_outage_or_bad_data_is_decided_by_the_error_class(error: Exception, outage: bool) -> None:
+    assert is_outage(error) is outage
+
+
+def _uuid_upper(tagged: TaggedImage) -> TaggedImage:
+    return dataclasses.replace(tagged, event_id=tagged.event_id.upper())
+
+
+def test_one_event_id_in_two_letter_cases_is_one_image() -> None:
+    factory = Factory()
+    sink, _ = _sink(factory)
+    record = tagged_image(index=1)
+    sink.add(record)
+    sink.add(_uuid_upper(record))
+    assert sink.pending == 1
+    assert sink.flush() == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pg_error(
+            "54000",
+            "index row size 4016 exceeds btree version 4 maximum 2704",
+            psycopg2.OperationalError,
+        ),
+        pg_error("21000", "ON CONFLICT DO UPDATE command cannot affect row a second time"),
+        KeyError("a bug in the sink"),
+    ],
+    ids=["54000", "21000", "internal"],
+)
+def test_an_error_raised_by_one_record_isolates_it_instead_of_retrying(error: Exception) -> None:
+    def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
+        if text.lstrip().startswith(b"INSERT INTO images") and any(a[8] == 7 for a in args):
+            return error
+        return None
+
+    factory = Factory(fail)
+    sink, registry = _sink(factory)
+    good, bad = tagged_image(index=1), tagged_image(index=2, width=7)
+    sink.add(good)
+    sink.add(bad)
+    with pytest.raises(RecordsRejectedError) as raised:
+        sink.flush()
+    ((rejected),) = raised.value.rejected
+    assert rejected.tagged == bad
+    expected = "internal_error" if isinstance(error, KeyError) else "sink_rejected"
+    assert rejected.reason.value == expected
+    assert raised.value.written == 1
+    assert sink.pending == 0
+    assert (
+        registry.get_sample_value("fashionstream_sink_errors_total", {"error": "unavailable"})
+        is None
+    )
 
 
 def test_a_refused_connection_is_unavailable() -> None:
