@@ -173,7 +173,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     save_detector(result.model, result.config.detector, args.out / "final.pt", half=False)
     metrics: dict[str, Any] = {}
     if not args.no_ship:
-        metrics = _ship(result, args, settings, wall_s=time.time() - started)
+        metrics = _ship(result, args, settings, started=started)
     print(
         json.dumps(
             {
@@ -190,7 +190,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ship(
-    result: Any, args: argparse.Namespace, settings: Settings, wall_s: float
+    result: Any, args: argparse.Namespace, settings: Settings, started: float
 ) -> dict[str, Any]:
     """Scores the built validation set, writes fp16 weights and the manifest entry."""
     import shlex
@@ -246,7 +246,7 @@ def _ship(
                 "data": data,
                 "command": "fashionstream " + shlex.join(sys.argv[1:]),
                 "duration_s": round(result.duration_s, 1),
-                "wall_s_with_scoring": round(wall_s, 1),
+                "wall_s_with_scoring": round(time.time() - started, 1),
                 "machine": result.machine,
                 "epochs": result.epochs,
                 "iterations": result.iterations,

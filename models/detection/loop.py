@@ -133,6 +133,7 @@ def fit(
     if calibrating and config.calibration_steps >= config.warmup_iters:
         raise ValueError("calibration_steps must end inside the warm-up")
     start_epoch, skip_batches, step, elapsed = 0, 0, 0, 0.0
+    losses: dict[str, float] = {}
     checkpoint = out_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -143,6 +144,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, skip_batches = state["epoch"], state["batches_done"]
         step, elapsed, epochs = state["step"], state["elapsed_s"], state["epochs"]
+        losses = dict(state.get("losses", {}))  # checkpoints before this field have none
         calibrating = calibrating and state["calibrating"]
         report(f"resumed from {checkpoint}: epoch {start_epoch + 1}, step {step}")
 
@@ -165,12 +167,12 @@ def fit(
                 "batches_done": batches_done,
                 "step": step,
                 "elapsed_s": elapsed,
+                "losses": losses,
             },
             tmp,
         )
         tmp.replace(checkpoint)
 
-    losses: dict[str, float] = {}
     model.train()
     epoch = start_epoch
     calibration_start = 0.0

@@ -10,6 +10,9 @@ Counted on frames every 2.5 s (contact sheets of the whole recordings):
   (23-44 s), woman with long fair hair (51-69 s), man in a black T-shirt (74-86 s), woman with
   dark hair in a grey cardigan (92-118 s), man in a grey shirt (124-136 s). Skipped where the
   shared data is not there.
+- tests/fixtures/video/closeup_1.mp4 (12 s, committed): 1 person, the woman in the grey cardigan
+  seen from the top of her head to her hips, cut by the frame's edge throughout (she comes up from
+  the bottom edge and leaves at the right); see make_clip.py.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from producers.video import VideoOptions
 pytestmark = pytest.mark.models
 
 PEOPLE_3 = REPO_ROOT / "tests" / "fixtures" / "video" / "people_3.mp4"
+CLOSEUP = REPO_ROOT / "tests" / "fixtures" / "video" / "closeup_1.mp4"
 INTEL = REPO_ROOT.parent / "shared" / "data" / "videos" / "intel_one_by_one_person.mp4"
 
 
@@ -91,3 +95,15 @@ def test_six_people_one_by_one_are_about_six_sightings(
     # stated tolerance: at most one sighting too many or too few over the six people
     assert abs(len(run.sightings) - counted) <= 1, [s.to_json() for s in run.sightings]
     print(f"intel: {len(run.sightings)} sightings for {counted} people (ratio {ratio:.2f})")
+
+
+def test_a_close_up_cut_by_the_frame_is_one_sighting(
+    settings: Settings, tagger: FashionTagger
+) -> None:
+    run = track(settings, tagger, CLOSEUP)
+    assert run.frames == 24
+    assert len(run.sightings) == 1, [s.to_json() for s in run.sightings]
+    (sighting,) = run.sightings
+    # she is in view for most of the 12 s
+    assert sighting.duration_s >= 6.0
+    assert sighting.garments
