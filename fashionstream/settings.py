@@ -136,7 +136,7 @@ class Settings:
     batch_within_s: float = _setting(0.5, "longest wait to fill a batch (Faust take(..., within))")
     detection_threshold: float = _setting(0.5, "lowest detection score kept")
     person_threshold: float = _setting(
-        0.5, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
+        0.6, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
     )
 
     # --- sink
