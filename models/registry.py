@@ -60,6 +60,7 @@ def default_registry() -> ModelRegistry:
         build_effnet_lite0_detector,
         build_resnet50_detector,
     )
+    from models.people.network import PEOPLE_ARCH, build_people_detector
 
     return ModelRegistry(
         [
@@ -80,6 +81,12 @@ def default_registry() -> ModelRegistry:
                 build_attribute_net,
                 "attributes",
                 "EfficientNet-Lite0 trunk with one classification head per attribute",
+            ),
+            ModelSpec(
+                PEOPLE_ARCH,
+                build_people_detector,
+                "detection",
+                "Faster R-CNN, EfficientNet-Lite0 FPN, one person class: people for cameras",
             ),
         ]
     )

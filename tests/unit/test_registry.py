@@ -36,6 +36,7 @@ def test_the_default_registry_lists_every_shipped_architecture() -> None:
     registry = default_registry()
     assert registry.names() == (
         "attribute_effnet_lite0",
+        "fasterrcnn_people_effnet_lite0_fpn",
         "maskrcnn_effnet_lite0_fpn",
         "maskrcnn_resnet50_fpn_v2",
     )
