@@ -58,17 +58,23 @@ class DetectorConfig:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DetectorConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"DetectorConfig: unknown fields {unknown}")
-        values = dict(raw)
-        for name in ("classes", "aspect_ratios"):
-            if name in values:
-                values[name] = tuple(values[name])
-        if "anchor_sizes" in values:
-            values["anchor_sizes"] = tuple(tuple(s) for s in values["anchor_sizes"])
-        return cls(**values)
+        return cls(**config_values(cls, raw))
+
+
+def config_values(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A detector config's saved JSON as constructor arguments: unknown fields are an error,
+    lists back to the tuples the frozen configs hold (classes, aspect ratios, anchor sizes)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {unknown}")
+    values = dict(raw)
+    for name in ("classes", "aspect_ratios"):
+        if name in values:
+            values[name] = tuple(values[name])
+    if "anchor_sizes" in values:
+        values["anchor_sizes"] = tuple(tuple(s) for s in values["anchor_sizes"])
+    return values
 
 
 class Lite0Trunk(nn.Module):

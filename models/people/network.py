@@ -22,7 +22,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from models.backbones import efficientnet_lite0 as lite0
-from models.detection.network import Lite0Fpn, Lite0Trunk, freeze_batch_norm
+from models.detection.network import Lite0Fpn, Lite0Trunk, config_values, freeze_batch_norm
 
 PEOPLE_ARCH = "fasterrcnn_people_effnet_lite0_fpn"
 PEOPLE_CLASSES = ("background", "person")
@@ -59,17 +59,7 @@ class PeopleConfig:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> PeopleConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"PeopleConfig: unknown fields {unknown}")
-        values = dict(raw)
-        for name in ("classes", "aspect_ratios"):
-            if name in values:
-                values[name] = tuple(values[name])
-        if "anchor_sizes" in values:
-            values["anchor_sizes"] = tuple(tuple(s) for s in values["anchor_sizes"])
-        return cls(**values)
+        return cls(**config_values(cls, raw))
 
 
 def build_people_detector(
