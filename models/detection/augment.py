@@ -1,6 +1,9 @@
-"""Training augmentation for the detector: scale jitter, flips, colour jitter, and copy-paste of
+"""Training augmentation for the detector: scale jitter, flips, colour jitter, copy-paste of
 whole people (with their garment instances) so a model trained on one-person street photos also
-finds several and small people in camera frames.
+finds several and small people in camera frames, and camera person crops: a CCP photo cut the
+way the tagger cuts a detected person, then degraded the way a small person of a camera frame
+looks once scaled up (shrunk and brought back, blur, JPEG, noise, dim or back light, colour
+casts, another person in front).
 
 Every function takes and returns `InstanceSample`s and draws randomness only from the
 `np.random.Generator` it is given, so a seed reproduces a run.
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models.detection import crops
 from models.detection.samples import InstanceSample, boxes_from_masks
 from models.taxonomy import DETECTOR_CLASSES, PERSON
 
@@ -37,6 +41,11 @@ class AugmentConfig:
     zoom: tuple[float, float] = (0.6, 1.2)  # photo scale jitter (1 = as is)
     flip_prob: float = 0.5
     colour_prob: float = 0.8
+    # camera person crops (0 = none: the recipe of the first shipped detector)
+    camera_crop_prob: float = 0.0
+    crop_person_height: tuple[float, float] = (30.0, 150.0)  # px the person is shrunk to
+    crop_jpeg_quality: tuple[int, int] = (20, 70)
+    crop_occlusion_prob: float = 0.3  # another person stands in front
 
 
 def resize_sample(sample: InstanceSample, width: int, height: int) -> InstanceSample:
@@ -278,6 +287,80 @@ def augment_photo(
                 out, donor, int(rng.integers(-height // 6, w)), int(rng.integers(0, h)), height
             )
     return out
+
+
+def camera_crop_view(
+    sample: InstanceSample,
+    donors: Sequence[PersonCutout],
+    config: AugmentConfig,
+    rng: np.random.Generator,
+) -> InstanceSample | None:
+    """The photo's person cut like the tagger cuts a detected one (window jittered as a
+    detector's box is), maybe half hidden by another person, then degraded to look like a
+    30-150 px camera person scaled up to the crop. None when the photo has no person."""
+    people = np.flatnonzero(sample.class_ids == PERSON_ID)
+    if not len(people):
+        return None
+    box = tuple(float(v) for v in boxes_from_masks(sample.masks[people[0]][None])[0])
+    x0, y0, x1, y1 = box
+    if donors and rng.random() < config.crop_occlusion_prob:
+        donor = donors[int(rng.integers(len(donors)))]
+        height = round((y1 - y0) * rng.uniform(0.8, 1.2))
+        width = round(donor.alpha.shape[1] * height / donor.alpha.shape[0])
+        # in front, to one side: covers 15-50% of the person's width
+        cover = rng.uniform(0.15, 0.5) * (x1 - x0)
+        x = round(x0 + cover - width) if rng.random() < 0.5 else round(x1 - cover)
+        sample = paste_person(sample, donor, x, round(y1 - height), height)
+    window = crops.crop_window(
+        box,
+        margin=float(rng.uniform(0.02, 0.2)),
+        shift=(float(rng.uniform(-0.1, 0.1)), float(rng.uniform(-0.05, 0.05))),
+    )
+    image = crops.cut(sample.image, window)
+    masks = crops.cut_masks(sample.masks, window)
+    person_height = (y1 - y0) * crops.crop_scale(window)
+    image = degrade_like_camera(image, person_height, config, rng)
+    return _drop_small(_with(sample, image, masks, sample.class_ids))
+
+
+def degrade_like_camera(
+    image: np.ndarray, person_height: float, config: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """A sharp crop whose person is `person_height` px tall -> as if that person had been
+    30-150 px tall in a compressed camera frame and scaled up to this size."""
+    h, w = image.shape[:2]
+    target = rng.uniform(*config.crop_person_height)
+    scale = min(1.0, target / max(person_height, 1.0))
+    small = (max(4, round(w * scale)), max(4, round(h * scale)))
+    out = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.3:  # motion blur at the camera's resolution
+        length = int(rng.integers(2, 5)) * 2 + 1
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2] = 1.0 / length
+        angle = float(rng.uniform(0, 180))
+        rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
+        kernel = cv2.warpAffine(kernel, rotation, (length, length))
+        out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
+    pixels = out.astype(np.float32)
+    light = rng.random()
+    if light < 0.25:  # dim: darker, flatter, a gamma lift
+        pixels = 255.0 * (pixels / 255.0 * rng.uniform(0.25, 0.6)) ** rng.uniform(0.8, 1.0)
+    elif light < 0.4:  # against the light: the person dark, the background bright
+        pixels = pixels * rng.uniform(0.3, 0.6) + rng.uniform(40, 110)
+    if rng.random() < 0.5:  # white balance off (sodium lamps, shop lighting)
+        pixels *= rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    if rng.random() < 0.6:  # sensor noise
+        pixels += rng.normal(0, rng.uniform(2, 10), pixels.shape).astype(np.float32)
+    out = np.clip(pixels, 0, 255).astype(np.uint8)
+    quality = int(rng.integers(config.crop_jpeg_quality[0], config.crop_jpeg_quality[1] + 1))
+    ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    interpolation = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    out = cv2.resize(out, (w, h), interpolation=interpolation)
+    if rng.random() < 0.3:  # out of focus
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
+    return np.ascontiguousarray(out)
 
 
 def finish(

@@ -99,6 +99,11 @@ class AugmentedDetectionSet(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]
     def view(self, index: int) -> InstanceSample:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         sample = self.source.load(index)
+        # drawn only when camera crops are on, so earlier recipes keep their random streams
+        if self.config.camera_crop_prob > 0 and rng.random() < self.config.camera_crop_prob:
+            cropped = augment.camera_crop_view(sample, self.donors, self.config, rng)
+            if cropped is not None:
+                return augment.finish(cropped, self.config, rng)
         if self.donors and rng.random() < self.config.scene_prob:
             size = self.config.scene_sizes[int(rng.integers(len(self.config.scene_sizes)))]
             others = [self.source.load(int(i)) for i in rng.integers(0, len(self.source), 2)]

@@ -14,6 +14,7 @@ import torch
 from torchvision.models.detection import MaskRCNN
 
 from models.detection import augment
+from models.detection.checkpoint import load_state, read_detector_file
 from models.detection.data import AugmentedDetectionSet, SampleSource, collate, collect_donors
 from models.detection.loop import fit, machine_description
 from models.detection.network import DetectorConfig
@@ -46,6 +47,8 @@ class TrainConfig:
     log_every: int = 20
     pretrained_backbone: bool = True
     max_iterations: int = 0  # stop early after this many (0 = the whole schedule): smoke tests
+    # a detector weights file to start from (fine-tuning) instead of the ImageNet backbone
+    init_weights: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +84,13 @@ def train_detector(
     )
     if not isinstance(model, MaskRCNN):
         raise TypeError(f"{config.detector.arch} does not build a Mask R-CNN")
+    if config.init_weights:
+        path = Path(config.init_weights)
+        saved, state = read_detector_file(path)
+        if DetectorConfig.from_json(saved) != config.detector:
+            raise ValueError(f"{path} was trained with another detector config than this run's")
+        load_state(model, state, path, config.detector.arch)
+        report(f"starting from {path}")
     model.transform.min_size = config.train_min_sizes
     model.transform.max_size = config.train_max_size
     report(f"collecting people for copy-paste from {len(source)} photos")
