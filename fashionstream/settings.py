@@ -138,6 +138,11 @@ class Settings:
     person_threshold: float = _setting(
         0.6, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
     )
+    garments_per_person: bool = _setting(
+        True,
+        "find garments on each detected person's crop; false: the garment detector on the"
+        " whole frame (the single-stage path)",
+    )
 
     # --- sink
     sink_batch_size: int = _setting(64, "tagged images written per Postgres transaction")

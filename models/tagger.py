@@ -1,5 +1,14 @@
-"""FashionTagger: detect garments and people, crop each garment (mask-aware), classify every
-crop of a batch in one call, read colours, and return DESIGN.md's per-image `ImageTags`.
+"""FashionTagger: find people, then the garments on each of them; crop each garment
+(mask-aware), classify every crop of a batch in one call, read colours, and return DESIGN.md's
+per-image `ImageTags`.
+
+People first: with the camera person detector, every person it finds is cut out with some
+context and scaled to the crop size the garment detector was trained on (models.detection.crops),
+all crops of a batch of frames go through the garment detector in one call, and the garments
+found on a person (their box centre inside that person's box) are mapped back to the frame. A
+camera person 40 px tall is then seen by the garment model at about 300 px, and every garment has
+its wearer by construction. Images where nobody is found (catalogue product shots) go through
+the garment detector whole.
 
 Catalogue photos: when the detector finds neither a garment nor a person in an image whose
 border is one flat colour (a studio shot), the whole product is treated as one garment: its mask
@@ -10,6 +19,7 @@ not flat, and an empty street stays empty.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +29,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from models.attributes.calibration import UNKNOWN
 from models.colour import read_colour
+from models.detection import crops as person_crops
 from models.detection.runner import Detector
 from models.people.runner import PeopleDetector, PersonBoxes
 from models.tags import (
@@ -36,6 +48,7 @@ from models.taxonomy import GARMENT_CATEGORIES, PERSON
 Box = tuple[float, float, float, float]
 CATEGORY_HEAD = "category"
 STYLE_HEAD = "usage"
+GENDER_HEAD = "gender"
 
 
 class AttributeRunner(Protocol):
@@ -73,6 +86,8 @@ class TaggerSettings(Protocol):
     def detection_threshold(self) -> float: ...
     @property
     def person_threshold(self) -> float: ...
+    @property
+    def garments_per_person(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ class TaggerThresholds:
     # a garment belongs to the person whose mask holds at least this share of its pixels (most
     # wins); failing that, whose box holds at least this share of its box
     association: float = 0.5
+    # one garment found on two overlapping people's crops: the same category with masks
+    # overlapping this much (IoU) is one garment, the higher score kept
+    duplicate_iou: float = 0.5
     # catalogue fallback: a border is "flat" when this share of its pixels is within
     # `border_distance` (RGB Euclidean) of the border's median colour; product pixels are
     # those further than `product_distance` from it (20 keeps white garments on white, looked
@@ -105,6 +123,8 @@ class FashionTagger:
         max_batch: int = 8,
         colour: Callable[[np.ndarray, np.ndarray], ColourReading] = read_colour,
         people: PeopleDetector | None = None,
+        crop_detector: Detector | None = None,
+        confidence: Mapping[str, float] | None = None,
     ) -> None:
         for head in (CATEGORY_HEAD, STYLE_HEAD):
             if head not in classifier.heads:
@@ -118,6 +138,14 @@ class FashionTagger:
         # the camera person detector: when given, people come from it, not from the garment
         # detector's person class (which only knows CCP's large, upright, full-body people)
         self.people = people
+        # the garment detector fed person crops (same network at the crop's input size): with
+        # `people`, garments are found on each person's crop instead of the whole frame
+        if crop_detector is not None and people is None:
+            raise ValueError("garments per person need the person detector")
+        self.crop_detector = crop_detector
+        # head -> lowest top probability stated; below it the attribute is `unknown`
+        # (models.attributes.calibration); heads not named are always stated
+        self.confidence = dict(confidence or {})
         self.classifier = classifier
         self.thresholds = thresholds or TaggerThresholds()
         self.max_batch = max_batch
@@ -133,6 +161,7 @@ class FashionTagger:
         import torch
 
         from models import weights as W
+        from models.attributes.calibration import thresholds_from
         from models.attributes.classifier import AttributeClassifier
         from models.registry import default_registry
         from models.runtime.build import (
@@ -159,6 +188,7 @@ class FashionTagger:
             settings.weights_dir, device=str(runtime.device)
         )
         attributes_entry = W.entry(settings.weights_dir, ATTRIBUTES_ENTRY)
+        confidence = thresholds_from(attributes_entry.metrics.get("calibration", {}))
         runner = attribute_runner(
             classifier,
             runtime,
@@ -167,13 +197,18 @@ class FashionTagger:
             std=attributes_entry.preprocessing["std"],
         )
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
-        people, person_threshold = None, threshold
+        people, person_threshold, crop_detector = None, threshold, None
         if PEOPLE_ENTRY in W.load_manifest(settings.weights_dir):
             person_threshold = settings.person_threshold
             people, people_entry = shipped_people_runner(
                 settings.weights_dir, runtime, person_threshold
             )
             version = f"{version}+people:{people_entry.version}"
+            if settings.garments_per_person:
+                crop_detector = detector.at_input_size(
+                    person_crops.CROP_WIDTH, person_crops.CROP_HEIGHT
+                )
+                version = f"{version}+crops"
         return cls(
             detector,
             runner,
@@ -181,12 +216,14 @@ class FashionTagger:
             thresholds=TaggerThresholds(garment=threshold, person=person_threshold),
             max_batch=settings.batch_size,
             people=people,
+            crop_detector=crop_detector,
+            confidence=confidence,
         )
 
     @property
     def model_version(self) -> str:
         """ "det:<detector version>+attr:<classifier version>[+people:<person detector
-        version>]", from the weights manifest."""
+        version>[+crops]]", from the weights manifest; "+crops": garments found per person."""
         return self._model_version
 
     def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
@@ -204,28 +241,39 @@ class FashionTagger:
 
     def _tag_chunk(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
         clock = _StageClock()
-        detections = self.detector.detect(images)
-        clock.lap("detect")
-        person_boxes: list[PersonBoxes | None] = [None] * len(images)
-        if self.people is not None:
-            person_boxes = list(self.people.detect(images))
-            clock.lap("people")
-        found = [
-            self._split(image, d, p)
-            for image, d, p in zip(images, detections, person_boxes, strict=True)
-        ]
+        if self.crop_detector is not None:
+            found = self._find_per_person(images, clock)
+        else:
+            detections = self.detector.detect(images)
+            clock.lap("detect")
+            person_boxes: list[PersonBoxes | None] = [None] * len(images)
+            if self.people is not None:
+                person_boxes = list(self.people.detect(images))
+                clock.lap("people")
+            found = [
+                self._split(image, d, p)
+                for image, d, p in zip(images, detections, person_boxes, strict=True)
+            ]
+        found = [(self._with_wearers(garments, people), people) for garments, people in found]
+        # every garment's crop, then the crop of each person wearing one (their gender)
         crops: list[np.ndarray] = []
-        for image, (garments, _) in zip(images, found, strict=True):
+        wearers: list[list[int]] = []
+        for image, (garments, people) in zip(images, found, strict=True):
             crops.extend(self.classifier.prepare(image, g.box, g.mask) for g in garments)
+            worn = sorted({g.person for g in garments if g.person is not None})
+            crops.extend(self.classifier.prepare(image, people[j].box, None) for j in worn)
+            wearers.append(worn)
         clock.lap("crop")
         probabilities = self.classifier.predict(crops)
         clock.lap("classify")
         assembled = []
         cursor = 0
-        for image, (garments, people) in zip(images, found, strict=True):
+        for image, (garments, people), worn in zip(images, found, wearers, strict=True):
             probs = probabilities[cursor : cursor + len(garments)]
             cursor += len(garments)
-            assembled.append(self._assemble(image, garments, people, probs))
+            person_probs = dict(zip(worn, probabilities[cursor : cursor + len(worn)], strict=True))
+            cursor += len(worn)
+            assembled.append(self._assemble(image, garments, people, probs, person_probs))
         clock.lap("colour_and_assemble")
         share = {stage: seconds / len(images) for stage, seconds in clock.stages.items()}
         share["total"] = sum(share.values())
@@ -272,6 +320,76 @@ class FashionTagger:
                 garments.append(_Garment(None, 0.0, _mask_box(product), product))
         return garments, people
 
+    def _find_per_person(
+        self, images: Sequence[np.ndarray], clock: _StageClock
+    ) -> list[tuple[list[_Garment], list[_Person]]]:
+        """People from the person detector, garments from each person's crop (one garment
+        detector call for every crop of the chunk); images with nobody in them go through the
+        garment detector whole (product shots), then the catalogue fallback."""
+        if self.people is None or self.crop_detector is None:
+            raise RuntimeError("garments per person need the person detector")
+        people = [
+            self._boxed_people(image.shape[:2], boxes)
+            for image, boxes in zip(images, self.people.detect(images), strict=True)
+        ]
+        clock.lap("people")
+        owners = [(i, j) for i, persons in enumerate(people) for j in range(len(persons))]
+        windows = [person_crops.crop_window(people[i][j].box) for i, j in owners]
+        cut = [person_crops.cut(images[i], w) for (i, _), w in zip(owners, windows, strict=True)]
+        garments: list[list[_Garment]] = [[] for _ in images]
+        if cut:
+            detections = self.crop_detector.detect(cut)
+            for (i, j), window, found in zip(owners, windows, detections, strict=True):
+                garments[i].extend(
+                    self._garments_of_person(images[i].shape[:2], people[i][j], j, window, found)
+                )
+        clock.lap("detect")  # garments, on the crops
+        unpeopled = [i for i, persons in enumerate(people) if not persons]
+        if unpeopled:
+            whole = self.detector.detect([images[i] for i in unpeopled])
+            for i, in_whole in zip(unpeopled, whole, strict=True):
+                garments[i] = self._split(images[i], in_whole, None)[0]
+            clock.lap("detect")
+        out = []
+        for image, found_garments, persons in zip(images, garments, people, strict=True):
+            kept = _deduplicated(found_garments, self.thresholds.duplicate_iou)
+            if not kept:
+                product = catalogue_product_mask(image, self.thresholds)
+                if product is not None:
+                    kept.append(_Garment(None, 0.0, _mask_box(product), product))
+            out.append((kept, persons))
+        return out
+
+    def _garments_of_person(
+        self,
+        frame_shape: tuple[int, int],
+        person: _Person,
+        index: int,
+        window: person_crops.Window,
+        found: Detections,
+    ) -> list[_Garment]:
+        """The garments the detector found in one person's crop, in frame coordinates: those
+        whose box centre lies in the person's box (the rest belong to someone beside them)."""
+        h, w = frame_shape
+        boxes = person_crops.boxes_to_frame(found.boxes, window)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        px0, py0, px1, py1 = person.box
+        garments = []
+        for k in range(len(found)):
+            name = found.class_names[int(found.class_ids[k])]
+            score = float(found.scores[k])
+            if name not in GARMENT_CATEGORIES or score < self.thresholds.garment:
+                continue
+            box = _box(boxes[k])
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            if box[2] <= box[0] or box[3] <= box[1] or not (px0 <= cx <= px1 and py0 <= cy <= py1):
+                continue
+            mask = person_crops.mask_to_frame(found.masks[k], window, frame_shape)
+            if mask.any():
+                garments.append(_Garment(name, score, box, mask, person=index))
+        return garments
+
     def _boxed_people(self, shape: tuple[int, int], found: PersonBoxes) -> list[_Person]:
         h, w = shape
         people = []
@@ -285,25 +403,40 @@ class FashionTagger:
             people.append(_Person(float(score), _box(box), mask))
         return people
 
+    def _with_wearers(self, garments: list[_Garment], people: list[_Person]) -> list[_Garment]:
+        """Each garment with its wearer: known when found on a person's crop, else the person
+        holding most of it (or nobody)."""
+        return [
+            g
+            if g.person is not None
+            else dataclasses.replace(g, person=associate(g, people, self.thresholds.association))
+            for g in garments
+        ]
+
     def _assemble(
         self,
         image: np.ndarray,
         garments: list[_Garment],
         people: list[_Person],
         probabilities: Sequence[Mapping[str, np.ndarray]],
+        person_probabilities: Mapping[int, Mapping[str, np.ndarray]],
     ) -> tuple[tuple[GarmentTags, ...], tuple[PersonTags, ...]]:
         person_tags = tuple(PersonTags(p.score, p.box, RleMask.encode(p.mask)) for p in people)
+        genders = self._person_genders(garments, probabilities, person_probabilities)
         garment_tags = []
-        for garment, probs in zip(garments, probabilities, strict=True):
+        for garment, garment_probs in zip(garments, probabilities, strict=True):
+            probs = dict(garment_probs)
+            if garment.person in genders:
+                probs[GENDER_HEAD] = genders[garment.person]
             top = {
-                head: Prediction(
-                    str(labels[int(np.argmax(probs[head]))]), min(1.0, float(np.max(probs[head])))
-                )
+                head: self._stated(head, labels, probs[head])
                 for head, labels in self.classifier.heads.items()
             }
             category, score = garment.category, garment.score
             if category is None:  # catalogue fallback: the classifier names the product
-                category, score = top[CATEGORY_HEAD].label, top[CATEGORY_HEAD].prob
+                labels = self.classifier.heads[CATEGORY_HEAD]
+                category = str(labels[int(np.argmax(probs[CATEGORY_HEAD]))])
+                score = min(1.0, float(np.max(probs[CATEGORY_HEAD])))
             garment_tags.append(
                 GarmentTags(
                     category=category,
@@ -317,10 +450,37 @@ class FashionTagger:
                     },
                     colour=self._colour(image, garment.mask),
                     style=top[STYLE_HEAD],
-                    person_index=associate(garment, people, self.thresholds.association),
+                    person_index=garment.person,
                 )
             )
         return tuple(garment_tags), person_tags
+
+    def _person_genders(
+        self,
+        garments: list[_Garment],
+        probabilities: Sequence[Mapping[str, np.ndarray]],
+        person_probabilities: Mapping[int, Mapping[str, np.ndarray]],
+    ) -> dict[int, np.ndarray]:
+        """Gender is the wearer's, not the shoe's: per person, the mean of the gender
+        probabilities of their own crop and of every garment they wear."""
+        if GENDER_HEAD not in self.classifier.heads:
+            return {}
+        votes: dict[int, list[np.ndarray]] = {
+            j: [probs[GENDER_HEAD]] for j, probs in person_probabilities.items()
+        }
+        for garment, probs in zip(garments, probabilities, strict=True):
+            if garment.person is not None:
+                votes.setdefault(garment.person, []).append(probs[GENDER_HEAD])
+        return {j: np.mean(v, axis=0) for j, v in votes.items()}
+
+    def _stated(self, head: str, labels: Sequence[str], probs: np.ndarray) -> Prediction:
+        """The head's top label, or `unknown` when its probability is under the head's
+        calibrated threshold (the probabilities are stored either way)."""
+        best = int(np.argmax(probs))
+        prob = min(1.0, float(probs[best]))
+        if prob < self.confidence.get(head, 0.0):
+            return Prediction(UNKNOWN, prob)
+        return Prediction(str(labels[best]), prob)
 
 
 @dataclass(frozen=True)
@@ -329,6 +489,7 @@ class _Garment:
     score: float
     box: Box
     mask: np.ndarray
+    person: int | None = None  # found on this person's crop: their wearer by construction
 
 
 @dataclass(frozen=True)
@@ -357,6 +518,26 @@ def _mask_box(mask: np.ndarray) -> Box:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def _deduplicated(garments: list[_Garment], max_iou: float) -> list[_Garment]:
+    """Highest score first, dropping a garment whose mask overlaps a kept one of the same
+    category by more than `max_iou` (found again on an overlapping neighbour's crop)."""
+    kept: list[_Garment] = []
+    for garment in sorted(garments, key=lambda g: -g.score):
+        if not any(
+            k.category == garment.category
+            and _box_inside_share(garment.box, k.box) > 0
+            and _mask_iou(garment.mask, k.mask) > max_iou
+            for k in kept
+        ):
+            kept.append(garment)
+    return kept
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 0.0
 
 
 def associate(garment: _Garment, people: Sequence[_Person], min_share: float) -> int | None:

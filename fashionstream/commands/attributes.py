@@ -67,6 +67,13 @@ def register(train: Commands, evaluate: Commands) -> None:
     source.add_argument("--products", type=Path, help="catalogue-format folder")
     source.add_argument("--folders", type=Path, help="clothing-small-format folder")
     source.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose each head's confidence threshold (below it the tagger stores `unknown`) "
+        "on the held-out catalogue photos of --data, as photographed and camera-degraded; "
+        "with --write-manifest, store them in the manifest entry",
+    )
+    source.add_argument(
         "--held-out",
         action="store_true",
         help="every figure of the model card, on this project's held-out splits of --data",
@@ -80,7 +87,7 @@ def register(train: Commands, evaluate: Commands) -> None:
     e.add_argument(
         "--write-manifest",
         action="store_true",
-        help="with --held-out: store the figures as the manifest entry's metrics",
+        help="with --held-out or --calibrate: store the figures in the manifest entry",
     )
     e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -136,7 +143,21 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
 
     classifier = AttributeClassifier.from_weights(args.weights)
     report: dict[str, Any]
-    if args.held_out:
+    if args.calibrate:
+        from models import weights as W
+        from models.attributes.classifier import MANIFEST_NAME
+        from models.attributes.data import DataLayout
+        from models.attributes.evaluate import calibrate_on_held_out
+
+        report = calibrate_on_held_out(
+            classifier, DataLayout(args.data), batch_size=args.batch_size, progress=_progress
+        )
+        text = _calibration_table(report)
+        if args.write_manifest:
+            entry = W.entry(args.weights, MANIFEST_NAME)
+            metrics = {**entry.metrics, "calibration": report}
+            W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": metrics}))
+    elif args.held_out:
         from models import weights as W
         from models.attributes.classifier import MANIFEST_NAME
         from models.attributes.data import DataLayout
@@ -145,7 +166,9 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         text = held_out_table(report)
         if args.write_manifest:
             entry = W.entry(args.weights, MANIFEST_NAME)
-            W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": report}))
+            # calibration is chosen by --calibrate; the held-out figures do not replace it
+            metrics = {**report, **{k: v for k, v in entry.metrics.items() if k == "calibration"}}
+            W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": metrics}))
     elif args.products is not None:
         report = evaluate_products(
             classifier, args.products, batch_size=args.batch_size, progress=_progress
@@ -158,3 +181,17 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         text = folders_table(report)
     print(json.dumps(report) if args.json else text)
     return 0
+
+
+def _calibration_table(report: dict[str, Any]) -> str:
+    lines = [
+        report["set"],
+        f"target precision {report['target_precision']}",
+        f"{'head':<16}{'threshold':>10}{'kept':>8}{'precision':>11}{'accuracy':>10}{'n':>7}",
+    ]
+    for head, row in report["heads"].items():
+        lines.append(
+            f"{head:<16}{row['threshold']:>10.3f}{row['kept_share']:>8.3f}"
+            f"{row['precision_kept']:>11.3f}{row['accuracy_all']:>10.3f}{row['n']:>7}"
+        )
+    return "\n".join(lines)

@@ -7,13 +7,17 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fashionstream.commands import Commands
-from fashionstream.settings import Settings
+from fashionstream.commands.tagger import DEFAULT_VIDEO
+from fashionstream.settings import Backend, Settings
 
 log = logging.getLogger("fashionstream.detector")
+DEFAULT_BACKGROUND = DEFAULT_VIDEO
+BACKGROUND_FRAMES = 24
 
 
 def register(train: Commands, evaluate: Commands) -> None:
@@ -99,6 +103,25 @@ def register(train: Commands, evaluate: Commands) -> None:
     e.add_argument("--min-size", type=int, default=0, help="override the inference input size")
     e.add_argument("--limit", type=int, default=0, help="only the first N photos")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument(
+        "--person-height",
+        help="comma-separated heights (px): instead of the photos themselves, each photo's "
+        "person shrunk to H px on a 640x480 camera frame, run through the whole tagger, garment "
+        "masks scored in frame coordinates (e.g. 400,200,100,60)",
+    )
+    e.add_argument(
+        "--backgrounds",
+        type=Path,
+        nargs="+",
+        default=[DEFAULT_BACKGROUND],
+        help="videos whose frames are the camera backgrounds (scaled and cut to 640x480)",
+    )
+    e.add_argument(
+        "--whole-frame",
+        action="store_true",
+        help="with --person-height: the single-stage path (garment detector on the whole "
+        "frame) instead of garments per person",
+    )
     e.set_defaults(func=_evaluate)
 
 
@@ -248,6 +271,8 @@ def _ship(
 
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.person_height:
+        return _evaluate_on_camera_scenes(settings, args)
     import torch
 
     from models.detection import ccp
@@ -298,3 +323,76 @@ def _table(report: dict[str, Any]) -> str:
             f"{name:<10} {row['instances']:>5} {row['box_ap50']:>9.3f} {row['mask_ap50']:>10.3f}"
         )
     return "\n".join(lines)
+
+
+def _evaluate_on_camera_scenes(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from models.detection import camera_scenes, ccp
+    from models.tagger import FashionTagger
+
+    heights = [int(v) for v in args.person_height.split(",")]
+    settings = dataclasses.replace(
+        settings,
+        garments_per_person=settings.garments_per_person and not args.whole_frame,
+        weights_dir=args.weights or settings.weights_dir,
+        backend=Backend(args.backend) if args.backend else settings.backend,
+    )
+    tagger = FashionTagger.from_settings(settings)
+    backgrounds = _camera_backgrounds(args.backgrounds, BACKGROUND_FRAMES)
+    ids = ccp.image_ids(args.ccp, args.split)
+    if args.limit:
+        ids = ids[: args.limit]
+    report: dict[str, Any] = {"model": tagger.model_version, "photos": len(ids), "heights": {}}
+    for height in heights:
+        scenes = camera_scenes.camera_scenes(ccp.iter_samples(args.ccp, ids), backgrounds, height)
+        metrics = camera_scenes.evaluate_tagger_on_scenes(
+            tagger.tag,
+            scenes,
+            batch_size=settings.batch_size,
+            progress=_counter(f"{height} px", len(ids)),
+        )
+        print(file=sys.stderr)
+        report["heights"][str(height)] = metrics.to_json()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{len(ids)} photos on camera frames, tagger {report['model']}")
+    print(f"{'height':>6} {'mask AP50':>10} {'mask AP':>8} {'box AP50':>9} {'person AP50':>12}")
+    for height, row in report["heights"].items():
+        print(
+            f"{height:>6} {row['mask_ap50']:>10.3f} {row['mask_ap']:>8.3f} "
+            f"{row['box_ap50']:>9.3f} {row['person_ap50']:>12.3f}"
+        )
+    return 0
+
+
+def _counter(what: str, total: int) -> Callable[[int], None]:
+    def show(done: int) -> None:
+        print(f"\r{what}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _camera_backgrounds(videos: list[Path], count: int) -> list[Any]:
+    """`count` frames spread over the videos, each scaled to 480 px high and cut to 640 wide
+    around its centre (or scaled up to 640 wide when narrower)."""
+    import cv2
+
+    from fashionstream.commands.tagger import load_frames
+    from models.detection.camera_scenes import SCENE_HEIGHT, SCENE_WIDTH
+
+    frames = []
+    for video in videos:
+        if not video.is_file():
+            raise FileNotFoundError(f"no background video at {video}")
+        picked, _ = load_frames(video, max(1, count // len(videos)))
+        for frame in picked:
+            h, w = frame.shape[:2]
+            scale = max(SCENE_HEIGHT / h, SCENE_WIDTH / w)
+            size = (max(SCENE_WIDTH, round(w * scale)), max(SCENE_HEIGHT, round(h * scale)))
+            scaled = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            x0 = (size[0] - SCENE_WIDTH) // 2
+            y0 = (size[1] - SCENE_HEIGHT) // 2
+            frames.append(scaled[y0 : y0 + SCENE_HEIGHT, x0 : x0 + SCENE_WIDTH].copy())
+    return frames

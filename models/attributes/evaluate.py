@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from models import camera_look
 from models.attributes import data as D
 from models.attributes import labels as L
+from models.attributes.calibration import TARGET_PRECISION, calibrate_head
 from models.attributes.classifier import AttributeClassifier
 from models.attributes.crop import Box, product_mask
 from models.colour import read_colour
@@ -322,3 +324,65 @@ def held_out_table(report: Mapping[str, Any]) -> str:
             f" pixels {colour['pixels_vs_catalogue']:.4f}",
         ]
     )
+
+
+def calibrate_on_held_out(
+    classifier: AttributeClassifier,
+    layout: D.DataLayout,
+    *,
+    target_precision: float = TARGET_PRECISION,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: Progress[Any] = _no_progress,
+) -> dict[str, Any]:
+    """Per-head confidence thresholds (models.attributes.calibration) on the held-out catalogue
+    photos, each classified twice: as photographed, and degraded as if the product had been a
+    16-80 px garment of a camera person (models.camera_look)."""
+    rows = [
+        r for r in D.read_styles(layout.products) if D.is_held_out(r["id"], D.CATALOGUE_HELD_OUT)
+    ]
+    rng = np.random.default_rng(seed)
+    tops: dict[str, list[float]] = {}
+    correct: dict[str, list[bool]] = {}
+    batch: list[tuple[Mapping[str, str], np.ndarray]] = []
+
+    def flush() -> None:
+        probabilities = classifier.predict([crop for _, crop in batch])
+        for (row, _), probs in zip(batch, probabilities, strict=True):
+            for head, truth in _catalogue_truth(row, classifier.heads).items():
+                label = classifier.heads[head][int(np.argmax(probs[head]))]
+                tops.setdefault(head, []).append(float(np.max(probs[head])))
+                correct.setdefault(head, []).append(label == truth)
+        batch.clear()
+
+    for row in progress(rows, "calibrate on held-out products", len(rows)):
+        image = D.catalogue_image(layout.products, row["id"])
+        degraded = camera_look.degrade(image, image.shape[0], rng, heights=(16.0, 80.0))
+        for version in (image, degraded):
+            batch.append((row, classifier.prepare(version, None, None)))
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return {
+        "set": f"{len(rows)} held-out catalogue photos, each as photographed and degraded like "
+        "a 16-80 px camera garment",
+        "target_precision": target_precision,
+        "heads": {
+            head: calibrate_head(tops[head], correct[head], target_precision).to_json()
+            for head in sorted(tops)
+        },
+    }
+
+
+def _catalogue_truth(row: Mapping[str, str], heads: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """{head: true label} of a styles.csv row, for the heads whose label the model has."""
+    truth = {
+        head: row.get(head, "").strip()
+        for head in L.CATALOGUE_HEADS
+        if head in heads and row.get(head, "").strip() in heads[head]
+    }
+    category = L.ARTICLE_TO_CATEGORY.get(row.get("articleType", "").strip())
+    if "category" in heads and category is not None and category in heads["category"]:
+        truth["category"] = category
+    return truth

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models import camera_look
 from models.detection import crops
 from models.detection.samples import InstanceSample, boxes_from_masks
 from models.taxonomy import DETECTOR_CLASSES, PERSON
@@ -301,8 +302,8 @@ def camera_crop_view(
     people = np.flatnonzero(sample.class_ids == PERSON_ID)
     if not len(people):
         return None
-    box = tuple(float(v) for v in boxes_from_masks(sample.masks[people[0]][None])[0])
-    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = (float(v) for v in boxes_from_masks(sample.masks[people[0]][None])[0])
+    box = (x0, y0, x1, y1)
     if donors and rng.random() < config.crop_occlusion_prob:
         donor = donors[int(rng.integers(len(donors)))]
         height = round((y1 - y0) * rng.uniform(0.8, 1.2))
@@ -328,39 +329,9 @@ def degrade_like_camera(
 ) -> np.ndarray:
     """A sharp crop whose person is `person_height` px tall -> as if that person had been
     30-150 px tall in a compressed camera frame and scaled up to this size."""
-    h, w = image.shape[:2]
-    target = rng.uniform(*config.crop_person_height)
-    scale = min(1.0, target / max(person_height, 1.0))
-    small = (max(4, round(w * scale)), max(4, round(h * scale)))
-    out = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
-    if rng.random() < 0.3:  # motion blur at the camera's resolution
-        length = int(rng.integers(2, 5)) * 2 + 1
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2] = 1.0 / length
-        angle = float(rng.uniform(0, 180))
-        rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0)
-        kernel = cv2.warpAffine(kernel, rotation, (length, length))
-        out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
-    pixels = out.astype(np.float32)
-    light = rng.random()
-    if light < 0.25:  # dim: darker, flatter, a gamma lift
-        pixels = 255.0 * (pixels / 255.0 * rng.uniform(0.25, 0.6)) ** rng.uniform(0.8, 1.0)
-    elif light < 0.4:  # against the light: the person dark, the background bright
-        pixels = pixels * rng.uniform(0.3, 0.6) + rng.uniform(40, 110)
-    if rng.random() < 0.5:  # white balance off (sodium lamps, shop lighting)
-        pixels *= rng.uniform(0.8, 1.2, 3).astype(np.float32)
-    if rng.random() < 0.6:  # sensor noise
-        pixels += rng.normal(0, rng.uniform(2, 10), pixels.shape).astype(np.float32)
-    out = np.clip(pixels, 0, 255).astype(np.uint8)
-    quality = int(rng.integers(config.crop_jpeg_quality[0], config.crop_jpeg_quality[1] + 1))
-    ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if ok:
-        out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    interpolation = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
-    out = cv2.resize(out, (w, h), interpolation=interpolation)
-    if rng.random() < 0.3:  # out of focus
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
-    return np.ascontiguousarray(out)
+    return camera_look.degrade(
+        image, person_height, rng, heights=config.crop_person_height, jpeg=config.crop_jpeg_quality
+    )
 
 
 def finish(

@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 
 from models.detection.runner import Detector
 from models.detection.samples import InstanceSample, boxes_from_masks
+from models.tags import Detections
 from models.taxonomy import DETECTOR_CLASSES, GARMENT_CATEGORIES, PERSON
 
 
@@ -69,47 +70,17 @@ def evaluate_detector(
     The detector's class names must be DETECTOR_CLASSES' (same ids)."""
     if tuple(detector.class_names) != DETECTOR_CLASSES:
         raise ValueError(f"detector classes {detector.class_names} are not {DETECTOR_CLASSES}")
-    images: list[dict[str, Any]] = []
-    truth: list[dict[str, Any]] = []
-    found: list[dict[str, Any]] = []
-    seconds = 0.0
+    scores = DetectionScoring()
     batch: list[InstanceSample] = []
 
     def run(batch: list[InstanceSample]) -> None:
-        nonlocal seconds
         start = time.perf_counter()
         results = detector.detect([s.image for s in batch])
-        seconds += time.perf_counter() - start
+        scores.seconds += time.perf_counter() - start
         for sample, detections in zip(batch, results, strict=True):
-            image_id = len(images) + 1
-            h, w = sample.image.shape[:2]
-            images.append({"id": image_id, "width": w, "height": h, "file_name": sample.image_id})
-            for mask, class_id, box in zip(
-                sample.masks, sample.class_ids, boxes_from_masks(sample.masks), strict=True
-            ):
-                truth.append(
-                    {
-                        "id": len(truth) + 1,
-                        "image_id": image_id,
-                        "category_id": int(class_id),
-                        "segmentation": _rle(mask),
-                        "area": float(mask.sum()),
-                        "bbox": _xywh(box),
-                        "iscrowd": 0,
-                    }
-                )
-            for i in range(len(detections)):
-                found.append(
-                    {
-                        "image_id": image_id,
-                        "category_id": int(detections.class_ids[i]),
-                        "segmentation": _rle(detections.masks[i]),
-                        "bbox": _xywh(detections.boxes[i]),
-                        "score": float(detections.scores[i]),
-                    }
-                )
+            scores.add(sample, detections)
             if progress is not None:
-                progress(len(images))
+                progress(len(scores.images))
 
     for sample in samples:
         batch.append(sample)
@@ -118,9 +89,52 @@ def evaluate_detector(
             batch = []
     if batch:
         run(batch)
-    if not images:
-        raise ValueError("no samples to evaluate")
-    return _score(images, truth, found, seconds / len(images))
+    return scores.metrics()
+
+
+@dataclass
+class DetectionScoring:
+    """Ground truth and detections gathered image by image, then scored with pycocotools.
+    Detections' class ids index DETECTOR_CLASSES."""
+
+    images: list[dict[str, Any]] = field(default_factory=list)
+    truth: list[dict[str, Any]] = field(default_factory=list)
+    found: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # time spent detecting, for seconds_per_image
+
+    def add(self, sample: InstanceSample, detections: Detections) -> None:
+        image_id = len(self.images) + 1
+        h, w = sample.image.shape[:2]
+        self.images.append({"id": image_id, "width": w, "height": h, "file_name": sample.image_id})
+        for mask, class_id, box in zip(
+            sample.masks, sample.class_ids, boxes_from_masks(sample.masks), strict=True
+        ):
+            self.truth.append(
+                {
+                    "id": len(self.truth) + 1,
+                    "image_id": image_id,
+                    "category_id": int(class_id),
+                    "segmentation": _rle(mask),
+                    "area": float(mask.sum()),
+                    "bbox": _xywh(box),
+                    "iscrowd": 0,
+                }
+            )
+        for i in range(len(detections)):
+            self.found.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(detections.class_ids[i]),
+                    "segmentation": _rle(detections.masks[i]),
+                    "bbox": _xywh(detections.boxes[i]),
+                    "score": float(detections.scores[i]),
+                }
+            )
+
+    def metrics(self) -> DetectionMetrics:
+        if not self.images:
+            raise ValueError("no samples to evaluate")
+        return _score(self.images, self.truth, self.found, self.seconds / len(self.images))
 
 
 def _score(

@@ -12,6 +12,8 @@ Tensor contract of `DetectorCore` (the exported graph), after torchvision's Mask
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 from collections.abc import Sequence
 from typing import Protocol
@@ -189,6 +191,12 @@ class TorchDetector:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
+
+    def at_input_size(self, min_size: int, max_size: int) -> TorchDetector:
+        """The same network (and lock) fed at another input size: person crops."""
+        view = copy.copy(self)
+        view.config = dataclasses.replace(self.config, min_size=min_size, max_size=max_size)
+        return view
 
     def raw(self, images: Sequence[np.ndarray]) -> tuple[list[RawDetections], list[float]]:
         """Core outputs per image (numpy) and each image's resize scale. Images whose padded

@@ -16,7 +16,7 @@ from models import weights as W
 from models.attributes.classifier import AttributeClassifier
 from models.detection.checkpoint import load_detector
 from models.detection.network import DetectorConfig
-from models.detection.runner import Detector, TorchDetector
+from models.detection.runner import TorchDetector
 from models.people.network import PeopleConfig
 from models.people.runner import (
     OnnxPeopleDetector,
@@ -72,7 +72,7 @@ def detector_runner(
     threshold: float,
     *,
     min_size: int | None = None,
-) -> tuple[Detector, W.WeightsEntry, DetectorConfig]:
+) -> tuple[TorchDetector | onnx_rt.OnnxDetector, W.WeightsEntry, DetectorConfig]:
     """The manifest's detector (sha256 checked) on `runtime`; `min_size` overrides the input
     size it was shipped with (a speed/accuracy trade for experiments)."""
     entry = W.entry(weights_dir, DETECTOR_ENTRY)

@@ -10,6 +10,7 @@ Writes are atomic (temp file + rename), so workers starting together never read 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -136,6 +137,11 @@ class OnnxDetector:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
+
+    def at_input_size(self, min_size: int, max_size: int) -> OnnxDetector:
+        """The same session fed at another input size: person crops."""
+        config = dataclasses.replace(self.config, min_size=min_size, max_size=max_size)
+        return OnnxDetector(self.session, config, self.threshold)
 
     def raw(self, images: Sequence[np.ndarray]) -> tuple[list[RawDetections], list[float]]:
         raw: list[RawDetections] = []

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from models.attributes.calibration import UNKNOWN
 from models.detection import ccp
 from models.tagger import FashionTagger
 from models.tags import ImageTags
@@ -74,7 +75,8 @@ def test_street_photos_get_their_wearer_and_garments(tagger: FashionTagger) -> N
         assert set(tags.timings) >= {"detect", "classify", "total"}
         for garment in tags.garments:
             assert garment.colour.name
-            assert garment.style.label in garment.probabilities["usage"]
+            # a style under its calibrated threshold is stated as unknown
+            assert garment.style.label in [*garment.probabilities["usage"], UNKNOWN]
     assert found / expected >= 0.7, f"{found}/{expected} categories found"
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
+from models.detection import crops
 from models.people.runner import PersonBoxes
 from models.tagger import FashionTagger, TaggerThresholds, catalogue_product_mask
 from models.tags import ColourReading, Detections
@@ -318,3 +319,162 @@ def test_a_frame_where_the_person_detector_finds_nobody_has_no_people() -> None:
     (tags,) = tagger.tag([_street()])
     assert tags.people == ()
     assert tags.garments[0].person_index is None
+
+
+class CropDetector(FakeDetector):
+    """The garment detector fed person crops: answers every crop with the same detections
+    (in crop pixels, CROP_WIDTH x CROP_HEIGHT) and records the crops it saw."""
+
+    def __init__(self, items: Sequence[tuple[str, float, tuple[int, int, int, int]]]) -> None:
+        super().__init__([])
+        self.items = items
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.calls.append(len(images))
+        self.shapes.extend(image.shape for image in images)
+        return [_crop_detections(self.items) for _ in images]
+
+
+def _crop_detections(items: Sequence[tuple[str, float, tuple[int, int, int, int]]]) -> Detections:
+    h, w = crops.CROP_HEIGHT, crops.CROP_WIDTH
+    masks = np.zeros((len(items), h, w), bool)
+    for i, (_, _, (x1, y1, x2, y2)) in enumerate(items):
+        masks[i, y1:y2, x1:x2] = True
+    return Detections(
+        boxes=np.array([box for _, _, box in items], np.float32).reshape(-1, 4),
+        masks=masks,
+        scores=np.array([score for _, score, _ in items], np.float32),
+        class_ids=np.array([DETECTOR_CLASSES.index(name) for name, _, _ in items], np.int64),
+        class_names=DETECTOR_CLASSES,
+    )
+
+
+def _per_person_tagger(
+    whole: FakeDetector, on_crops: CropDetector, people: Sequence[PersonBoxes]
+) -> FashionTagger:
+    return _tagger(whole, people=FakePeople(people), crop_detector=on_crops)
+
+
+def test_garments_are_found_on_each_persons_crop_and_mapped_back_to_the_frame() -> None:
+    # a 40x90 person: their 2:3 crop window is about 70x105 frame pixels, scaled 3.2x
+    person = (30.0, 20.0, 70.0, 110.0)
+    window = crops.crop_window(person)
+    scale = crops.crop_scale(window)
+    # a top in the crop's middle, and a bag at the crop's left edge, outside the person's box
+    top = (80, 100, 150, 180)
+    bag = (0, 150, 20, 200)
+    on_crops = CropDetector([("top", 0.9, top), ("bag", 0.9, bag), ("person", 0.99, (0, 0, 5, 5))])
+    whole = FakeDetector([])
+    (tags,) = _per_person_tagger(whole, on_crops, [_people((0.9, person))]).tag([_street()])
+    assert whole.calls == []  # a frame with people never goes through the detector whole
+    assert on_crops.shapes == [(crops.CROP_HEIGHT, crops.CROP_WIDTH, 3)]
+    assert [g.category for g in tags.garments] == ["top"]  # the bag is a neighbour's
+    (garment,) = tags.garments
+    expected = (
+        window[0] + top[0] / scale,
+        window[1] + top[1] / scale,
+        window[0] + top[2] / scale,
+        window[1] + top[3] / scale,
+    )
+    assert garment.box == pytest.approx(expected, abs=0.01)
+    # the mask lands on the same frame pixels (to within the rounding of the scaling)
+    mask = garment.mask.decode()
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    assert cols[0] == pytest.approx(expected[0], abs=1.5)
+    assert rows[-1] + 1 == pytest.approx(expected[3], abs=1.5)
+    assert garment.person_index == 0
+    assert len(tags.people) == 1
+    assert {"people", "detect"} <= set(tags.timings)
+
+
+def test_all_crops_of_a_chunk_go_through_the_detector_in_one_call() -> None:
+    people = [
+        _people((0.9, (10.0, 10.0, 50.0, 110.0)), (0.9, (100.0, 10.0, 140.0, 110.0))),
+        _people((0.9, (60.0, 20.0, 90.0, 100.0))),
+    ]
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    tagged = _per_person_tagger(FakeDetector([]), on_crops, people).tag([_street(), _street()])
+    assert on_crops.calls == [3]
+    assert [[g.person_index for g in t.garments] for t in tagged] == [[0, 1], [0]]
+
+
+def test_a_garment_found_again_on_an_overlapping_neighbours_crop_is_kept_once() -> None:
+    # two people almost on top of each other: the top is found on both crops
+    people = _people((0.9, (40.0, 10.0, 80.0, 110.0)), (0.8, (42.0, 12.0, 82.0, 112.0)))
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    (tags,) = _per_person_tagger(FakeDetector([]), on_crops, [people]).tag([_street()])
+    assert [g.category for g in tags.garments] == ["top"]
+
+
+def test_an_image_without_people_goes_through_the_garment_detector_whole() -> None:
+    whole = FakeDetector([_detections([("bag", 0.9, (20, 20, 80, 80))])])
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    (tags,) = _per_person_tagger(whole, on_crops, [_people()]).tag([_street()])
+    assert whole.calls == [1]
+    assert on_crops.calls == []
+    assert [g.category for g in tags.garments] == ["bag"]
+    assert tags.garments[0].box == (20.0, 20.0, 80.0, 80.0)
+
+
+def test_garments_per_person_without_a_person_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="person detector"):
+        _tagger(FakeDetector([]), crop_detector=CropDetector([]))
+
+
+class GenderClassifier(FakeClassifier):
+    """Gender (Men, Women) from what was cropped: a person crop (no mask) says Women 0.9,
+    footwear (masks under 100 px) says Men 0.8, anything else Women 0.6."""
+
+    def prepare(
+        self,
+        image: np.ndarray,
+        box: tuple[float, float, float, float] | None,
+        mask: np.ndarray | None,
+    ) -> np.ndarray:
+        super().prepare(image, box, mask)
+        kind = 0 if mask is None else (1 if mask.sum() < 100 else 2)
+        return np.full((8, 8, 3), kind, np.uint8)
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        out = super().predict(crops)
+        women = {0: 0.9, 1: 0.2, 2: 0.6}
+        for probs, crop in zip(out, crops, strict=True):
+            probs["gender"] = np.array([1 - women[int(crop[0, 0, 0])], women[int(crop[0, 0, 0])]])
+        return out
+
+
+def test_gender_is_decided_once_per_person_from_their_crop_and_all_their_garments() -> None:
+    detections = _detections(
+        [
+            ("person", 0.9, (10, 10, 60, 110)),
+            ("top", 0.9, (15, 20, 55, 60)),  # 1600 px: Women 0.6
+            ("footwear", 0.9, (20, 100, 28, 108)),  # 64 px: Men 0.8 on its own
+            ("bag", 0.9, (100, 20, 140, 60)),  # worn by nobody: keeps its own answer
+        ]
+    )
+    classifier = GenderClassifier()
+    (tags,) = _tagger(FakeDetector([detections]), classifier).tag([_street()])
+    by_category = {g.category: g for g in tags.garments}
+    # mean of the person crop (0.9), the top (0.6) and the shoe (0.2): Women 0.567
+    for worn in ("top", "footwear"):
+        assert by_category[worn].attributes["gender"].label == "Women"
+        assert by_category[worn].attributes["gender"].prob == pytest.approx(1.7 / 3, abs=1e-5)
+        assert by_category[worn].probabilities["gender"]["Men"] == pytest.approx(1.3 / 3, abs=1e-5)
+    assert by_category["bag"].attributes["gender"].prob == pytest.approx(0.6)
+    # one extra crop, the wearer's, classified in the same call as the garments
+    assert classifier.calls == [4]
+    assert (10.0, 10.0, 60.0, 110.0) in [box for box, _ in classifier.prepared]
+
+
+def test_an_attribute_under_its_calibrated_threshold_is_unknown_with_its_probabilities() -> None:
+    detections = _detections([("top", 0.9, (15, 20, 55, 60))])
+    tagger = _tagger(FakeDetector([detections]), confidence={"gender": 0.75, "usage": 0.5})
+    (tags,) = tagger.tag([_street()])
+    (garment,) = tags.garments
+    assert garment.attributes["gender"].label == "unknown"
+    assert garment.attributes["gender"].prob == pytest.approx(0.7)
+    assert garment.probabilities["gender"] == pytest.approx({"Men": 0.3, "Women": 0.7})
+    assert garment.attributes["usage"].label == "Casual"  # 0.9 >= 0.5
+    assert garment.style.label == "Casual"
+    assert garment.attributes["category"].label == "bag"  # no threshold: always stated
