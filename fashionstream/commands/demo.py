@@ -68,7 +68,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _bench_pipeline(settings: Settings, args: argparse.Namespace) -> int:
     from fashionstream.bench_pipeline import run_bench
-    from fashionstream.commands.tagger import load_frames
+    from fashionstream.commands.tagger import BUSY_PEOPLE_PER_FRAME, load_frames
     from fashionstream.local_run import RunError
     from infra.errors import StackError
 
@@ -86,6 +86,13 @@ def _bench_pipeline(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"tagger {result.tagger_fps:.2f} frames/s, pipeline {result.pipeline_fps:.2f} "
             f"frames/s, ratio {result.ratio:.3f}; latency p50 {result.latency_p50_s:.2f} s, "
-            f"p95 {result.latency_p95_s:.2f} s ({result.frames} frames x {result.repeats} runs)"
+            f"p95 {result.latency_p95_s:.2f} s ({result.frames} frames x {result.repeats} runs); "
+            f"per frame {result.people_per_frame:g} people, {result.garments_per_frame:g} garments"
+        )
+    if result.people_per_frame < BUSY_PEOPLE_PER_FRAME:
+        print(
+            f"bench pipeline: the models find {result.people_per_frame} people per frame in "
+            f"{source}: a light workload (busy frames have {BUSY_PEOPLE_PER_FRAME:g}+)",
+            file=sys.stderr,
         )
     return 0
