@@ -20,7 +20,7 @@ from fashionstream.records import SourceKind, TaggedImage
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
 from sinks.metrics import Metrics
 from sinks.postgres import SCHEMA_PROBE, ItemFields, PostgresSink, item_fields
-from tests.integration.conftest import tagged_image
+from tests.support.records import tagged_image
 
 TABLE = re.compile(
     rb'^\s*(?:INSERT INTO|DELETE FROM|UPDATE|SELECT [\w, ]+ FROM)\s+"?(\w+)', re.IGNORECASE
