@@ -30,6 +30,7 @@ import psycopg2
 from prometheus_client import CollectorRegistry
 
 from fashionstream.local_run import (
+    WORKER_COMMAND,
     DeadLetterWatch,
     RunError,
     WorkerProcess,
@@ -98,11 +99,13 @@ def run_bench_video(
     workers: Sequence[int],
     duration_s: float | None,
     pace: bool,
-    tagger_factory: str | None,
     timeout_s: float,
     progress: bool,
+    worker_command: Sequence[str] = WORKER_COMMAND,
 ) -> dict[str, Any]:
-    """Every (cameras, workers) configuration in turn on one stack; see the module docstring."""
+    """Every (cameras, workers) configuration in turn on one stack; see the module docstring.
+    `worker_command` starts each worker (another launcher of the same worker, e.g. one with a
+    fake tagger, measures the plumbing alone)."""
 
     def say(message: str) -> None:
         if progress:
@@ -118,7 +121,6 @@ def run_bench_video(
         LocalStack.from_settings(settings).start()
     except Exception as exc:
         raise BenchError(f"the local stack did not start: {exc}") from exc
-    args = ("--tagger-factory", tagger_factory) if tagger_factory else ()
     runs = []
     for n_workers in workers:
         for n_cameras in cameras:
@@ -131,7 +133,7 @@ def run_bench_video(
                     n_workers=n_workers,
                     repeats=repeats,
                     pace=pace,
-                    worker_args=args,
+                    worker_command=worker_command,
                     timeout_s=timeout_s,
                     say=say,
                 )
@@ -144,7 +146,12 @@ def run_bench_video(
         "sampling_fps": settings.video_fps,
         "batch_size": settings.batch_size,
         "backend": settings.backend.value,
-        "tagger": tagger_factory or "shipped models",
+        # the shipped models, or what the launcher the caller brought runs
+        "tagger": (
+            "shipped models"
+            if tuple(worker_command) == WORKER_COMMAND
+            else " ".join(worker_command[1:])
+        ),
         "source_decode": decode,
         "runs": runs,
     }
@@ -158,7 +165,7 @@ def _one_configuration(
     n_workers: int,
     repeats: int,
     pace: bool,
-    worker_args: tuple[str, ...],
+    worker_command: Sequence[str],
     timeout_s: float,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -168,7 +175,7 @@ def _one_configuration(
     env = settings_env(settings, consumer_group=group, worker_metrics_port=0)
     logs = settings.state_dir / "logs"
     procs = [
-        WorkerProcess(env, logs / f"bench-video-{run_id}-{i}.log", worker_args)
+        WorkerProcess(env, logs / f"bench-video-{run_id}-{i}.log", worker_command)
         for i in range(n_workers)
     ]
     watch = DeadLetterWatch(settings)

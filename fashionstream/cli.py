@@ -58,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"fashionstream: bad setting: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings)
+    code: int = args.func(settings, args)
+    return code
+
+
+def configure_logging(settings: Settings) -> None:
+    """The process's logging, once at its entry point."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,8 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # kafka-python (admin client, producers) logs every connection at INFO: a hundred lines per
     # demo run that bury the progress that matters; its warnings and errors still show
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    code: int = args.func(settings, args)
-    return code
 
 
 def _group(commands: Commands, name: str, help: str) -> Commands:

@@ -1,4 +1,4 @@
-"""Running the pipeline on one machine from Python: a `fashionstream worker` child process, a
+"""Running the pipeline on one machine from Python: a worker child process, a
 local HTTP server for sample images, and waiting until given events are in Postgres or in the
 dead-letter topic. Used by `fashionstream demo`, `fashionstream bench pipeline` and the tests."""
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,23 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """`python -m fashionstream worker` as a child process, logging to a file."""
+# the worker a local run starts: this interpreter's `fashionstream worker`
+WORKER_COMMAND = (sys.executable, "-m", "fashionstream", "worker")
 
-    def __init__(self, env: Mapping[str, str], log_file: Path, args: tuple[str, ...] = ()) -> None:
+
+class WorkerProcess:
+    """A worker as a child process, logging to a file. `command` starts it: `fashionstream
+    worker` unless the caller brings another launcher of the same worker (the tests' one runs
+    it with a fake tagger)."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_file: Path, command: Sequence[str] = WORKER_COMMAND
+    ) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = log_file
         self._log = log_file.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "fashionstream", "worker", *args],
+        self.process = subprocess.Popen(  # noqa: S603 - a worker launcher of this repository
+            list(command),
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,

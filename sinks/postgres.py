@@ -41,6 +41,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import psycopg2
+from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
 from fashionstream.records import (
@@ -94,14 +95,23 @@ def connection_factory(settings: Settings, application_name: str) -> ConnectionF
     )
 
 
-def upsert_sql(table: str, columns: Sequence[str], *, keys: int) -> str:
+def column_list(columns: Sequence[str]) -> sql.Composed:
+    """`a, b, c` with each name quoted as an identifier."""
+    return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+
+def upsert_sql(table: str, columns: Sequence[str], *, keys: int) -> sql.Composed:
     """`INSERT ... VALUES %s ON CONFLICT (<first `keys` columns>) DO UPDATE SET` every other
-    column, for `execute_values`. Identifiers are fixed names from the sinks' modules, never
-    data: joining them is not SQL injection."""
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES %s"  # noqa: S608
-        f" ON CONFLICT ({', '.join(columns[:keys])}) DO UPDATE SET "
-        + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[keys:])
+    column, for `execute_values`."""
+    return sql.SQL(
+        "INSERT INTO {table} ({columns}) VALUES %s ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    ).format(
+        table=sql.Identifier(table),
+        columns=column_list(columns),
+        keys=column_list(columns[:keys]),
+        updates=sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns[keys:]
+        ),
     )
 
 
@@ -120,7 +130,7 @@ class ReconnectingConnection:
             self._fresh = True
         return self._conn
 
-    def check_once(self, cur: Any, statement: str) -> None:
+    def check_once(self, cur: Any, statement: sql.Composable) -> None:
         """Run `statement` on `cur` on the first use of each new connection: a schema probe, so
         that a database that is not migrated fails here as an outage (SchemaNotReadyError),
         not later as the 'bad data' of every record."""
@@ -243,14 +253,16 @@ WHERE p.image_id = v.image_id AND p.person_index >= v.n
 STALE_TEMPLATE = "(%s::bigint, %s::integer)"
 # Every table and column the sink writes, read without rows: fails (42P01, 42703) on a database
 # that is not migrated, which is then an outage, so that class 42 during a write is the data's.
-SCHEMA_PROBE = ";".join(
+SCHEMA_PROBE = sql.SQL(";").join(
     (
-        "SELECT s.id, s.kind, s.source_id, s.last_seen_at FROM sources s WHERE false",
-        "SELECT c.id, c.item_id, c.attributes FROM catalogue_items c WHERE false",
-        "SELECT i.id, i.event_id, i.model_version, i.item_pk, i.timings FROM images i WHERE false",
-        "SELECT p.image_id, p.person_index, p.mask_rle FROM people p WHERE false",
-        # fixed column names of this module, never data: not SQL injection
-        "SELECT " + ", ".join(_GARMENT_COLS) + " FROM garments WHERE false",  # noqa: S608
+        sql.SQL("SELECT s.id, s.kind, s.source_id, s.last_seen_at FROM sources s WHERE false"),
+        sql.SQL("SELECT c.id, c.item_id, c.attributes FROM catalogue_items c WHERE false"),
+        sql.SQL(
+            "SELECT i.id, i.event_id, i.model_version, i.item_pk, i.timings FROM images i"
+            " WHERE false"
+        ),
+        sql.SQL("SELECT p.image_id, p.person_index, p.mask_rle FROM people p WHERE false"),
+        sql.SQL("SELECT {} FROM garments WHERE false").format(column_list(_GARMENT_COLS)),
     )
 )
 PAGE_SIZE = 1000

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
 from fashionstream.errors import SinkError
@@ -138,9 +139,8 @@ _SIGHTING_COLS = [
     "score_max", "x1", "y1", "x2", "y2", "best_event_id", "best_frame", "best_person_index",
     "best_score", "best_x1", "best_y1", "best_x2", "best_y2", "end_reason",
 ]  # fmt: skip
-UPSERT_SIGHTINGS = (
-    upsert_sql("sightings", _SIGHTING_COLS, keys=1)
-    + ", written_at = now() RETURNING id, sighting_id::text"
+UPSERT_SIGHTINGS = upsert_sql("sightings", _SIGHTING_COLS, keys=1) + sql.SQL(
+    ", written_at = now() RETURNING id, sighting_id::text"
 )
 SIGHTING_TEMPLATE = (
     "(%s::uuid, " + ", ".join(["%s"] * 15) + ", %s::uuid, " + ", ".join(["%s"] * 8) + ")"

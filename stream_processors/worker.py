@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
@@ -21,25 +20,6 @@ from stream_processors.app import Pipeline, SinkFactory
 from stream_processors.sinking import ItemSink
 
 log = logging.getLogger(__name__)
-
-
-def load_factory(spec: str) -> Callable[[Settings], Tagger]:
-    """`module:callable` -> the callable, which takes the settings and returns a Tagger.
-
-    Lets tests and benchmarks run a worker process with another tagger (e.g. a fast fake one
-    where a test is about Kafka semantics). Raises ValueError for a malformed or unknown spec.
-    """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"tagger factory {spec!r}: expected module:callable")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"tagger factory {spec!r}: {exc}") from None
-    if not callable(factory):
-        raise ValueError(f"tagger factory {spec!r} is not callable")
-    built: Callable[[Settings], Tagger] = factory
-    return built
 
 
 # exit status when the shutdown bound was reached and the process was ended without finishing

@@ -23,12 +23,6 @@ def register(commands: Commands, produce: Commands) -> None:
         description="Runs the Faust worker: images -> frames -> tagged items -> Postgres. "
         "Serves /metrics on FASHIONSTREAM_WORKER_METRICS_PORT.",
     )
-    worker.add_argument(
-        "--tagger-factory",
-        metavar="MODULE:CALLABLE",
-        help="build the tagger with this callable(settings) instead of the shipped model "
-        "(tests and benchmarks)",
-    )
     worker.set_defaults(func=_worker)
 
     images = produce.add_parser(
@@ -67,21 +61,10 @@ def register(commands: Commands, produce: Commands) -> None:
     video.set_defaults(func=_produce_video)
 
 
-def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from stream_processors.worker import load_factory, run_worker
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from stream_processors.worker import run_worker
 
-    tagger: Any = None
-    if args.tagger_factory:
-        try:
-            factory = load_factory(args.tagger_factory)
-        except ValueError as exc:
-            print(f"fashionstream worker: {exc}", file=sys.stderr)
-            return 2
-
-        def tagger() -> Any:
-            return factory(settings)
-
-    return run_worker(settings, tagger=tagger)
+    return run_worker(settings)
 
 
 def _metrics(settings: Settings) -> tuple[Any, Any]:

@@ -59,11 +59,6 @@ def register(commands: Commands, bench: Commands) -> None:
         action="store_true",
         help="send frames as fast as they decode instead of at the recording's speed",
     )
-    b.add_argument(
-        "--tagger-factory",
-        metavar="MODULE:CALLABLE",
-        help="run the workers with this tagger instead of the shipped model (plumbing only)",
-    )
     b.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_bench_video)
@@ -221,7 +216,6 @@ def _bench_video(settings: Settings, args: argparse.Namespace) -> int:
             workers=workers,
             duration_s=args.duration,
             pace=not args.no_pace,
-            tagger_factory=args.tagger_factory,
             timeout_s=args.timeout,
             progress=not args.json,
         )

@@ -24,23 +24,18 @@ from fashionstream.records import ImageRequest, SourceKind, Topic, event_id_for_
 from fashionstream.settings import BrokerKind, Settings
 from producers.image_feed import FeedProducer
 from sinks.metrics import Metrics
-from tests.integration.conftest import (
-    KAFKA_ENV,
-    PostgresControl,
-    broker_under_test,
-    connect,
-    tagged_image,
-)
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,
     catalogue_rows,
     produce_raw,
     running_worker,
     send_feed,
-    tagger_args,
     unique,
+    worker_command,
 )
+from tests.support.records import tagged_image
+from tests.support.stack import KAFKA_ENV, PostgresControl, broker_under_test, connect
 
 BOUND_S = 150.0  # the whole test, stack start excluded; typically ~60-90 s on 2 busy cores
 
@@ -151,7 +146,7 @@ def test_chaos_good_and_hostile_records_a_sigkill_and_a_postgres_restart(
 
         first_half = list(hostile)[: len(hostile) // 2]
         second_half = list(hostile)[len(hostile) // 2 :]
-        args = tagger_args()
+        args = worker_command()
         with running_worker(local_stack, group, tmp_path / "w1.log", args) as w1:
             send_hostile(first_half)
             assert send_feed(local_stack, good_rows[: len(good_rows) // 2], feed) > 0

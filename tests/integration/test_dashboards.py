@@ -1,10 +1,14 @@
 """Grafana dashboards and Prometheus config against a real Prometheus (Debian package
-`prometheus`): every panel query of every dashboard runs without error and returns series while
-a /metrics endpoint serves sample traffic for every metric; the shipped prometheus.yml and alert
-rules pass promtool; docker-compose.yml only sets settings that exist."""
+`prometheus`): every panel query of every dashboard runs without error and returns series from
+what a real run exposed -- a worker process on the session's broker and Postgres, and the real
+feed and video producers, each serving its own /metrics -- so a panel for a metric the pipeline
+never emits fails; the shipped prometheus.yml and alert rules pass promtool; docker-compose.yml
+only sets settings that exist."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -12,24 +16,41 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import DeadLetterReason, Topic
-from fashionstream.settings import Settings, env_name
+from fashionstream.local_run import start_group_at_end
+from fashionstream.records import Topic
+from fashionstream.settings import REPO_ROOT, Settings, env_name
 from infra.processes import free_port, terminate, wait_until
-from sinks.metrics import Metrics, MetricsServer, Stage, serve_metrics
+from producers.image_feed import produce_feed
+from producers.video import VideoProducer
+from sinks.metrics import Metrics, serve_metrics
+from tests.support import fake_worker
+from tests.support.pipeline import (
+    ImageServer,
+    catalogue_rows,
+    produce_raw,
+    running_worker,
+    unique,
+    wait_for_images,
+)
+from tests.support.records import tagged_image
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 DASHBOARDS = sorted((INFRA / "grafana" / "dashboards").glob("*.json"))
 DATASOURCE_UID = "fashionstream-prometheus"
 SCRAPE_MS = 500
+CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"  # 8 frames at 2 fps
+TIMEOUT_S = 120.0
 # Grafana's macros, as Grafana would expand them for a short range at this scrape interval
 MACROS = {"$__rate_interval": "10s", "$__interval": "1s", "$__range": "1m"}
 
@@ -117,73 +138,24 @@ def test_shipped_prometheus_config_and_alerts_pass_promtool() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-class Traffic:
-    """Keeps every metric moving (with bounded, realistic labels) until stopped."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        m = self.metrics
-        step = 0
-        while not self._stop.wait(0.05):
-            step += 1
-            for topic in Topic:
-                m.messages_in.labels(topic=topic.value).inc()
-                m.messages_out.labels(topic=topic.value).inc()
-                m.message_bytes_out.labels(topic=topic.value).inc(50_000)
-                m.consumer_lag.labels(topic=topic.value, partition="0").set(step % 7)
-            m.dead_letters.labels(reason=DeadLetterReason.HTTP_STATUS.value, stage="fetch").inc()
-            for stage, seconds in ((Stage.FETCH, 0.08), (Stage.DECODE, 0.004),
-                                   (Stage.INFER, 0.7), (Stage.SINK, 0.03)):  # fmt: skip
-                m.stage_duration.labels(stage=stage.value).observe(seconds * (1 + step % 3))
-            for stage in (Stage.INFER, Stage.SINK):
-                m.batch_size.labels(stage=stage.value).observe(1 + step % 8)
-            m.end_to_end_latency.labels(source_kind="camera").observe(1.5 + step % 4)
-            m.end_to_end_latency.labels(source_kind="feed").observe(3.0)
-            for table in ("images", "garments", "people"):
-                m.rows_written.labels(table=table).inc(3)
-            m.sink_errors.labels(error="unavailable").inc()
-            m.items_sent.labels(source="demo").inc()
-            m.items_skipped.labels(source="demo", reason="missing_url").inc()
-            m.bytes_fetched.labels(source="demo").inc(120_000)
-            m.frames_decoded.labels(camera="cam-1").inc(5)
-            m.frames_sent.labels(camera="cam-1").inc()
-            m.frames_dropped.labels(camera="cam-1", reason="fall_behind").inc()
-            m.video_decode_errors.labels(camera="cam-1").inc()
-            m.source_lag.labels(camera="cam-1").set(0.4)
-            m.reconnects.labels(camera="cam-1").inc()
-
-
 def _get(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as response:
         data: dict[str, Any] = json.loads(response.read())
     return data
 
 
-@pytest.fixture
-def prometheus_scraping() -> Iterator[tuple[str, Metrics]]:
-    """A real Prometheus scraping a served registry every 0.5 s; yields (its URL, Metrics)."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    server: MetricsServer | None = serve_metrics(registry, "127.0.0.1", free_port())
-    assert server is not None
+@contextlib.contextmanager
+def prometheus_scraping(targets: dict[str, int]) -> Iterator[str]:
+    """A real Prometheus scraping each job's 127.0.0.1 port every 0.5 s; yields its URL."""
     workdir = Path(tempfile.mkdtemp(prefix="fashionstream-prom-"))
     config = workdir / "prometheus.yml"
+    jobs = "".join(
+        f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        for job, port in targets.items()
+    )
     config.write_text(
         f"global:\n  scrape_interval: {SCRAPE_MS}ms\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: fashionstream-test\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.port}']\n"
+        f"scrape_configs:\n{jobs}"
     )
     port = free_port()
     log = (workdir / "prometheus.log").open("wb")
@@ -204,41 +176,154 @@ def prometheus_scraping() -> Iterator[tuple[str, Metrics]]:
 
         assert wait_until(ready, 60, 0.2), "Prometheus did not become ready"
         assert process.poll() is None, (workdir / "prometheus.log").read_text()
-        yield url, metrics
+        yield url
     finally:
         terminate(process.pid, 10)
         process.wait(timeout=10)
         log.close()
-        server.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _value(url: str, query: str) -> float | None:
+    result = _get(f"{url}/api/v1/query?query={urllib.parse.quote(query)}")["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def _without_index(clip: Path, out: Path) -> Path:
+    """`clip` with its moov box (the index) zeroed: a recording the video producer cannot
+    decode, which it dead-letters as a decode error."""
+    data = clip.read_bytes()
+    start = data.index(b"moov") - 4
+    size = int.from_bytes(data[start : start + 4], "big")
+    out.write_bytes(data[:start] + b"\x00" * size + data[start + size :])
+    return out
+
+
+def _live_camera_that_refuses(settings: Settings, metrics: Metrics, camera: str) -> None:
+    """A live camera whose address refuses connections: the video producer reconnects with
+    backoff; stopped after its first reconnect."""
+    producer = VideoProducer.from_settings(settings, metrics)
+    refused = f"rtsp://127.0.0.1:{free_port()}/stream"
+    thread = threading.Thread(target=producer.send, args=(refused, camera), daemon=True)
+    thread.start()
+    try:
+
+        def reconnected() -> bool:
+            value = metrics.registry.get_sample_value(
+                "fashionstream_source_reconnects_total", {"camera": camera}
+            )
+            return (value or 0.0) >= 1.0
+
+        assert wait_until(reconnected, 30, 0.1), "the live camera never reconnected"
+    finally:
+        producer.stop.set()
+        thread.join(timeout=30)
+        producer.close()
+
+
+@contextlib.contextmanager
+def real_run(
+    settings: Settings,
+    db: psycopg2.extensions.connection,
+    producer_metrics: Metrics,
+    images: ImageServer,
+    worker_port: int,
+    tmp_path: Path,
+) -> Iterator[None]:
+    """What a deployment sees in its first minute, through the real producers and a real worker
+    (the fake tagger: the metrics are the pipeline's, not the model's): a catalogue feed with a
+    row that has no image (skipped) and a broken link (a 404, dead-lettered by the fetch agent),
+    a camera replayed at its own speed, a recording that does not decode, a camera whose frames
+    are over the message limit, a live camera that cannot be reached (reconnects), and a tagged
+    record Postgres refuses (a sink error)."""
+    group = unique("it-dashboards")
+    feed, camera = unique("dash-feed"), unique("dash-cam")
+    start_group_at_end(settings, group)
+    with running_worker(
+        settings,
+        group,
+        tmp_path / "worker.log",
+        fake_worker.command(),
+        worker_metrics_port=worker_port,
+    ) as worker:
+        rows = catalogue_rows(images.base_url, prefix="")[:4]
+        rows.append({"id": "broken-link", "image_link": images.base_url + "missing.jpg"})
+        rows.append({"id": "no-image", "title": "a row without an image link"})
+        report = produce_feed(settings, rows, feed=feed, metrics=producer_metrics)
+        assert (report.sent, sum(report.skipped.values())) == (5, 1), report.summary()
+
+        cameras = VideoProducer.from_settings(settings, producer_metrics)
+        try:
+            replay = cameras.send_file(CLIP, camera, pace=True)
+            assert replay.frames_sent == 8, replay.summary()
+            broken = cameras.send_file(_without_index(CLIP, tmp_path / "broken.mp4"), camera)
+            assert broken.decode_errors >= 1, broken.summary()
+        finally:
+            cameras.close()
+        tiny = dataclasses.replace(settings, max_message_bytes=1024)
+        too_big = VideoProducer.from_settings(tiny, producer_metrics)
+        try:
+            dropped = too_big.send_file(CLIP, unique("dash-big-cam"))
+            assert sum(dropped.frames_dropped.values()) == 8, dropped.summary()
+        finally:
+            too_big.close()
+        _live_camera_that_refuses(settings, producer_metrics, unique("dash-live-cam"))
+
+        refused = dataclasses.replace(tagged_image(source_id=unique("dash-bad-cam")), width=0)
+        produce_raw(settings, Topic.ITEMS, refused.key.encode(), refused.to_json())
+
+        wait_for_images(db, feed, 4, TIMEOUT_S, worker)
+        wait_for_images(db, camera, 8, TIMEOUT_S, worker)
+        yield
+        assert worker.stop() == 0, worker.tail()
+
+
 @needs_prometheus
-def test_every_panel_query_returns_series_from_a_real_prometheus(
-    prometheus_scraping: tuple[str, Metrics],
+def test_every_panel_query_returns_series_from_a_real_run(
+    local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
 ) -> None:
-    url, metrics = prometheus_scraping
     queries = _queries()
     assert queries
-    with Traffic(metrics):
-        # rate() needs two scrapes inside the window after traffic started
-        def scraped_twice() -> bool:
-            q = urllib.parse.quote("count_over_time(fashionstream_messages_in_total[10s])")
-            result = _get(f"{url}/api/v1/query?query={q}")["data"]["result"]
-            return bool(result) and float(result[0]["value"][1]) >= 4
-
-        assert wait_until(scraped_twice, 60, 0.5), "Prometheus did not scrape /metrics"
-        time.sleep(2 * SCRAPE_MS / 1000)
-        failures = []
-        for name, expr in queries:
-            query = urllib.parse.quote(_expand(expr))
-            try:
-                answer = _get(f"{url}/api/v1/query?query={query}")
-            except urllib.error.HTTPError as exc:  # a PromQL error is HTTP 400 with a reason
-                failures.append(f"{name}: {exc.read().decode()}")
-                continue
-            if answer["status"] != "success":
-                failures.append(f"{name}: {answer}")
-            elif not answer["data"]["result"]:
-                failures.append(f"{name}: no series for {_expand(expr)}")
+    registry = CollectorRegistry()
+    producer_metrics = Metrics(registry)  # this process is the feed and video producer
+    producer_server = serve_metrics(registry, "127.0.0.1", free_port())
+    assert producer_server is not None
+    worker_port = free_port()
+    targets = {"fashionstream-worker": worker_port, "fashionstream-producer": producer_server.port}
+    try:
+        with (
+            prometheus_scraping(targets) as url,
+            ImageServer() as images,
+            real_run(local_stack, db, producer_metrics, images, worker_port, tmp_path),
+        ):
+            failures = _evaluate(url, queries)
+    finally:
+        producer_server.close()
     assert not failures, "\n".join(failures)
+
+
+def _evaluate(url: str, queries: Sequence[tuple[str, str]]) -> list[str]:
+    """Every query at Prometheus's now, once the run's last values were scraped twice (rate()
+    needs two samples in its window); what failed or returned no series."""
+
+    def settled() -> bool:
+        # the sink's rejection is the run's last event; the worker samples the lag every 5 s
+        rejected = _value(url, 'fashionstream_sink_errors_total{error="rejected"}')
+        lag = _value(url, "count(fashionstream_consumer_lag_messages)")
+        return rejected is not None and lag is not None
+
+    assert wait_until(settled, TIMEOUT_S, 0.5), "Prometheus never saw the run's last metrics"
+    time.sleep(2 * SCRAPE_MS / 1000)
+    failures = []
+    for name, expr in queries:
+        query = urllib.parse.quote(_expand(expr))
+        try:
+            answer = _get(f"{url}/api/v1/query?query={query}")
+        except urllib.error.HTTPError as exc:  # a PromQL error is HTTP 400 with a reason
+            failures.append(f"{name}: {exc.read().decode()}")
+            continue
+        if answer["status"] != "success":
+            failures.append(f"{name}: {answer}")
+        elif not answer["data"]["result"]:
+            failures.append(f"{name}: no series for {_expand(expr)}")
+    return failures

@@ -13,15 +13,15 @@ import psycopg2.extensions
 from fashionstream.local_run import start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import Settings
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     ImageServer,
     catalogue_rows,
     event_ids,
     running_worker,
     send_feed,
-    tagger_args,
     unique,
     wait_for_images,
+    worker_command,
 )
 
 SLOW_S = 12.0
@@ -45,7 +45,7 @@ def test_one_slow_host_in_eight_does_not_hold_back_the_others(
             local_stack,
             group,
             tmp_path / "worker.log",
-            tagger_args(),
+            worker_command(),
             fetch_read_timeout_s=2 * SLOW_S,  # the slow host is slow, not dead
         ) as worker:
             # the worker is up once it has written a first image

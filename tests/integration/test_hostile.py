@@ -11,16 +11,16 @@ import psycopg2.extensions
 from fashionstream.local_run import start_group_at_end
 from fashionstream.records import DeadLetter, DeadLetterReason, Topic
 from fashionstream.settings import Settings
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     IMAGE_HOST,
     DeadLetterReader,
     ImageServer,
     produce_raw,
     running_worker,
     send_feed,
-    tagger_args,
     unique,
     wait_for_images,
+    worker_command,
 )
 
 TIMEOUT_S = 180.0
@@ -65,7 +65,9 @@ def test_hostile_inputs_are_dead_lettered_and_good_items_still_land(
         expected = {f"{run}-{name}": reason for name, (_url, reason) in hostile.items()}
         expected.update(dict.fromkeys(garbage.values(), DeadLetterReason.BAD_RECORD))
 
-        with running_worker(local_stack, group, tmp_path / "worker.log", tagger_args()) as worker:
+        with running_worker(
+            local_stack, group, tmp_path / "worker.log", worker_command()
+        ) as worker:
             for topic, key in garbage.items():
                 produce_raw(local_stack, topic, key.encode(), b"\x00\xffgarbage, not a record")
             assert send_feed(local_stack, rows, feed) == len(rows)

@@ -14,8 +14,7 @@ import pytest
 from fashionstream.local_run import WorkerProcess, start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import REPO_ROOT, BrokerKind, Settings
-from tests.integration.conftest import KAFKA_ENV, broker_under_test
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,
     catalogue_rows,
@@ -26,11 +25,12 @@ from tests.integration.test_pipeline_harness import (
     send_video,
     sighting_keys,
     stored_sightings,
-    tagger_args,
     unique,
     wait_for_images,
     wait_for_sightings,
+    worker_command,
 )
+from tests.support.stack import KAFKA_ENV, broker_under_test
 
 CLIP = REPO_ROOT / "fashionstream" / "samples" / "store_camera.mp4"  # 24 s: 48 frames at 2 fps
 TIMEOUT_S = 600.0  # the real tagger on 2 shared CPU cores
@@ -81,7 +81,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(
     camera = unique("kill-cam")
     start_group_at_end(local_stack, group)
     letters = DeadLetterReader(local_stack)
-    args = tagger_args(slow_fake=True)
+    args = worker_command(slow_fake=True)
     expected_sightings = sighting_keys(offline_sightings(local_stack, CLIP, camera, fps=2.0))
     assert expected_sightings
     with ImageServer() as images:

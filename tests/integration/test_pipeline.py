@@ -16,7 +16,7 @@ from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame, 
 from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
 from producers.kafka import Deliveries, build_producer
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,
     catalogue_rows,
@@ -26,9 +26,9 @@ from tests.integration.test_pipeline_harness import (
     scrape,
     send_feed,
     send_video,
-    tagger_args,
     unique,
     wait_for_images,
+    worker_command,
 )
 
 CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"
@@ -85,7 +85,7 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
             local_stack,
             group,
             tmp_path / "worker.log",
-            tagger_args(),
+            worker_command(),
             worker_metrics_port=metrics_port,
         ) as worker,
     ):

@@ -13,8 +13,7 @@ from fashionstream.local_run import start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
-from tests.integration.conftest import PostgresControl, connect
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     ImageServer,
     catalogue_rows,
     event_ids,
@@ -23,9 +22,10 @@ from tests.integration.test_pipeline_harness import (
     scrape,
     send_feed,
     send_video,
-    tagger_args,
     unique,
+    worker_command,
 )
+from tests.support.stack import PostgresControl, connect
 
 CLIP = REPO_ROOT / "fashionstream" / "samples" / "store_camera.mp4"
 TIMEOUT_S = 600.0
@@ -49,7 +49,7 @@ def test_postgres_down_mid_run_loses_and_duplicates_nothing(
             local_stack,
             group,
             tmp_path / "worker.log",
-            tagger_args(slow_fake=True),
+            worker_command(slow_fake=True),
             worker_metrics_port=metrics_port,
         ) as worker:
             assert send_feed(local_stack, rows, feed) == len(rows)

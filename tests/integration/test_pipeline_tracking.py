@@ -11,18 +11,19 @@ import psycopg2.extensions
 
 from fashionstream.local_run import start_group_at_end
 from fashionstream.settings import REPO_ROOT, Settings
-from tests.integration.conftest import count_rows
-from tests.integration.test_pipeline_harness import (
+from tests.support import fake_worker
+from tests.support.pipeline import (
     offline_sightings,
     running_worker,
     send_video,
     sighting_keys,
     stored_sightings,
-    tagger_args,
     unique,
     wait_for_images,
     wait_for_sightings,
+    worker_command,
 )
+from tests.support.stack import count_rows
 
 CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"  # 8 frames at 2 fps
 TIMEOUT_S = 300.0  # the real tagger on 2 shared CPU cores
@@ -40,7 +41,7 @@ def test_a_recording_becomes_the_offline_sightings_and_sending_it_again_adds_no_
     start_group_at_end(local_stack, group)
     expected = sighting_keys(offline_sightings(local_stack, CLIP, camera, fps=2.0))
     assert expected, "the clip shows a person: the offline tracker must find a sighting"
-    with running_worker(local_stack, group, tmp_path / "worker.log", tagger_args()) as worker:
+    with running_worker(local_stack, group, tmp_path / "worker.log", worker_command()) as worker:
         frames = send_video(local_stack, CLIP, camera, fps=2.0)
         wait_for_images(db, camera, len(frames), TIMEOUT_S, worker)
         # the last frame is marked as the recording's end: its sightings close at once
@@ -79,9 +80,9 @@ def test_bench_video_measures_a_camera_through_the_pipeline(local_stack: Setting
         workers=[1],
         duration_s=None,
         pace=True,
-        tagger_factory="stream_processors.testing:fake_tagger",
         timeout_s=TIMEOUT_S,
         progress=False,
+        worker_command=fake_worker.command(),
     )
     (run,) = report["runs"]
     assert (run["cameras"], run["workers"], run["frames"]) == (2, 1, 16)

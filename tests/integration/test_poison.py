@@ -20,18 +20,18 @@ from fashionstream.records import (
     event_id_for_item,
 )
 from fashionstream.settings import Settings
-from tests.integration.conftest import tagged_image
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,
     event_ids,
     produce_raw,
     running_worker,
     send_feed,
-    tagger_args,
     unique,
     wait_for_images,
+    worker_command,
 )
+from tests.support.records import tagged_image
 
 TIMEOUT_S = 240.0
 
@@ -99,7 +99,9 @@ def test_poison_records_end_as_one_dead_letter_each_and_the_pipeline_goes_on(
         expected = {event_id_for_item(feed, r["id"], r["image_link"]) for r in good}
         expected.add(twin.event_id)
 
-        with running_worker(local_stack, group, tmp_path / "worker.log", tagger_args()) as worker:
+        with running_worker(
+            local_stack, group, tmp_path / "worker.log", worker_command()
+        ) as worker:
             for key, (value, topic) in bad.items():
                 produce_raw(local_stack, topic, key.encode(), value)
             for value in twins:

@@ -12,16 +12,16 @@ import psycopg2.extensions
 from fashionstream.local_run import start_group_at_end
 from fashionstream.records import event_id_for_item
 from fashionstream.settings import Settings
-from tests.integration.conftest import PostgresControl, connect
-from tests.integration.test_pipeline_harness import (
+from tests.support.pipeline import (
     ImageServer,
     event_ids,
     running_worker,
     send_feed,
-    tagger_args,
     unique,
     wait_for_images,
+    worker_command,
 )
+from tests.support.stack import PostgresControl, connect
 
 TIMEOUT_S = 240.0
 SHUTDOWN_BOUND_S = Settings.shutdown_timeout_s  # the documented default: 15 s
@@ -52,7 +52,7 @@ def test_sigterm_stops_the_worker_within_its_bound_while_postgres_is_down(
         ]
         expected = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
         log = tmp_path / "worker-1.log"
-        with running_worker(local_stack, group, log, tagger_args()) as worker:
+        with running_worker(local_stack, group, log, worker_command()) as worker:
             assert send_feed(local_stack, rows[:2], feed) == 2
             wait_for_images(db, feed, 2, TIMEOUT_S, worker)
             db.close()
@@ -71,7 +71,9 @@ def test_sigterm_stops_the_worker_within_its_bound_while_postgres_is_down(
         postgres_control.start()
         conn = connect(local_stack)
         try:
-            with running_worker(local_stack, group, tmp_path / "worker-2.log", tagger_args()) as w2:
+            with running_worker(
+                local_stack, group, tmp_path / "worker-2.log", worker_command()
+            ) as w2:
                 wait_for_images(conn, feed, len(rows), TIMEOUT_S, w2)
                 time.sleep(3.0)  # a duplicate would land by now
                 assert w2.stop() == 0, w2.tail()

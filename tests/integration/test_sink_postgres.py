@@ -15,7 +15,8 @@ from fashionstream.settings import Settings
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError
 from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
-from tests.integration.conftest import PostgresControl, count_rows, tagged_image
+from tests.support.records import tagged_image
+from tests.support.stack import PostgresControl, count_rows
 
 
 def _sink(settings: Settings) -> tuple[PostgresSink, CollectorRegistry]:

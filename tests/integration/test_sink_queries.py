@@ -14,7 +14,7 @@ from fashionstream.settings import Settings
 from sinks import queries
 from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
-from tests.integration.conftest import tagged_image
+from tests.support.records import tagged_image
 
 
 @pytest.fixture

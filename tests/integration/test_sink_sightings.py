@@ -15,7 +15,8 @@ from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
 from sinks.sightings import CameraWrite, SightingSink, StaleTrackerStateError
 from stream_processors.tracking import frame_detections
-from tests.integration.conftest import count_rows, tagged_image
+from tests.support.records import tagged_image
+from tests.support.stack import count_rows
 
 STREAM = "test.mp4"
 T0 = 1_750_000_000.0

@@ -26,7 +26,7 @@ from infra.errors import BrokerError
 from infra.local_stack import LocalStack
 from infra.migrate import discover
 from infra.processes import pid_alive, port_open
-from tests.integration.conftest import stack_settings
+from tests.support.stack import stack_settings
 
 FIVE_MB = 5 * 1024 * 1024
 

@@ -31,7 +31,7 @@ from infra.postgres import (
     server_os_user,
 )
 from infra.processes import free_port
-from tests.integration.conftest import stack_settings
+from tests.support.stack import stack_settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -25,6 +25,9 @@ EXPECTED = {
     "8223": {"backpack", "mailbag"},
     "2650": {"purse", "mailbag", "backpack"},
 }
+# photos named in the top 5, measured: all six with the ImageNet weights, none at random init
+PRETRAINED_HITS = 6
+RANDOM_HITS = 0
 
 
 def test_imagenet_weights_name_imagenet_like_products() -> None:
@@ -40,7 +43,9 @@ def test_imagenet_weights_name_imagenet_like_products() -> None:
         bool({_IMAGENET_CATEGORIES[k] for k in top} & expected)
         for top, expected in zip(top5, EXPECTED.values(), strict=True)
     ]
-    assert sum(hits) >= 5, [[_IMAGENET_CATEGORIES[k] for k in top] for top in top5]
+    assert abs(sum(hits) - PRETRAINED_HITS) <= 1, [
+        [_IMAGENET_CATEGORIES[k] for k in top] for top in top5
+    ]
 
 
 def test_random_weights_do_not_pass_the_same_check() -> None:
@@ -57,4 +62,4 @@ def test_random_weights_do_not_pass_the_same_check() -> None:
         bool({_IMAGENET_CATEGORIES[k] for k in top} & expected)
         for top, expected in zip(top5, EXPECTED.values(), strict=True)
     ]
-    assert sum(hits) < 5
+    assert abs(sum(hits) - RANDOM_HITS) <= 1

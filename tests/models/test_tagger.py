@@ -31,6 +31,13 @@ PRODUCT_CATEGORY = {
     "Jeans": "trousers",
     "Dresses": "dress",
 }
+# Measured with the shipped weights (ONNX Runtime, CPU) on the fixtures. People: the street
+# photos have bystanders (0253 is a busy street); one more or fewer is allowed, as is one
+# category or product more or fewer right.
+STREET_PEOPLE = {"0010": 2, "0042": 2, "0043": 2, "0253": 5}
+STREET_CATEGORIES_FOUND = 13  # of 16 garment categories in the four photos
+PRODUCTS_RIGHT = 8  # of 9 product photos whose main garment has the right category
+WATCH_MASK_SHARE = 0.502  # the watch fallback's mask, as a share of the photo
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -66,7 +73,7 @@ def test_street_photos_get_their_wearer_and_garments(tagger: FashionTagger) -> N
     results = tagger.tag([s.image for s in samples])
     expected = found = 0
     for sample, tags in zip(samples, results, strict=True):
-        assert len(tags.people) >= 1, sample.image_id
+        assert abs(len(tags.people) - STREET_PEOPLE[sample.image_id]) <= 1, sample.image_id
         truth = {DETECTOR_CLASSES[c] for c in sample.class_ids} - {"person"}
         expected += len(truth)
         found += len(truth & set(_categories(tags)))
@@ -77,7 +84,8 @@ def test_street_photos_get_their_wearer_and_garments(tagger: FashionTagger) -> N
             assert garment.colour.name
             # a style under its calibrated threshold is stated as unknown
             assert garment.style.label in [*garment.probabilities["usage"], UNKNOWN]
-    assert found / expected >= 0.7, f"{found}/{expected} categories found"
+    assert expected == 16
+    assert abs(found - STREET_CATEGORIES_FOUND) <= 1, f"{found}/{expected} categories found"
 
 
 def test_camera_frames(tagger: FashionTagger) -> None:
@@ -88,7 +96,7 @@ def test_camera_frames(tagger: FashionTagger) -> None:
     assert empty.people == ()
     assert empty.garments == ()  # an empty room is not a catalogue photo: no fallback
     for name, tags in by_name.items():
-        assert len(tags.people) >= 1, name
+        assert len(tags.people) == 1, name  # one person walks through the room
         assert any(g.person_index == 0 for g in tags.garments), name
 
 
@@ -110,7 +118,8 @@ def test_catalogue_product_photos_are_tagged(tagger: FashionTagger) -> None:
         assert len(tags.garments) >= 1, pid  # every product photo yields a garment
         main = max(tags.garments, key=lambda g: g.mask.area())
         right += main.category == category
-    assert right / len(products) >= 0.75, f"{right}/{len(products)} product categories right"
+    assert len(products) == 9
+    assert abs(right - PRODUCTS_RIGHT) <= 1, f"{right}/{len(products)} product categories right"
 
 
 def test_a_watch_on_white_still_gets_one_garment(tagger: FashionTagger) -> None:
@@ -121,4 +130,5 @@ def test_a_watch_on_white_still_gets_one_garment(tagger: FashionTagger) -> None:
     # (the detector takes this watch for a person: weights/detector.md, known failure modes)
     assert garment.attributes["masterCategory"].label == "Accessories"
     assert garment.attributes["subCategory"].label == "Watches"
-    assert 0.02 < garment.mask.area() / (tags.width * tags.height) < 0.9
+    share = garment.mask.area() / (tags.width * tags.height)
+    assert share == pytest.approx(WATCH_MASK_SHARE, abs=0.05)

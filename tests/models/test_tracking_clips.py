@@ -72,8 +72,10 @@ def test_people_3_gives_one_sighting_per_person_and_the_same_ones_again(
     assert first.frames == 80
     counted = 3
     assert len(first.sightings) == counted, [s.to_json() for s in first.sightings]
-    # each counted person is in view for several seconds: no sighting is a flicker
-    assert all(s.duration_s >= 2.0 for s in first.sightings)
+    # each counted person is in view for several seconds, no sighting is a flicker: measured
+    # 3.5, 20 and 4.5 s, one sampled frame (0.5 s at 2 fps) either way allowed
+    durations = [s.duration_s for s in sorted(first.sightings, key=lambda s: s.first_seen)]
+    assert durations == pytest.approx([3.5, 20.0, 4.5], abs=0.5)
     # the three people one after another, in the order they came
     starts = sorted(s.first_seen - s.stream_started_at for s in first.sightings)
     assert starts[0] == pytest.approx(0.0, abs=1.0)
@@ -104,6 +106,6 @@ def test_a_close_up_cut_by_the_frame_is_one_sighting(
     assert run.frames == 24
     assert len(run.sightings) == 1, [s.to_json() for s in run.sightings]
     (sighting,) = run.sightings
-    # she is in view for most of the 12 s
-    assert sighting.duration_s >= 6.0
+    # she is in view for most of the 12 s: measured 11.5 s, one sampled frame either way
+    assert sighting.duration_s == pytest.approx(11.5, abs=0.5)
     assert sighting.garments

@@ -8,7 +8,7 @@ import dataclasses
 import io
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 
 from fashionstream.errors import FetchError
 from fashionstream.records import (
-    DeadLetter,
     DeadLetterReason,
     Frame,
     ImageRequest,
@@ -28,57 +27,18 @@ from fashionstream.records import (
     event_id_for_frame,
 )
 from fashionstream.settings import Settings
-from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
 from sinks.metrics import Metrics
 from stream_processors.app import Pipeline, faust_app
 from stream_processors.fetch import FetchedImage
 from stream_processors.ssrf import AddressPolicy, validate_url
-from stream_processors.testing import FakeTagger
-
-TIMEOUT_S = 20.0
+from tests.support.agents import FakeSink, Recorder, put, run, until
+from tests.support.fake_tagger import FakeTagger
 
 
 def jpeg(colour: tuple[int, int, int] = (10, 200, 10), size: tuple[int, int] = (64, 48)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, "JPEG")
     return out.getvalue()
-
-
-class Recorder:
-    """A `Send` that records records; `auto_ack=False` leaves the broker acknowledgements to the
-    test (`ack_all`, `fail_all`)."""
-
-    def __init__(self, auto_ack: bool = True) -> None:
-        self.auto_ack = auto_ack
-        self.sent: list[tuple[Topic, bytes | None, bytes, Any]] = []
-        self.pending: list[asyncio.Future[None]] = []
-
-    async def __call__(
-        self, topic: Topic, key: bytes | None, value: bytes, headers: Any
-    ) -> Awaitable[Any]:
-        self.sent.append((topic, key, value, headers))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.auto_ack:
-            future.set_result(None)
-        else:
-            self.pending.append(future)
-        return future
-
-    def ack_all(self) -> None:
-        for future in self.pending:
-            if not future.done():
-                future.set_result(None)
-
-    def fail_all(self, exc: BaseException) -> None:
-        for future in self.pending:
-            if not future.done():
-                future.set_exception(exc)
-
-    def on(self, topic: Topic) -> list[tuple[bytes | None, bytes, Any]]:
-        return [(k, v, h) for t, k, v, h in self.sent if t is topic]
-
-    def dead_letters(self) -> list[DeadLetter]:
-        return [DeadLetter.from_json(v) for _k, v, _h in self.on(Topic.DEADLETTER)]
 
 
 class FakeFetcher:
@@ -98,45 +58,6 @@ class FakeFetcher:
 
     async def close(self) -> None:
         self.closed = True
-
-
-class FakeSink:
-    """add()/flush() like PostgresSink: `unavailable` flushes fail first, `reject` event ids
-    are refused, everything else is 'committed' into `rows`."""
-
-    def __init__(self, unavailable: int = 0, reject: frozenset[str] = frozenset()) -> None:
-        self.unavailable = unavailable
-        self.reject = reject
-        self.pending: dict[tuple[str, str], TaggedImage] = {}
-        self.rows: dict[tuple[str, str], TaggedImage] = {}
-        self.flushes = 0
-        self.threads: set[str] = set()
-
-    def add(self, tagged: TaggedImage) -> None:
-        self.pending[(tagged.event_id, tagged.model_version)] = tagged
-
-    def flush(self) -> int:
-        self.flushes += 1
-        self.threads.add(threading.current_thread().name)
-        if self.unavailable:
-            self.unavailable -= 1
-            raise PostgresUnavailableError("connection refused")
-        batch, self.pending = list(self.pending.values()), {}
-        rejected = [
-            RejectedRecord(t, "new row violates check") for t in batch if t.event_id in self.reject
-        ]
-        for t in batch:
-            if t.event_id not in self.reject:
-                self.rows[(t.event_id, t.model_version)] = t
-        if rejected:
-            raise RecordsRejectedError(rejected, written=len(batch) - len(rejected))
-        return len(batch)
-
-    def discard(self) -> None:
-        self.pending.clear()
-
-    def close(self) -> None:
-        pass
 
 
 def settings(tmp_path: Path) -> Settings:
@@ -171,25 +92,6 @@ def pipeline(
     )
 
 
-async def put(agent: Any, key: bytes | None, value: bytes | None, headers: Any = None) -> Any:
-    """Deliver one record to the agent the way Faust's conductor does (one reference held by
-    the stream), without waiting; returns its Message."""
-    channel = agent.stream().channel
-    message = agent.to_message(key, value, offset=agent.sent_offset, headers=headers)
-    agent.sent_offset += 1
-    message.incref()
-    await channel.put(await channel.decode(message))
-    return message
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(TIMEOUT_S / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def frame(n: int, camera: str = "cam-1", image: bytes | None = None) -> Frame:
     return Frame(
         event_id=event_id_for_frame(camera, "clip.mp4:1", n),
@@ -200,10 +102,6 @@ def frame(n: int, camera: str = "cam-1", image: bytes | None = None) -> Frame:
         jpeg=image or jpeg(),
         frame_number=n,
     )
-
-
-def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, timeout=TIMEOUT_S * 2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,16 +395,6 @@ def test_pipeline_registers_one_actor_per_agent_on_the_four_topics(tmp_path: Pat
         Topic.ITEMS.value,
     }
     assert p.deadletter_topic.get_topic_name() == Topic.DEADLETTER.value
-
-
-def test_worker_tagger_factory_spec() -> None:
-    from stream_processors.worker import load_factory
-
-    factory = load_factory("stream_processors.testing:fake_tagger")
-    assert factory(Settings.from_env({})).model_version == "fake-tagger-1"
-    for bad in ("no-colon", "stream_processors.testing:missing", "no_such_module:x"):
-        with pytest.raises(ValueError, match="tagger factory"):
-            load_factory(bad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,11 +45,21 @@ def test_stages_give_feature_maps_at_the_documented_strides(size: int) -> None:
     assert [lite0.STAGE_STRIDES[i] for i in lite0.FEATURE_STAGES] == [8, 16, 32]
 
 
-def test_pretrained_weights_differ_from_a_fresh_init() -> None:
+def test_pretrained_weights_are_the_packaged_checkpoint_whatever_the_init() -> None:
+    reference = torch.load(lite0.weights_path(), map_location="cpu", weights_only=True)
+    packaged, _ = lite0.convert_reference_state_dict(reference)
+    # the same seed before both builds: had the checkpoint not been loaded, they would be equal
     torch.manual_seed(0)
-    fresh = lite0.efficientnet_lite0(pretrained=False)
-    loaded = lite0.efficientnet_lite0(pretrained=True)
-    fresh_state, loaded_state = fresh.state_dict(), loaded.state_dict()
-    assert not torch.equal(fresh_state["stem.0.weight"], loaded_state["stem.0.weight"])
+    fresh = lite0.efficientnet_lite0(pretrained=False).state_dict()
+    torch.manual_seed(0)
+    loaded = lite0.efficientnet_lite0(pretrained=True).state_dict()
+    torch.manual_seed(1)  # another init: the loaded weights must not depend on it
+    loaded_again = lite0.efficientnet_lite0(pretrained=True).state_dict()
+    assert set(loaded) == set(packaged)
+    for key, value in packaged.items():
+        assert torch.equal(loaded[key], value), key
+        assert torch.equal(loaded_again[key], value), key
+    assert not torch.equal(fresh["stem.0.weight"], loaded["stem.0.weight"])
     # trained batch-norm statistics, not the init's ones
-    assert float(loaded_state["head.1.running_var"].mean()) != 1.0
+    assert float(fresh["head.1.running_var"].mean()) == 1.0
+    assert float(loaded["head.1.running_var"].mean()) != 1.0

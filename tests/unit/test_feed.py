@@ -6,8 +6,6 @@ import io
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from producers.feed import (
 )
 from producers.image_feed import FeedProducer
 from sinks.metrics import Metrics
+from tests.support.producer import FakeFuture, FakeProducer
 
 
 def parse(text: str, fmt: FeedFormat = FeedFormat.AUTO, **kwargs: Any) -> list[Any]:
@@ -234,63 +233,6 @@ def test_feed_name_defaults_to_the_file_stem() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # the producer, against a fake kafka-python producer
-
-
-class FakeFuture:
-    def __init__(self) -> None:
-        self.callbacks: list[Callable[[Any], None]] = []
-        self.errbacks: list[Callable[[BaseException], None]] = []
-
-    def add_callback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FakeFuture:
-        self.callbacks.append(fn)
-        return self
-
-    def add_errback(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> FakeFuture:
-        self.errbacks.append(fn)
-        return self
-
-
-class FakeProducer:
-    """Records sends; `flush` acknowledges them from another thread (as kafka-python's sender
-    thread does), failing those whose key is in `fail_keys`."""
-
-    def __init__(self, fail_keys: frozenset[bytes] = frozenset()) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None, Any]] = []
-        self._pending: list[tuple[bytes | None, FakeFuture]] = []
-        self.fail_keys = fail_keys
-        self.flushed = 0
-
-    def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        headers: Any = None,
-    ) -> FakeFuture:
-        future = FakeFuture()
-        self.sent.append((topic, key, value, headers))
-        self._pending.append((key, future))
-        return future
-
-    def flush(self, timeout: float | None = None) -> None:
-        pending, self._pending = self._pending, []
-
-        def deliver() -> None:
-            for key, future in pending:
-                if key in self.fail_keys:
-                    for errback in future.errbacks:
-                        errback(RuntimeError("broker said no"))
-                else:
-                    for callback in future.callbacks:
-                        callback(object())
-
-        thread = threading.Thread(target=deliver)
-        thread.start()
-        thread.join()
-        self.flushed += 1
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -87,25 +87,36 @@ def test_every_metric_is_served_with_the_naming_convention() -> None:
         assert not label_names & UNBOUNDED_LABELS, f"{name} has an unbounded label"
 
 
-def test_a_second_metrics_on_the_same_registry_is_refused() -> None:
-    registry = CollectorRegistry()
-    Metrics(registry)
-    with pytest.raises(ValueError, match="Duplicated timeseries"):
-        Metrics(registry)
-
-
-def test_histograms_observe_into_their_buckets() -> None:
+@pytest.mark.parametrize(
+    ("histogram", "labels", "apart"),
+    [
+        # a JPEG decode and a CPU Mask R-CNN batch are both stage work
+        ("stage_duration", {"stage": "infer"}, (0.002, 45.0)),
+        # a frame written at once and a catalogue image queued behind a backlog
+        ("end_to_end_latency", {"source_kind": "feed"}, (0.3, 500.0)),
+        # one record and a full batch
+        ("batch_size", {"stage": "sink"}, (1.0, 200.0)),
+    ],
+)
+def test_histogram_buckets_tell_apart_the_extremes_they_measure(
+    histogram: str, labels: dict[str, str], apart: tuple[float, float]
+) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry, process_metrics=False)
-    metrics.stage_duration.labels(stage="infer").observe(0.3)
-    metrics.stage_duration.labels(stage="infer").observe(7.0)
-    le_half = registry.get_sample_value(
-        "fashionstream_stage_duration_seconds_bucket", {"stage": "infer", "le": "0.5"}
-    )
-    le_ten = registry.get_sample_value(
-        "fashionstream_stage_duration_seconds_bucket", {"stage": "infer", "le": "10.0"}
-    )
-    assert (le_half, le_ten) == (1.0, 2.0)
+    metric = getattr(metrics, histogram)
+    low, high = apart
+    metric.labels(**labels).observe(low)
+    metric.labels(**labels).observe(high)
+    buckets = {
+        float(s.labels["le"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == f"{metric._name}_bucket"
+    }
+    finite = [count for edge, count in sorted(buckets.items()) if edge != float("inf")]
+    # the low value in a finite bucket of its own, the high one below the last finite edge
+    assert 1.0 in finite, f"{low} is not resolved: {buckets}"
+    assert finite[-1] == 2.0, f"{high} is past the last finite bucket: {buckets}"
 
 
 @pytest.mark.parametrize(("port", "served"), [(0, False), (-1, None), (70000, None)])

@@ -25,13 +25,6 @@ def test_an_unknown_name_lists_the_known_ones() -> None:
         registry.build("huge")
 
 
-def test_build_passes_keyword_arguments() -> None:
-    registry = ModelRegistry([ModelSpec("tiny", _builder, "detection", "")])
-    module = registry.build("tiny", width=3)
-    assert isinstance(module, nn.Linear)
-    assert module.in_features == 3
-
-
 def test_the_default_registry_lists_every_shipped_architecture() -> None:
     registry = default_registry()
     assert registry.names() == (

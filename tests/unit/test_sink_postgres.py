@@ -11,18 +11,31 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
+from psycopg2 import sql
 
 from fashionstream.records import SourceKind, TaggedImage
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
 from sinks.metrics import Metrics
 from sinks.postgres import SCHEMA_PROBE, ItemFields, PostgresSink, item_fields
-from tests.integration.conftest import tagged_image
+from tests.support.records import tagged_image
 
 TABLE = re.compile(
-    rb"^\s*(?:INSERT INTO|DELETE FROM|UPDATE|SELECT [\w, ]+ FROM)\s+(\w+)", re.IGNORECASE
+    rb'^\s*(?:INSERT INTO|DELETE FROM|UPDATE|SELECT [\w, ]+ FROM)\s+"?(\w+)', re.IGNORECASE
 )
+
+
+@pytest.fixture(autouse=True)
+def identifiers_quoted_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg2 asks the server's libpq connection to quote an identifier, and the fake
+    connection has none: quote the sink's plain lower-case names the way Postgres does."""
+
+    def quote_ident(name: str, _scope: object) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    monkeypatch.setattr(psycopg2.extensions, "quote_ident", quote_ident)
 
 
 class FakeCursor:
@@ -43,9 +56,11 @@ class FakeCursor:
         self._args.append(args)
         return b"(row)"
 
-    def execute(self, query: bytes | str, params: object = None) -> None:
+    def execute(self, query: bytes | str | sql.Composable, params: object = None) -> None:
+        if isinstance(query, sql.Composable):
+            query = query.as_string(self)
         text = query if isinstance(query, bytes) else query.encode()
-        if text == SCHEMA_PROBE.encode():
+        if text == SCHEMA_PROBE.as_string(self).encode():
             self.connection.probes += 1
             if self.connection.schema_error is not None:
                 raise self.connection.schema_error
@@ -222,7 +237,7 @@ def pg_error(code: str, message: str, base: type[psycopg2.Error] = psycopg2.Erro
 
 def _fail_on_table(table: str, error: Exception) -> Callable[..., Exception | None]:
     def fail(text: bytes, args: list[tuple[Any, ...]]) -> Exception | None:
-        return error if re.match(rb"\s*INSERT INTO " + table.encode(), text) else None
+        return error if re.match(rb'\s*INSERT INTO "?' + table.encode(), text) else None
 
     return fail
 

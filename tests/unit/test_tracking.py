@@ -415,9 +415,11 @@ def test_a_recording_processed_again_from_frame_0_gives_the_same_sightings() -> 
     for f in frames[:7]:  # stopped mid-recording (no end mark)...
         tracker.update(f)
     again = TrackingResult()
-    for f in frames:  # ... and sent again from the start
+    for f in frames:  # ... and sent again from the start, to its end mark
         again.extend(tracker.update(f))
-    assert again.sightings == run(frames).sightings
+    (expected,) = run(frames).sightings
+    assert (expected.first_frame, expected.last_frame, expected.frames) == (0, 11, 12)
+    assert again.sightings == [expected]
 
 
 def test_another_stream_closes_the_open_tracks_and_a_late_frame_of_the_old_one_is_skipped() -> None:

@@ -31,9 +31,9 @@ from sinks.errors import PostgresUnavailableError
 from sinks.metrics import Metrics
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
 from stream_processors.app import Pipeline, faust_app
-from stream_processors.testing import FakeTagger
 from stream_processors.tracking import TrackingStage
-from tests.unit.test_agents import FakeSink, Recorder, put, run, until
+from tests.support.agents import FakeSink, Recorder, put, run, until
+from tests.support.fake_tagger import FakeTagger
 
 STREAM = "clip.mp4:1"
 MASK = WireMask(size=(480, 640), counts="PPYo1k0O2N1O1N2")

@@ -38,7 +38,7 @@ from producers.video import (
     scrub_urls,
 )
 from sinks.metrics import Metrics
-from tests.unit.test_feed import FakeFuture, FakeProducer
+from tests.support.producer import FakeFuture, FakeProducer
 
 CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "video" / "person_4s.mp4"
 CLIP_START = dt.datetime(2017, 9, 26, 16, 58, 19, tzinfo=dt.UTC).timestamp()  # creation_time

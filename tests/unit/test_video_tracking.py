@@ -18,7 +18,7 @@ from fashionstream.video_annotation import annotate_recording
 from fashionstream.video_tracking import TrackingRun, track_recording
 from models.tracking import EndReason, TrackingConfig
 from producers.video import VideoOptions
-from stream_processors.testing import FakeTagger
+from tests.support.fake_tagger import FakeTagger
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "video"
 SHORT = FIXTURES / "person_4s.mp4"  # 4 s: 8 frames at 2 fps

@@ -1,7 +1,7 @@
-"""A deterministic fake tagger for agent tests, Kafka-semantics integration tests and
-benchmarks of the plumbing (`fashionstream worker --tagger-factory
-stream_processors.testing:fake_tagger`). Not a model: one "garment" per image, derived from the
-pixels so that the same image always gives the same answer."""
+"""A deterministic fake tagger for agent tests and Kafka-semantics integration tests, injected
+where the real FashionTagger would be (`Pipeline(tagger=...)`, `run_worker(tagger=...)`; a worker
+process gets it through tests/support/fake_worker.py). Not a model: one "garment" per image,
+derived from the pixels so that the same image always gives the same answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fashionstream.settings import Settings
 from models.tags import (
     ColourReading,
     GarmentTags,
@@ -95,13 +94,3 @@ class FakeTagger:
             model_version=self._model_version,
             timings={"detect": 0.0},
         )
-
-
-def fake_tagger(_settings: Settings) -> FakeTagger:
-    """Instant fake tagger (for `--tagger-factory`)."""
-    return FakeTagger()
-
-
-def slow_fake_tagger(_settings: Settings) -> FakeTagger:
-    """0.25 s per image, so that a test can stop a worker in the middle of a run."""
-    return FakeTagger(seconds_per_image=0.25)
