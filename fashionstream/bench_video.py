@@ -29,6 +29,8 @@ from typing import Any
 import psycopg2
 from prometheus_client import CollectorRegistry
 
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.settings import Settings
 from fashionstream.local_run import (
     WORKER_COMMAND,
     DeadLetterWatch,
@@ -38,7 +40,6 @@ from fashionstream.local_run import (
     start_group_at_end,
     wait_for_sources,
 )
-from fashionstream.settings import Settings
 from infra.local_stack import LocalStack
 from producers.video import (
     SampledFrame,
@@ -47,7 +48,6 @@ from producers.video import (
     VideoReport,
     read_recording,
 )
-from sinks.metrics import Metrics
 
 WARMUP_CAMERAS = 4  # frames from this many cameras reach (very likely) every worker's partitions
 SIGHTINGS_SETTLE_S = 60.0  # after the last frame's row: time for the tracking agent to commit
@@ -266,7 +266,7 @@ class _PeakMemory:
 def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frames: int) -> int:
     """The first `frames` sampled frames of `source` from each of `cams`, as fast as possible
     (loads the model in every worker before the timed run); returns the frames sent."""
-    from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame
+    from fashionstream.core.records import Frame, SourceKind, Topic, event_id_for_frame
     from producers.kafka import Deliveries, build_producer
     from producers.video import recording_ref
 

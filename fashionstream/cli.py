@@ -20,7 +20,7 @@ from fashionstream.commands import (
     tagger,
     video,
 )
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,8 +24,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from fashionstream.records import DeadLetter, Topic
-from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.core.records import DeadLetter, Topic
+from fashionstream.core.settings import REPO_ROOT, Settings
 from sinks.queries import Scope, image_counts
 
 

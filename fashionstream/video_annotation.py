@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 from fashionstream.video_tracking import TrackedFrame, TrackingRun, track_recording
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionstream.records import event_id_for_frame
+from fashionstream.core.records import event_id_for_frame
 from models.tags import ImageTags, Tagger
 from models.tracking import (
     CameraTracker,

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fashionstream.settings import BrokerKind
+from fashionstream.core.settings import BrokerKind
 from infra.errors import BrokerError
 from infra.processes import pid_alive, pid_cmdline, port_open, tail, terminate, wait_until
 from infra.topics import kafka_ready

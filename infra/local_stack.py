@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psycopg2
 
-from fashionstream.settings import BrokerKind, Settings
+from fashionstream.core.settings import BrokerKind, Settings
 from infra.brokers import Broker, make_broker
 from infra.errors import BrokerError, PostgresError, StackError
 from infra.migrate import Migration, migrate

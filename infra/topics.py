@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
 
-from fashionstream.records import Topic
-from fashionstream.settings import Settings
+from fashionstream.core.records import Topic
+from fashionstream.core.settings import Settings
 from infra.errors import TopicError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class TopicState:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic of fashionstream.records.Topic, sized from settings."""
+    """Every topic of fashionstream.core.records.Topic, sized from settings."""
     return [
         TopicSpec(
             name=topic.value,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
 
-from fashionstream.records import MAX_ID_CHARS
+from fashionstream.core.records import MAX_ID_CHARS
 
 AttributeValue = str | int | float | bool | None
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from kafka.errors import KafkaTimeoutError  # a send when no broker answers within max_block_ms
 
-from fashionstream.records import ImageRequest, Topic
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import ImageRequest, Topic
+from fashionstream.core.settings import Settings
 from producers.feed import (
     FeedFormat,
     FeedItem,
@@ -30,7 +31,6 @@ from producers.feed import (
     read_feed,
 )
 from producers.kafka import Deliveries, RecordProducer, build_producer
-from sinks.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -37,18 +37,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
 
-from fashionstream.errors import DecodeError
-from fashionstream.records import (
-    DeadLetter,
-    DeadLetterReason,
-    Frame,
-    SourceKind,
-    Topic,
-    event_id_for_frame,
-)
-from fashionstream.settings import FallBehindPolicy, Settings
+from fashionstream.core.errors import DeadLetterReason, DecodeError
+from fashionstream.core.metrics import Metrics, SourceState, Stage
+from fashionstream.core.records import DeadLetter, Frame, SourceKind, Topic, event_id_for_frame
+from fashionstream.core.settings import FallBehindPolicy, Settings
 from producers.kafka import Deliveries, RecordProducer, build_producer
-from sinks.metrics import Metrics, SourceState, Stage
 
 log = logging.getLogger(__name__)
 

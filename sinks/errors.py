@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from fashionstream.errors import SinkError
-from fashionstream.records import DeadLetterReason, TaggedImage
+from fashionstream.core.errors import DeadLetterReason, SinkError
+from fashionstream.core.records import TaggedImage
 
 # SQLSTATE classes that say the server, not the statement's data, is the problem: connection
 # exception (08), insufficient resources (53), operator intervention (57: shutdown, cancel),

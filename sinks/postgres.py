@@ -44,14 +44,10 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
-from fashionstream.records import (
-    DeadLetterReason,
-    TaggedImage,
-    WireGarment,
-    WirePerson,
-    normal_event_id,
-)
-from fashionstream.settings import Settings
+from fashionstream.core.errors import DeadLetterReason
+from fashionstream.core.metrics import Metrics, SinkErrorKind, Stage
+from fashionstream.core.records import TaggedImage, WireGarment, WirePerson, normal_event_id
+from fashionstream.core.settings import Settings
 from sinks.errors import (
     PostgresUnavailableError,
     RecordsRejectedError,
@@ -59,7 +55,6 @@ from sinks.errors import (
     SchemaNotReadyError,
     is_outage,
 )
-from sinks.metrics import Metrics, SinkErrorKind, Stage
 
 log = logging.getLogger(__name__)
 

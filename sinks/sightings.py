@@ -35,15 +35,15 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
-from fashionstream.errors import SinkError
-from fashionstream.records import DeadLetterReason, SourceKind
-from fashionstream.settings import Settings
+from fashionstream.core.errors import DeadLetterReason, SinkError
+from fashionstream.core.metrics import Metrics, SinkErrorKind, Stage
+from fashionstream.core.records import SourceKind
+from fashionstream.core.settings import Settings
 
 # the tracker's own output containers: sightings never travel on Kafka, so there is no wire
 # record for them (models.tracking.sightings is plain data: no supervision, no torch)
 from models.tracking.sightings import Sighting, SightingFrame
 from sinks.errors import PostgresUnavailableError, is_outage
-from sinks.metrics import Metrics, SinkErrorKind, Stage
 from sinks.postgres import (
     INSERT_SOURCES,
     ConnectionFactory,

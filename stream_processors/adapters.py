@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from fashionstream.errors import ModelError
-from fashionstream.records import (
-    DeadLetterReason,
+from fashionstream.core.errors import DeadLetterReason, ModelError
+from fashionstream.core.records import (
     Frame,
     TaggedImage,
     WireColour,

@@ -20,10 +20,10 @@ from typing import Any, TypeGuard, cast
 import faust
 from mode import CrashingSupervisor
 
-from fashionstream.records import Topic
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import Topic
+from fashionstream.core.settings import Settings
 from models.tags import Tagger
-from sinks.metrics import Metrics
 from stream_processors.acks import Holds
 from stream_processors.deadletters import DeadLetterer
 from stream_processors.fetch import FetchOptions, ImageFetcher

@@ -18,9 +18,9 @@ from typing import Any
 
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from fashionstream.errors import PipelineError
-from fashionstream.records import DEAD_LETTER_ID_CHARS, DeadLetter, DeadLetterReason, Origin, Topic
-from sinks.metrics import Metrics, Stage
+from fashionstream.core.errors import DeadLetterReason, PipelineError
+from fashionstream.core.metrics import Metrics, Stage
+from fashionstream.core.records import DEAD_LETTER_ID_CHARS, DeadLetter, Origin, Topic
 from stream_processors.sending import OversizeMessageError, Send
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from fashionstream.errors import FetchError
-from fashionstream.records import DeadLetterReason
-from fashionstream.settings import Settings
+from fashionstream.core.errors import DeadLetterReason, FetchError
+from fashionstream.core.settings import Settings
 from stream_processors.ssrf import AddressPolicy, validate_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -21,10 +21,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from fashionstream.errors import BadRecordError, DecodeError, PipelineError
-from fashionstream.records import DeadLetterReason, Frame, ImageRequest, SourceKind, Topic
-from fashionstream.settings import Settings
-from sinks.metrics import Metrics, Stage
+from fashionstream.core.errors import BadRecordError, DeadLetterReason, DecodeError, PipelineError
+from fashionstream.core.metrics import Metrics, Stage
+from fashionstream.core.records import Frame, ImageRequest, SourceKind, Topic
+from fashionstream.core.settings import Settings
 from stream_processors.acks import HeldBatch, Holds
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 from stream_processors.fetch import ImageFetcher

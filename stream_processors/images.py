@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from fashionstream.errors import DecodeError
-from fashionstream.records import DeadLetterReason
+from fashionstream.core.errors import DeadLetterReason, DecodeError
 
 # (format name Pillow uses, magic prefix test). Content-Type headers lie; the bytes do not.
 _SIGNATURES: tuple[tuple[str, bytes, int], ...] = (

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fashionstream.errors import PipelineError
-from fashionstream.records import DeadLetterReason, Topic
+from fashionstream.core.errors import DeadLetterReason, PipelineError
+from fashionstream.core.records import Topic
 
 Headers = list[tuple[str, bytes]]
 Send = Callable[[Topic, bytes | None, bytes, Headers | None], Awaitable[Awaitable[Any]]]

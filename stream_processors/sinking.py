@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
-from fashionstream.errors import BadRecordError, SinkError
-from fashionstream.records import DeadLetterReason, TaggedImage, Topic, normal_event_id
-from fashionstream.settings import Settings
+from fashionstream.core.errors import BadRecordError, DeadLetterReason, SinkError
+from fashionstream.core.metrics import Metrics, Stage
+from fashionstream.core.records import TaggedImage, Topic, normal_event_id
+from fashionstream.core.settings import Settings
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
-from sinks.metrics import Metrics, Stage
 from stream_processors.acks import Holds
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from fashionstream.errors import FetchError
-from fashionstream.records import DeadLetterReason
+from fashionstream.core.errors import DeadLetterReason, FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

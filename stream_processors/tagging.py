@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from fashionstream.errors import BadRecordError, ModelError, PipelineError
-from fashionstream.records import DeadLetterReason, Frame, TaggedImage, Topic
-from fashionstream.settings import Settings
+from fashionstream.core.errors import BadRecordError, DeadLetterReason, ModelError, PipelineError
+from fashionstream.core.metrics import Metrics, Stage
+from fashionstream.core.records import Frame, TaggedImage, Topic
+from fashionstream.core.settings import Settings
 from models.tags import ImageTags, Tagger
-from sinks.metrics import Metrics, Stage
 from stream_processors.acks import HeldBatch, Holds
 from stream_processors.adapters import tagged_image
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected

@@ -42,9 +42,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fashionstream.errors import BadRecordError
-from fashionstream.records import SourceKind, TaggedImage, Topic
-from fashionstream.settings import Settings
+from fashionstream.core.errors import BadRecordError
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import SourceKind, TaggedImage, Topic
+from fashionstream.core.settings import Settings
 from models.tracking import (
     STATE_FORMAT,
     CameraTracker,
@@ -57,7 +58,6 @@ from models.tracking import (
 )
 from models.tracking.frames import person_arrays
 from sinks.errors import PostgresUnavailableError
-from sinks.metrics import Metrics
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
 from stream_processors.acks import Holds
 

@@ -13,9 +13,9 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics, serve_metrics
+from fashionstream.core.settings import Settings
 from models.tags import Tagger
-from sinks.metrics import Metrics, serve_metrics
 from stream_processors.app import Pipeline, SinkFactory
 from stream_processors.sinking import ItemSink
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fashionstream.commands import Commands
-from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.core.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")
 DEFAULT_WEIGHTS = REPO_ROOT / "weights"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fashionstream.commands import Commands
 from fashionstream.commands.tagger import DEFAULT_VIDEO
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 
 
 def register(commands: Commands, bench: Commands) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fashionstream.commands import Commands
 from fashionstream.commands.tagger import DEFAULT_VIDEO
-from fashionstream.settings import Backend, Settings
+from fashionstream.core.settings import Backend, Settings
 
 log = logging.getLogger("fashionstream.detector")
 DEFAULT_BACKGROUND = DEFAULT_VIDEO

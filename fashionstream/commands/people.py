@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionstream.commands import Commands
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 
 log = logging.getLogger("fashionstream.people")
 

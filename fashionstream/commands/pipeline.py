@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from fashionstream.commands import Commands
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _worker(settings: Settings, _args: argparse.Namespace) -> int:
 def _metrics(settings: Settings) -> tuple[Any, Any]:
     from prometheus_client import CollectorRegistry
 
-    from sinks.metrics import Metrics, serve_metrics
+    from fashionstream.core.metrics import Metrics, serve_metrics
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from fashionstream.commands import Commands
-from fashionstream.settings import Settings, env_name
+from fashionstream.core.settings import Settings, env_name
 
 
 def register(commands: Commands) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fashionstream.commands import Commands
-from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 
 log = logging.getLogger("fashionstream.tagger")
 

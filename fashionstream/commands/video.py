@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fashionstream.commands import Commands
-from fashionstream.settings import Backend, Settings
+from fashionstream.core.settings import Backend, Settings
 
 if TYPE_CHECKING:  # torch and PyAV load only when a command runs
     from fashionstream.video_tracking import TrackingRun

@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
 from tests.support.stack import (
     PostgresControl,

@@ -19,11 +19,11 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import ImageRequest, SourceKind, Topic, event_id_for_item
+from fashionstream.core.settings import BrokerKind, Settings
 from fashionstream.local_run import start_group_at_end
-from fashionstream.records import ImageRequest, SourceKind, Topic, event_id_for_item
-from fashionstream.settings import BrokerKind, Settings
 from producers.image_feed import FeedProducer
-from sinks.metrics import Metrics
 from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,

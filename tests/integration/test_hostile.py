@@ -8,9 +8,10 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.core.errors import DeadLetterReason
+from fashionstream.core.records import DeadLetter, Topic
+from fashionstream.core.settings import Settings
 from fashionstream.local_run import start_group_at_end
-from fashionstream.records import DeadLetter, DeadLetterReason, Topic
-from fashionstream.settings import Settings
 from tests.support.pipeline import (
     IMAGE_HOST,
     DeadLetterReader,

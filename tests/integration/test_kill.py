@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 
+from fashionstream.core.records import event_id_for_item
+from fashionstream.core.settings import REPO_ROOT, BrokerKind, Settings
 from fashionstream.local_run import WorkerProcess, start_group_at_end
-from fashionstream.records import event_id_for_item
-from fashionstream.settings import REPO_ROOT, BrokerKind, Settings
 from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,

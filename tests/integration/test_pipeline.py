@@ -11,9 +11,15 @@ import numpy as np
 import psycopg2.extensions
 from PIL import Image
 
+from fashionstream.core.records import (
+    Frame,
+    SourceKind,
+    Topic,
+    event_id_for_frame,
+    event_id_for_item,
+)
+from fashionstream.core.settings import REPO_ROOT, Settings
 from fashionstream.local_run import start_group_at_end
-from fashionstream.records import Frame, SourceKind, Topic, event_id_for_frame, event_id_for_item
-from fashionstream.settings import REPO_ROOT, Settings
 from infra.processes import free_port
 from producers.kafka import Deliveries, build_producer
 from tests.support.pipeline import (

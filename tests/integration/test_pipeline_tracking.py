@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.core.settings import REPO_ROOT, Settings
 from fashionstream.local_run import start_group_at_end
-from fashionstream.settings import REPO_ROOT, Settings
 from tests.support import fake_worker
 from tests.support.pipeline import (
     offline_sightings,

@@ -11,15 +11,10 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.core.errors import DeadLetterReason
+from fashionstream.core.records import ImageRequest, SourceKind, Topic, event_id_for_item
+from fashionstream.core.settings import Settings
 from fashionstream.local_run import start_group_at_end
-from fashionstream.records import (
-    DeadLetterReason,
-    ImageRequest,
-    SourceKind,
-    Topic,
-    event_id_for_item,
-)
-from fashionstream.settings import Settings
 from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,

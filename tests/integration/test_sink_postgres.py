@@ -10,10 +10,10 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import SourceKind
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import SourceKind
+from fashionstream.core.settings import Settings
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError
-from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
 from tests.support.records import tagged_image
 from tests.support.stack import PostgresControl, count_rows

@@ -9,10 +9,10 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import SourceKind, WireLabel
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import SourceKind, WireLabel
+from fashionstream.core.settings import Settings
 from sinks import queries
-from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
 from tests.support.records import tagged_image
 

@@ -8,10 +8,10 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import TaggedImage
-from fashionstream.settings import Settings
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import TaggedImage
+from fashionstream.core.settings import Settings
 from models.tracking import STATE_FORMAT, CameraTracker, TrackingConfig, TrackingResult
-from sinks.metrics import Metrics
 from sinks.postgres import PostgresSink
 from sinks.sightings import CameraWrite, SightingSink, StaleTrackerStateError
 from stream_processors.tracking import frame_detections

@@ -20,8 +20,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from fashionstream.records import Topic
-from fashionstream.settings import BrokerKind, Settings, env_name
+from fashionstream.core.records import Topic
+from fashionstream.core.settings import BrokerKind, Settings, env_name
 from infra.errors import BrokerError
 from infra.local_stack import LocalStack
 from infra.migrate import discover

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionstream.settings import BrokerKind, env_name
+from fashionstream.core.settings import BrokerKind, env_name
 from infra.brokers import BrokerRecord, make_broker
 from infra.errors import PostgresError
 from infra.local_stack import _split_bootstrap

@@ -13,7 +13,7 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 from infra.errors import MigrationError
 from infra.migrate import Migration, apply_migrations, discover
 

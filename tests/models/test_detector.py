@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fashionstream.cli import main
-from fashionstream.settings import REPO_ROOT
+from fashionstream.core.settings import REPO_ROOT
 from models import weights as W
 from models.detection import ccp
 from models.detection.runner import Detector

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fashionstream.cli import main
-from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.core.settings import REPO_ROOT, Settings
 from models import weights as W
 from models.people.network import PEOPLE_ARCH
 from models.people.runner import PeopleDetector

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from models.attributes.calibration import UNKNOWN
 from models.detection import ccp
 from models.tagger import FashionTagger

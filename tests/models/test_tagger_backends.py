@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from models.detection import ccp
 from models.detection.runner import RawDetections
 from models.tagger import FashionTagger

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionstream.settings import REPO_ROOT, Backend, Device, Settings
+from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from fashionstream.video_tracking import TrackingRun, track_recording
 from models.tagger import FashionTagger
 from models.tracking import TrackingConfig

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fashionstream.records import DeadLetter, TaggedImage, Topic
+from fashionstream.core.records import DeadLetter, TaggedImage, Topic
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
 
 TIMEOUT_S = 20.0

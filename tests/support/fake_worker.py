@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from fashionstream.cli import configure_logging
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 from stream_processors.worker import run_worker
 from tests.support.fake_tagger import FakeTagger
 

@@ -29,13 +29,13 @@ import psycopg2.extensions
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from fashionstream.core.records import DeadLetter, Topic, event_id_for_frame
+from fashionstream.core.settings import REPO_ROOT, Settings
 from fashionstream.local_run import (
     WORKER_COMMAND,
     WorkerProcess,
     settings_env,
 )
-from fashionstream.records import DeadLetter, Topic, event_id_for_frame
-from fashionstream.settings import REPO_ROOT, Settings
 from fashionstream.video_tracking import track_recording
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fashionstream.records import (
+from fashionstream.core.records import (
     SourceKind,
     TaggedImage,
     WireColour,

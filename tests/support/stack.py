@@ -19,7 +19,7 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from fashionstream.settings import BrokerKind, Settings
+from fashionstream.core.settings import BrokerKind, Settings
 from infra.local_stack import LocalStack
 from infra.processes import free_port, wait_until
 from sinks.postgres import TABLES

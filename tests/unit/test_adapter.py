@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fashionstream.errors import ModelError
-from fashionstream.records import (
-    DeadLetterReason,
+from fashionstream.core.errors import DeadLetterReason, ModelError
+from fashionstream.core.records import (
     Frame,
     SourceKind,
     TaggedImage,

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
-from fashionstream.errors import FetchError
-from fashionstream.records import (
-    DeadLetterReason,
+from fashionstream.core.errors import DeadLetterReason, FetchError
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import (
     Frame,
     ImageRequest,
     SourceKind,
@@ -26,8 +26,7 @@ from fashionstream.records import (
     Topic,
     event_id_for_frame,
 )
-from fashionstream.settings import Settings
-from sinks.metrics import Metrics
+from fashionstream.core.settings import Settings
 from stream_processors.app import Pipeline, faust_app
 from stream_processors.fetch import FetchedImage
 from stream_processors.ssrf import AddressPolicy, validate_url

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import ImageRequest, Topic
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import ImageRequest, Topic
 from producers.feed import (
     FeedFormat,
     FeedItem,
@@ -24,7 +25,6 @@ from producers.feed import (
     read_feed,
 )
 from producers.image_feed import FeedProducer
-from sinks.metrics import Metrics
 from tests.support.producer import FakeFuture, FakeProducer
 
 

@@ -19,8 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from PIL import Image
 
-from fashionstream.errors import DecodeError, FetchError
-from fashionstream.records import DeadLetterReason
+from fashionstream.core.errors import DeadLetterReason, DecodeError, FetchError
 from stream_processors.fetch import FetchOptions, GuardedResolver, ImageFetcher
 from stream_processors.images import check_pixels, decode_jpeg, prepare_image, sniff_format
 from stream_processors.ssrf import AddressPolicy

@@ -1,5 +1,5 @@
-"""sinks.metrics: every metric is served on /metrics, named fashionstream_<what>_<unit>, with
-bounded labels only."""
+"""fashionstream.core.metrics: every metric is served on /metrics, named
+fashionstream_<what>_<unit>, with bounded labels only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinks.metrics import Metrics, serve_metrics
+from fashionstream.core.metrics import Metrics, serve_metrics
 
 # counts are in what they count; `state` is a state set (1 for the current state, 0 for others)
 UNITS = ("seconds", "bytes", "messages", "records", "tracks", "state")

@@ -11,12 +11,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fashionstream.errors import BadRecordError
-from fashionstream.records import (
+from fashionstream.core.errors import BadRecordError, DeadLetterReason
+from fashionstream.core.records import (
     DEAD_LETTER_TEXT_CHARS,
     MAX_ID_CHARS,
     DeadLetter,
-    DeadLetterReason,
     Frame,
     ImageRequest,
     Origin,

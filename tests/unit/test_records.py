@@ -3,10 +3,9 @@ import json
 
 import pytest
 
-from fashionstream.errors import BadRecordError
-from fashionstream.records import (
+from fashionstream.core.errors import BadRecordError, DeadLetterReason
+from fashionstream.core.records import (
     DeadLetter,
-    DeadLetterReason,
     Frame,
     ImageRequest,
     Origin,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from fashionstream.settings import Backend, FallBehindPolicy, Settings, env_name
+from fashionstream.core.settings import Backend, FallBehindPolicy, Settings, env_name
 
 
 def test_defaults_are_valid_and_every_setting_is_described() -> None:

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from psycopg2 import sql
 
-from fashionstream.records import SourceKind, TaggedImage
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import SourceKind, TaggedImage
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
-from sinks.metrics import Metrics
 from sinks.postgres import SCHEMA_PROBE, ItemFields, PostgresSink, item_fields
 from tests.support.records import tagged_image
 

@@ -6,8 +6,7 @@ import ipaddress
 
 import pytest
 
-from fashionstream.errors import FetchError
-from fashionstream.records import DeadLetterReason
+from fashionstream.core.errors import DeadLetterReason, FetchError
 from stream_processors.ssrf import AddressPolicy, validate_url
 
 DEFAULT = AddressPolicy()

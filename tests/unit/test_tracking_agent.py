@@ -18,17 +18,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from fashionstream.records import (
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import (
     SourceKind,
     TaggedImage,
     WireMask,
     WirePerson,
     event_id_for_frame,
 )
-from fashionstream.settings import Settings
+from fashionstream.core.settings import Settings
 from models.tracking import EndReason, Sighting, TrackingConfig
 from sinks.errors import PostgresUnavailableError
-from sinks.metrics import Metrics
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
 from stream_processors.app import Pipeline, faust_app
 from stream_processors.tracking import TrackingStage

@@ -19,15 +19,10 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 import producers.video as video
-from fashionstream.records import (
-    DeadLetter,
-    DeadLetterReason,
-    Frame,
-    SourceKind,
-    Topic,
-    event_id_for_frame,
-)
-from fashionstream.settings import FallBehindPolicy
+from fashionstream.core.errors import DeadLetterReason
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.records import DeadLetter, Frame, SourceKind, Topic, event_id_for_frame
+from fashionstream.core.settings import FallBehindPolicy
 from producers.video import (
     PtsSampler,
     VideoOptions,
@@ -37,7 +32,6 @@ from producers.video import (
     resized_dims,
     scrub_urls,
 )
-from sinks.metrics import Metrics
 from tests.support.producer import FakeFuture, FakeProducer
 
 CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "video" / "person_4s.mp4"

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from fashionstream.cli import main
-from fashionstream.settings import REPO_ROOT, Settings
+from fashionstream.core.settings import REPO_ROOT, Settings
 from fashionstream.video_annotation import annotate_recording
 from fashionstream.video_tracking import TrackingRun, track_recording
 from models.tracking import EndReason, TrackingConfig

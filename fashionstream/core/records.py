@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fashionstream.errors import BadRecordError
+from fashionstream.core.errors import BadRecordError, DeadLetterReason
 
 
 class Topic(enum.StrEnum):
@@ -37,30 +37,6 @@ class Topic(enum.StrEnum):
 class SourceKind(enum.StrEnum):
     FEED = "feed"  # an e-commerce catalogue feed; one image per item
     CAMERA = "camera"  # a video source; many frames
-
-
-class DeadLetterReason(enum.StrEnum):
-    """Why a record was dead-lettered. The metric label and the `reason` field of `DeadLetter`."""
-
-    BAD_RECORD = "bad_record"  # not a valid record of its topic's schema
-    INVALID_URL = "invalid_url"
-    SCHEME_NOT_ALLOWED = "scheme_not_allowed"  # only http(s) is fetched
-    ADDRESS_REFUSED = "address_refused"  # SSRF guard: private, loopback, link-local, ...
-    DNS_ERROR = "dns_error"
-    CONNECT_ERROR = "connect_error"
-    TIMEOUT = "timeout"
-    HTTP_STATUS = "http_status"  # a non-2xx answer
-    TOO_MANY_REDIRECTS = "too_many_redirects"
-    TOO_LARGE = "too_large"  # body over fetch_max_bytes
-    NOT_AN_IMAGE = "not_an_image"  # magic bytes of no supported image format
-    TRUNCATED_IMAGE = "truncated_image"
-    CORRUPT_IMAGE = "corrupt_image"
-    DECOMPRESSION_BOMB = "decompression_bomb"  # over fetch_max_pixels
-    OVERSIZE_MESSAGE = "oversize_message"  # over max_message_bytes
-    VIDEO_DECODE_ERROR = "video_decode_error"
-    MODEL_ERROR = "model_error"
-    SINK_REJECTED = "sink_rejected"  # Postgres refused the row itself (not an outage)
-    INTERNAL_ERROR = "internal_error"  # no stage anticipated the failure: a bug, or a new case
 
 
 # Ids are keys of unique indexes in Postgres (a btree entry holds at most ~2.7 kB) and labels of

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "FASHIONSTREAM_"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class BrokerKind(enum.StrEnum):
