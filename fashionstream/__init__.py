@@ -1,1 +1,2 @@
-"""fashionstream: the CLI, the one settings object and the wire records that tie the stages."""
+"""fashionstream: the foundation every layer imports (`core/`) and the front end that wires the
+layers into the `fashionstream` CLI (`app/`). See ARCHITECTURE.md."""

@@ -1,3 +1,3 @@
-from fashionstream.cli import main
+from fashionstream.app.cli import main
 
 raise SystemExit(main())

@@ -19,10 +19,10 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import ImageRequest, SourceKind, Topic, event_id_for_item
 from fashionstream.core.settings import BrokerKind, Settings
-from fashionstream.local_run import start_group_at_end
 from producers.image_feed import FeedProducer
 from tests.support.pipeline import (
     DeadLetterReader,

@@ -27,10 +27,10 @@ import psycopg2.extensions
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.metrics import Metrics, serve_metrics
 from fashionstream.core.records import Topic
 from fashionstream.core.settings import REPO_ROOT, Settings, env_name
-from fashionstream.local_run import start_group_at_end
 from infra.processes import free_port, terminate, wait_until
 from producers.image_feed import produce_feed
 from producers.video import VideoProducer

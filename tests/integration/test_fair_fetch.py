@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.records import event_id_for_item
 from fashionstream.core.settings import Settings
-from fashionstream.local_run import start_group_at_end
 from tests.support.pipeline import (
     ImageServer,
     catalogue_rows,

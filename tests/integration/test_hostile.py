@@ -8,10 +8,10 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.records import DeadLetter, Topic
 from fashionstream.core.settings import Settings
-from fashionstream.local_run import start_group_at_end
 from tests.support.pipeline import (
     IMAGE_HOST,
     DeadLetterReader,

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg2.extensions
 import pytest
 
+from fashionstream.app.local_run import WorkerProcess, start_group_at_end
 from fashionstream.core.records import event_id_for_item
 from fashionstream.core.settings import REPO_ROOT, BrokerKind, Settings
-from fashionstream.local_run import WorkerProcess, start_group_at_end
 from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,
@@ -32,7 +32,8 @@ from tests.support.pipeline import (
 )
 from tests.support.stack import KAFKA_ENV, broker_under_test
 
-CLIP = REPO_ROOT / "fashionstream" / "samples" / "store_camera.mp4"  # 24 s: 48 frames at 2 fps
+# 24 s: 48 frames at 2 fps
+CLIP = REPO_ROOT / "fashionstream" / "app" / "samples" / "store_camera.mp4"
 TIMEOUT_S = 600.0  # the real tagger on 2 shared CPU cores
 KILL_DELAY_S = 1.5  # 1.5 x the worker's commit interval (stream_processors.app)
 

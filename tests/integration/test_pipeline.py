@@ -11,6 +11,7 @@ import numpy as np
 import psycopg2.extensions
 from PIL import Image
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.records import (
     Frame,
     SourceKind,
@@ -19,7 +20,6 @@ from fashionstream.core.records import (
     event_id_for_item,
 )
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.local_run import start_group_at_end
 from infra.processes import free_port
 from producers.kafka import Deliveries, build_producer
 from tests.support.pipeline import (

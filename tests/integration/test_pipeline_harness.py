@@ -7,9 +7,9 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.records import Topic, event_id_for_frame
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.local_run import start_group_at_end
 from tests.support.pipeline import expected_frame_ids, produce_raw, unique
 
 

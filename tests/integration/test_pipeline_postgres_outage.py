@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.records import event_id_for_item
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.local_run import start_group_at_end
 from infra.processes import free_port
 from tests.support.pipeline import (
     ImageServer,
@@ -27,7 +27,7 @@ from tests.support.pipeline import (
 )
 from tests.support.stack import PostgresControl, connect
 
-CLIP = REPO_ROOT / "fashionstream" / "samples" / "store_camera.mp4"
+CLIP = REPO_ROOT / "fashionstream" / "app" / "samples" / "store_camera.mp4"
 TIMEOUT_S = 600.0
 
 

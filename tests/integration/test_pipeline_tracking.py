@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.local_run import start_group_at_end
 from tests.support import fake_worker
 from tests.support.pipeline import (
     offline_sightings,
@@ -71,7 +71,7 @@ def test_a_recording_becomes_the_offline_sightings_and_sending_it_again_adds_no_
 def test_bench_video_measures_a_camera_through_the_pipeline(local_stack: Settings) -> None:
     """`fashionstream bench video`'s plumbing, with the instant fake tagger: every frame sent is
     tagged, the recording's end closes its one sighting, and the lag is measured."""
-    from fashionstream.bench_video import run_bench_video
+    from fashionstream.app.bench_video import run_bench_video
 
     report = run_bench_video(
         local_stack,

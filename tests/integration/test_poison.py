@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.records import ImageRequest, SourceKind, Topic, event_id_for_item
 from fashionstream.core.settings import Settings
-from fashionstream.local_run import start_group_at_end
 from tests.support.pipeline import (
     DeadLetterReader,
     ImageServer,

@@ -231,7 +231,7 @@ def test_up_and_down_as_a_normal_user(private_tree: Path) -> None:
         )
 
     reachable = subprocess.run(
-        [python, "-c", "import fashionstream.cli, infra.local_stack"],
+        [python, "-c", "import fashionstream.app.cli, infra.local_stack"],
         env=env,
         cwd=state_dir,
         user=nobody.pw_uid,

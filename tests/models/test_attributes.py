@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fashionstream.cli import main
+from fashionstream.app.cli import main
 from models import weights as W
 from models.attributes import labels as L
 from models.attributes.classifier import AttributeClassifier, probabilities_from_logits

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionstream.cli import main
+from fashionstream.app.cli import main
 from fashionstream.core.settings import REPO_ROOT
 from models import weights as W
 from models.detection import ccp

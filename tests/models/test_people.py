@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionstream.cli import main
+from fashionstream.app.cli import main
 from fashionstream.core.settings import REPO_ROOT, Settings
 from models import weights as W
 from models.people.network import PEOPLE_ARCH

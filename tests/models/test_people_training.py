@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fashionstream.cli import main
+from fashionstream.app.cli import main
 from models import weights as W
 from models.people.runner import PersonBoxes, TorchPeopleDetector, load_people
 

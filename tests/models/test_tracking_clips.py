@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from fashionstream.app.video_tracking import TrackingRun, track_recording
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
-from fashionstream.video_tracking import TrackingRun, track_recording
 from models.tagger import FashionTagger
 from models.tracking import TrackingConfig
 from producers.video import VideoOptions

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fashionstream.cli import configure_logging
+from fashionstream.app.cli import configure_logging
 from fashionstream.core.settings import Settings
 from stream_processors.worker import run_worker
 from tests.support.fake_tagger import FakeTagger

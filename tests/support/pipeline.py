@@ -29,14 +29,10 @@ import psycopg2.extensions
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from fashionstream.app.local_run import WORKER_COMMAND, WorkerProcess, settings_env
+from fashionstream.app.video_tracking import track_recording
 from fashionstream.core.records import DeadLetter, Topic, event_id_for_frame
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.local_run import (
-    WORKER_COMMAND,
-    WorkerProcess,
-    settings_env,
-)
-from fashionstream.video_tracking import track_recording
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig
 from producers.image_feed import produce_feed
@@ -44,7 +40,7 @@ from producers.video import PtsSampler, VideoOptions, produce_video
 from tests.support import fake_worker
 from tests.support.fake_tagger import FakeTagger
 
-SAMPLES = REPO_ROOT / "fashionstream" / "samples"
+SAMPLES = REPO_ROOT / "fashionstream" / "app" / "samples"
 IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
 WORKER_STATE_DIR = Path(tempfile.gettempdir()) / f"fashionstream-test-workers-{os.getuid()}"
 

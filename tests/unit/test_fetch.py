@@ -24,7 +24,7 @@ from stream_processors.fetch import FetchOptions, GuardedResolver, ImageFetcher
 from stream_processors.images import check_pixels, decode_jpeg, prepare_image, sniff_format
 from stream_processors.ssrf import AddressPolicy
 
-SAMPLES = Path(__file__).resolve().parents[2] / "fashionstream" / "samples" / "catalogue"
+SAMPLES = Path(__file__).resolve().parents[2] / "fashionstream" / "app" / "samples" / "catalogue"
 TEST_HOST = "127.0.0.2"  # loopback on Linux, and the only address the tests' policy allows
 POLICY = AddressPolicy.from_cidrs([f"{TEST_HOST}/32"])
 IMAGE = (SAMPLES / "dress-1.jpg").read_bytes()

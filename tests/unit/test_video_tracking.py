@@ -12,10 +12,10 @@ import av
 import cv2
 import pytest
 
-from fashionstream.cli import main
+from fashionstream.app.cli import main
+from fashionstream.app.video_annotation import annotate_recording
+from fashionstream.app.video_tracking import TrackingRun, track_recording
 from fashionstream.core.settings import REPO_ROOT, Settings
-from fashionstream.video_annotation import annotate_recording
-from fashionstream.video_tracking import TrackingRun, track_recording
 from models.tracking import EndReason, TrackingConfig
 from producers.video import VideoOptions
 from tests.support.fake_tagger import FakeTagger

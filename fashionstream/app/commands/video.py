@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Backend, Settings
 
 if TYPE_CHECKING:  # torch and PyAV load only when a command runs
-    from fashionstream.video_tracking import TrackingRun
+    from fashionstream.app.video_tracking import TrackingRun
 
 log = logging.getLogger("fashionstream.video")
 
@@ -91,7 +91,7 @@ def _configured(settings: Settings, args: argparse.Namespace) -> Settings | str:
 
 
 def _run_tracking(settings: Settings, video: Path, camera: str) -> TrackingRun:
-    from fashionstream.video_tracking import track_recording
+    from fashionstream.app.video_tracking import track_recording
     from models.tagger import FashionTagger
     from models.tracking import TrackingConfig
     from producers.video import VideoOptions
@@ -152,7 +152,7 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
     """`fashionstream annotate VIDEO -o OUT.mp4 [--key-frames DIR]`: every sampled frame with
     masks, boxes, track ids and labels, encoded at the sampling rate; `--key-frames` also
     writes each sighting's best frame as a PNG."""
-    from fashionstream.video_annotation import annotate_recording
+    from fashionstream.app.video_annotation import annotate_recording
     from models.tagger import FashionTagger
     from producers.video import VideoDecodeError
 
@@ -190,7 +190,7 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench_video(settings: Settings, args: argparse.Namespace) -> int:
-    from fashionstream.bench_video import BenchError, run_bench_video
+    from fashionstream.app.bench_video import BenchError, run_bench_video
 
     bad = _check_video("bench video", args.source)
     if bad is not None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Settings
 
 log = logging.getLogger("fashionstream.people")

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from fashionstream.app.video_tracking import TrackedFrame, TrackingRun, track_recording
 from fashionstream.core.settings import Settings
-from fashionstream.video_tracking import TrackedFrame, TrackingRun, track_recording
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig
 from producers.video import VideoOptions

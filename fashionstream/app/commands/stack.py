@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Settings, env_name
 
 

@@ -19,8 +19,7 @@ from typing import Any
 import psycopg2
 from tqdm import tqdm
 
-from fashionstream.core.settings import Settings
-from fashionstream.local_run import (
+from fashionstream.app.local_run import (
     DeadLetterWatch,
     Progress,
     WorkerProcess,
@@ -28,6 +27,7 @@ from fashionstream.local_run import (
     settings_env,
     wait_for_sources,
 )
+from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
 from producers.image_feed import produce_feed
 from producers.video import produce_video

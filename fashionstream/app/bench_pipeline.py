@@ -22,9 +22,7 @@ import cv2
 import numpy as np
 import psycopg2
 
-from fashionstream.core.records import Frame, SourceKind, Topic, event_id_for_frame
-from fashionstream.core.settings import Settings
-from fashionstream.local_run import (
+from fashionstream.app.local_run import (
     DeadLetterWatch,
     RunError,
     WorkerProcess,
@@ -32,6 +30,8 @@ from fashionstream.local_run import (
     start_group_at_end,
     wait_for_sources,
 )
+from fashionstream.core.records import Frame, SourceKind, Topic, event_id_for_frame
+from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
 from producers.kafka import build_producer
 from sinks import queries

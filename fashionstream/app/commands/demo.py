@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from fashionstream.commands import Commands
-from fashionstream.commands.tagger import DEFAULT_VIDEO
+from fashionstream.app.commands import Commands
+from fashionstream.app.commands.tagger import DEFAULT_VIDEO
 from fashionstream.core.settings import Settings
 
 
@@ -50,8 +50,8 @@ def register(commands: Commands, bench: Commands) -> None:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from fashionstream.demo import format_summary, run_demo
-    from fashionstream.local_run import RunError
+    from fashionstream.app.demo import format_summary, run_demo
+    from fashionstream.app.local_run import RunError
     from infra.errors import StackError
 
     try:
@@ -67,9 +67,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench_pipeline(settings: Settings, args: argparse.Namespace) -> int:
-    from fashionstream.bench_pipeline import run_bench
-    from fashionstream.commands.tagger import BUSY_PEOPLE_PER_FRAME, load_frames
-    from fashionstream.local_run import RunError
+    from fashionstream.app.bench_pipeline import run_bench
+    from fashionstream.app.commands.tagger import BUSY_PEOPLE_PER_FRAME, load_frames
+    from fashionstream.app.local_run import RunError
     from infra.errors import StackError
 
     frames, source = load_frames(args.video, args.frames)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 
 log = logging.getLogger("fashionstream.tagger")
@@ -84,7 +84,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 def _annotate(settings: Settings, args: argparse.Namespace) -> int:
     import cv2
 
-    from fashionstream.commands.video import annotate_video, is_video
+    from fashionstream.app.commands.video import annotate_video, is_video
     from models.drawing import draw_tags, garment_lines, legend
     from models.tagger import FashionTagger
 

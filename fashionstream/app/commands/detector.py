@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fashionstream.commands import Commands
-from fashionstream.commands.tagger import DEFAULT_VIDEO
+from fashionstream.app.commands import Commands
+from fashionstream.app.commands.tagger import DEFAULT_VIDEO
 from fashionstream.core.settings import Backend, Settings
 
 log = logging.getLogger("fashionstream.detector")
@@ -379,7 +379,7 @@ def _camera_backgrounds(videos: list[Path], count: int) -> list[Any]:
     around its centre (or scaled up to 640 wide when narrower)."""
     import cv2
 
-    from fashionstream.commands.tagger import load_frames
+    from fashionstream.app.commands.tagger import load_frames
     from models.detection.camera_scenes import SCENE_HEIGHT, SCENE_WIDTH
 
     frames = []

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Settings
 
 log = logging.getLogger(__name__)

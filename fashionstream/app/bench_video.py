@@ -29,9 +29,7 @@ from typing import Any
 import psycopg2
 from prometheus_client import CollectorRegistry
 
-from fashionstream.core.metrics import Metrics
-from fashionstream.core.settings import Settings
-from fashionstream.local_run import (
+from fashionstream.app.local_run import (
     WORKER_COMMAND,
     DeadLetterWatch,
     RunError,
@@ -40,6 +38,8 @@ from fashionstream.local_run import (
     start_group_at_end,
     wait_for_sources,
 )
+from fashionstream.core.metrics import Metrics
+from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
 from producers.video import (
     SampledFrame,

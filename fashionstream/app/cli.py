@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from fashionstream.commands import (
+from fashionstream.app.commands import (
     Commands,
     attributes,
     demo,

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fashionstream.commands import Commands
+from fashionstream.app.commands import Commands
 from fashionstream.core.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")

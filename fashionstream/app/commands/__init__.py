@@ -1,4 +1,4 @@
-"""One module per group of CLI commands, each with a `register(...)` for fashionstream.cli."""
+"""One module per group of CLI commands, each with a `register(...)` for fashionstream.app.cli."""
 
 from __future__ import annotations
 
