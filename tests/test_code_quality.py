@@ -1,4 +1,5 @@
-"""The lint and type gates of STYLE.md, enforced by the test command so CI fails on them."""
+"""The lint, type and import-layer gates of STYLE.md and ARCHITECTURE.md, enforced by the test
+command so CI fails on them."""
 
 import shutil
 import subprocess
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
         ["mypy"],
+        # the import contracts of pyproject.toml [tool.importlinter] (ARCHITECTURE.md)
+        ["lint-imports", "--no-cache"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "import-layers"],
 )
 def test_gate_passes(command: list[str]) -> None:
     tool = shutil.which(command[0], path=str(Path(sys.executable).parent))
