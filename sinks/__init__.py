@@ -1,1 +1,2 @@
-"""Sinks: the Postgres writer, Prometheus metrics and reports. No Kafka."""
+"""Sinks: the Postgres writers (tagged images, sightings) and the queries over them. No Kafka;
+the metrics they count live in fashionstream.core.metrics."""
