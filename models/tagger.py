@@ -68,7 +68,7 @@ class AttributeRunner(Protocol):
 
 
 class TaggerSettings(Protocol):
-    """The settings `from_settings` reads (fashionstream.settings.Settings has them all)."""
+    """The settings `from_settings` reads (fashionstream.core.settings.Settings has them all)."""
 
     @property
     def weights_dir(self) -> Path: ...

@@ -59,7 +59,7 @@ class SkipReason(enum.StrEnum):
 
 
 class TrackingSettings(Protocol):
-    """What `TrackingConfig.from_settings` reads (fashionstream.settings.Settings has it)."""
+    """What `TrackingConfig.from_settings` reads (fashionstream.core.settings.Settings has it)."""
 
     @property
     def video_fps(self) -> float: ...
