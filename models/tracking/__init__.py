@@ -2,8 +2,7 @@
 over time, confidence-weighted votes, and sightings. Pure: no Kafka, no database, so the stream
 processor and `fashionstream track` run exactly this code."""
 
-from models.tracking.frames import FrameDetections, GarmentSeen, from_image_tags
-from models.tracking.sightings import (
+from fashionstream.core.sightings import (
     BestView,
     EndReason,
     Label,
@@ -12,6 +11,7 @@ from models.tracking.sightings import (
     SightingGarment,
     sighting_id,
 )
+from models.tracking.frames import FrameDetections, GarmentSeen, from_image_tags
 from models.tracking.tracker import (
     STATE_FORMAT,
     CameraTracker,

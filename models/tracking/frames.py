@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fashionstream.core.sightings import Box
 from models.tags import ImageTags
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)

@@ -473,6 +473,22 @@ def test_a_state_of_another_format_is_refused() -> None:
         CameraTracker.from_bytes(data, TrackingConfig())
 
 
+def test_a_state_pickled_before_sightings_moved_to_the_foundation_still_loads() -> None:
+    # states in tracker_states name BestView / SightingFrame by their old module path
+    import pickle
+
+    from fashionstream.core.sightings import BestView
+
+    best = BestView("e", 3, 0, 0.9, (0.0, 0.0, 10.0, 10.0))
+    old = pickle.dumps(best, protocol=0).replace(
+        b"fashionstream.core.sightings", b"models.tracking.sightings"
+    )
+    assert b"models.tracking.sightings" in old
+    loaded = pickle.loads(old)
+    assert loaded == best
+    assert type(loaded) is BestView
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 
