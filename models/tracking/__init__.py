@@ -11,7 +11,12 @@ from fashionstream.core.sightings import (
     SightingGarment,
     sighting_id,
 )
-from models.tracking.frames import FrameDetections, GarmentSeen, from_image_tags
+from models.tracking.frames import (
+    UNKNOWN_STREAM,
+    FrameDetections,
+    GarmentSeen,
+    frame_detections,
+)
 from models.tracking.tracker import (
     STATE_FORMAT,
     CameraTracker,
@@ -23,6 +28,7 @@ from models.tracking.tracker import (
 
 __all__ = [
     "STATE_FORMAT",
+    "UNKNOWN_STREAM",
     "BestView",
     "CameraTracker",
     "EndReason",
@@ -36,6 +42,6 @@ __all__ = [
     "TrackerStateError",
     "TrackingConfig",
     "TrackingResult",
-    "from_image_tags",
+    "frame_detections",
     "sighting_id",
 ]
