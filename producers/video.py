@@ -516,9 +516,8 @@ class VideoProducer:
             report.delivery_failures += 1
             metrics.frames_dropped.labels(camera, "delivery_failed").inc()
 
-        future = self._producer.send(
-            Topic.FRAMES.value, value=sampled.jpeg, key=camera.encode(), headers=frame.headers()
-        )
+        key, value, headers = frame.to_kafka()
+        future = self._producer.send(Topic.FRAMES.value, value=value, key=key, headers=headers)
         self._deliveries.track(future, delivered, failed)
 
     def _dead_letter(
@@ -544,9 +543,8 @@ class VideoProducer:
             reference=reference,
             key=camera,
         )
-        future = self._producer.send(
-            Topic.DEADLETTER.value, value=letter.to_json(), key=camera.encode()
-        )
+        key, value = letter.to_kafka()
+        future = self._producer.send(Topic.DEADLETTER.value, value=value, key=key)
 
         def delivered() -> None:
             report.dead_letters += 1
