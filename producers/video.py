@@ -147,6 +147,23 @@ class SampledFrame:
     captured_at: float
     jpeg: bytes
 
+    def to_frame(
+        self, camera: str, stream_ref: str, *, submitted_at: float, end_of_stream: bool = False
+    ) -> Frame:
+        """The `fashion.frames.v1` record of this frame of `camera`'s stream `stream_ref`: what
+        `produce video` sends, and what `fashionstream track` tags and tracks offline."""
+        return Frame(
+            event_id=event_id_for_frame(camera, stream_ref, self.frame_number),
+            source_kind=SourceKind.CAMERA,
+            source_id=camera,
+            captured_at=self.captured_at,
+            submitted_at=submitted_at,
+            jpeg=self.jpeg,
+            frame_number=self.frame_number,
+            stream_ref=stream_ref,
+            end_of_stream=end_of_stream,
+        )
+
 
 @dataclass(frozen=True)
 class VideoOptions:
@@ -481,17 +498,8 @@ class VideoProducer:
                 reason=DeadLetterReason.OVERSIZE_MESSAGE,
             )
             return
-        now = self._clock()
-        frame = Frame(
-            event_id=event_id_for_frame(camera, stream_ref, sampled.frame_number),
-            source_kind=SourceKind.CAMERA,
-            source_id=camera,
-            captured_at=sampled.captured_at,
-            submitted_at=now,
-            jpeg=sampled.jpeg,
-            frame_number=sampled.frame_number,
-            stream_ref=stream_ref,
-            end_of_stream=end_of_stream,
+        frame = sampled.to_frame(
+            camera, stream_ref, submitted_at=self._clock(), end_of_stream=end_of_stream
         )
         size = len(sampled.jpeg)
         metrics = self._metrics
@@ -508,9 +516,8 @@ class VideoProducer:
             report.delivery_failures += 1
             metrics.frames_dropped.labels(camera, "delivery_failed").inc()
 
-        future = self._producer.send(
-            Topic.FRAMES.value, value=sampled.jpeg, key=camera.encode(), headers=frame.headers()
-        )
+        key, value, headers = frame.to_kafka()
+        future = self._producer.send(Topic.FRAMES.value, value=value, key=key, headers=headers)
         self._deliveries.track(future, delivered, failed)
 
     def _dead_letter(
@@ -536,9 +543,8 @@ class VideoProducer:
             reference=reference,
             key=camera,
         )
-        future = self._producer.send(
-            Topic.DEADLETTER.value, value=letter.to_json(), key=camera.encode()
-        )
+        key, value = letter.to_kafka()
+        future = self._producer.send(Topic.DEADLETTER.value, value=value, key=key)
 
         def delivered() -> None:
             report.dead_letters += 1

@@ -39,10 +39,7 @@ from fashionstream.core.errors import DeadLetterReason, SinkError
 from fashionstream.core.metrics import Metrics, SinkErrorKind, Stage
 from fashionstream.core.records import SourceKind
 from fashionstream.core.settings import Settings
-
-# the tracker's own output containers: sightings never travel on Kafka, so there is no wire
-# record for them (models.tracking.sightings is plain data: no supervision, no torch)
-from models.tracking.sightings import Sighting, SightingFrame
+from fashionstream.core.sightings import Sighting, SightingFrame
 from sinks.errors import PostgresUnavailableError, is_outage
 from sinks.postgres import (
     INSERT_SOURCES,

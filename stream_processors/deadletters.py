@@ -96,8 +96,7 @@ class DeadLetterer:
                 letter.reference or letter.key or "-",
                 letter.detail,
             )
-            value = letter.to_json()
-            encoded_key = letter.key.encode("utf-8", "replace") if letter.key is not None else None
+            encoded_key, value = letter.to_kafka()
             delivery = await self._send(Topic.DEADLETTER, encoded_key, value, None)
         except RECORD_REFUSED as exc:
             return self._undeliverable(exc, origin, stage)

@@ -160,14 +160,14 @@ class FetchStage:
         try:
             frame = await self._frame_for(request, event)
             stage = Stage.DECODE
-            key, headers = frame.key.encode(), frame.headers()
-            size = message_size(key, frame.jpeg, headers)
+            key, value, headers = frame.to_kafka()
+            size = message_size(key, value, headers)
             if size > self._settings.max_message_bytes:
                 # the whole record counts: the feed row's columns travel in a header
                 raise DecodeError(
                     DeadLetterReason.OVERSIZE_MESSAGE,
-                    f"the frame record would be {size} bytes (JPEG {len(frame.jpeg)}, headers"
-                    f" {size - len(frame.jpeg) - len(key)}), over max_message_bytes"
+                    f"the frame record would be {size} bytes (JPEG {len(value)}, headers"
+                    f" {size - len(value) - len(key)}), over max_message_bytes"
                     f"={self._settings.max_message_bytes}",
                 )
         except PipelineError as exc:
@@ -189,8 +189,8 @@ class FetchStage:
                 reference=request.image_url,
             )
         self._metrics.messages_out.labels(Topic.FRAMES).inc()
-        self._metrics.message_bytes_out.labels(Topic.FRAMES).inc(len(frame.jpeg))
-        return await self._send(Topic.FRAMES, key, frame.jpeg, headers)
+        self._metrics.message_bytes_out.labels(Topic.FRAMES).inc(len(value))
+        return await self._send(Topic.FRAMES, key, value, headers)
 
     async def _frame_for(self, request: ImageRequest, event: Any) -> Frame:
         fetcher = self._fetcher

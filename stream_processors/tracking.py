@@ -51,12 +51,11 @@ from models.tracking import (
     CameraTracker,
     EndReason,
     FrameDetections,
-    GarmentSeen,
     TrackerStateError,
     TrackingConfig,
     TrackingResult,
+    frame_detections,
 )
-from models.tracking.frames import person_arrays
 from sinks.errors import PostgresUnavailableError
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
 from stream_processors.acks import Holds
@@ -66,7 +65,6 @@ log = logging.getLogger(__name__)
 RETRY_START_S = 0.5
 MAX_STALE_RETRIES = 5  # a camera's state taken over this often in a row: something is wrong
 IDLE_CHECK_S = 5.0
-UNKNOWN_STREAM = "unknown-stream"  # frames from producers that do not name their stream
 
 
 class SightingStore(Protocol):
@@ -401,53 +399,4 @@ def _placeholder(camera: str) -> CameraWrite:
         last_frame=None,
         open_tracks=0,
         expected_version=0,
-    )
-
-
-def frame_detections(record: TaggedImage) -> FrameDetections:
-    """The one adapter from a `fashion.items.v1` camera record to the tracker's input.
-
-    People: `record.people[j]` box (x1, y1, x2, y2 pixels) and score -> row j of
-    `person_boxes` / `person_scores`; garments keep their wire index (garments.garment_index),
-    category, score, box, wearer (`person_index`), every head's label probabilities (a head with
-    only a top label contributes that label), the measured colour and the style. Raises
-    ValueError when the record cannot be a tracker input (a camera frame without a number, an
-    inverted box, a probability outside [0, 1])."""
-    if record.frame_number is None:
-        raise ValueError("a camera frame without a frame number")
-    boxes, scores = person_arrays([p.box for p in record.people], [p.score for p in record.people])
-    garments = []
-    for g in record.garments:
-        probabilities: dict[str, dict[str, float]] = {
-            head: dict(labels) for head, labels in g.probabilities.items()
-        }
-        for head, top in g.attributes.items():
-            probabilities.setdefault(head, {top.label: top.prob})
-        garments.append(
-            GarmentSeen(
-                index=g.index,
-                category=g.category,
-                score=g.score,
-                box=g.box,
-                person_index=g.person_index,
-                probabilities=probabilities,
-                colour=g.colour.name,
-                colour_rgb=g.colour.rgb,
-                colour_share=g.colour.share,
-                style=g.style.label,
-                style_prob=g.style.prob,
-            )
-        )
-    return FrameDetections(
-        event_id=record.event_id,
-        stream_ref=record.stream_ref or UNKNOWN_STREAM,
-        frame_number=record.frame_number,
-        captured_at=record.captured_at,
-        width=record.width,
-        height=record.height,
-        model_version=record.model_version,
-        person_boxes=boxes,
-        person_scores=scores,
-        garments=tuple(garments),
-        end_of_stream=record.end_of_stream,
     )

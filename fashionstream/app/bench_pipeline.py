@@ -170,9 +170,8 @@ def _send_and_wait(
             jpeg=jpeg.tobytes(),
             frame_number=number,
         )
-        producer.send(
-            Topic.FRAMES.value, key=frame.key.encode(), value=frame.jpeg, headers=frame.headers()
-        )
+        key, value, headers = frame.to_kafka()
+        producer.send(Topic.FRAMES.value, key=key, value=value, headers=headers)
     producer.flush(timeout=60)
     progress = wait_for_sources(
         settings,

@@ -294,13 +294,9 @@ def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frame
                     frame_number=sampled.frame_number,
                     stream_ref=ref,
                 )
+                key, value, headers = frame.to_kafka()
                 deliveries.track(
-                    producer.send(
-                        Topic.FRAMES.value,
-                        key=frame.key.encode(),
-                        value=frame.jpeg,
-                        headers=frame.headers(),
-                    )
+                    producer.send(Topic.FRAMES.value, key=key, value=value, headers=headers)
                 )
         deliveries.wait(producer, 60)
     finally:

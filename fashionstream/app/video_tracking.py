@@ -3,7 +3,9 @@ VIDEO` run.
 
 The frames are the producer's (`producers.video.read_recording`: same sampling, frame numbers,
 capture times, JPEG bytes and event ids as `produce video` sends), decoded like the tagging agent
-decodes them, tagged in batches, and fed in order to the same `models.tracking.CameraTracker`
+decodes them, tagged in batches, turned into the tagging agent's `fashion.items.v1` record and
+the tracker's input by the pipeline's own adapters (`stream_processors.adapters.tagged_image`,
+`models.tracking.frame_detections`), and fed in order to the same `models.tracking.CameraTracker`
 the stream processor's tracking agent runs. With the same camera id and model, the sightings
 and their ids are the ones the pipeline writes to Postgres.
 """
@@ -17,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionstream.core.records import event_id_for_frame
 from models.tags import ImageTags, Tagger
 from models.tracking import (
     CameraTracker,
@@ -26,7 +27,7 @@ from models.tracking import (
     Sighting,
     TrackingConfig,
     TrackingResult,
-    from_image_tags,
+    frame_detections,
 )
 from producers.video import (
     SampledFrame,
@@ -35,6 +36,7 @@ from producers.video import (
     read_recording,
     recording_ref,
 )
+from stream_processors.adapters import tagged_image
 from stream_processors.images import decode_jpeg
 
 MAX_PIXELS = 40_000_000
@@ -112,15 +114,13 @@ def track_recording(
         clock["tag"] += time.perf_counter() - began
         began = time.perf_counter()
         for (sampled, last), image, tags in zip(batch, images, tagged, strict=True):
-            event_id = event_id_for_frame(camera, stream_ref, sampled.frame_number)
-            detections = from_image_tags(
-                tags,
-                event_id=event_id,
-                stream_ref=stream_ref,
-                frame_number=sampled.frame_number,
-                captured_at=sampled.captured_at,
-                end_of_stream=last,
+            # the pipeline's path: the frame the producer would send, the tagging agent's
+            # adapter to the wire record, the tracking agent's adapter to the tracker's input
+            frame = sampled.to_frame(
+                camera, stream_ref, submitted_at=sampled.captured_at, end_of_stream=last
             )
+            event_id = frame.event_id
+            detections = frame_detections(tagged_image(frame, tags, {}))
             result = tracker.update(detections)
             run.frames += 1
             run.model_version = tags.model_version

@@ -1,2 +1,2 @@
-"""The foundation every layer imports: wire records, typed errors, the settings object and the
-metrics vocabulary. It imports no other package of this project (ARCHITECTURE.md)."""
+"""The foundation every layer imports: wire records, sightings, typed errors, the settings object
+and the metrics vocabulary. It imports no other package of this project (ARCHITECTURE.md)."""

@@ -196,7 +196,15 @@ class Frame:
             return self.image_url
         return f"{self.source_id}#{self.frame_number}"
 
+    def to_kafka(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        """The one way a frame becomes a `fashion.frames.v1` message: (key, value, headers).
+        Key: the camera id (one camera's frames stay ordered on one partition) or the item id;
+        value: the JPEG bytes; headers: CloudEvents binary mode (`headers()`). The inverse of
+        `from_kafka`."""
+        return self.key.encode(), self.jpeg, self.headers()
+
     def headers(self) -> list[tuple[str, bytes]]:
+        """The CloudEvents (`ce_*`) and fashionstream (`fs_*`) headers of `to_kafka`."""
         pairs: list[tuple[str, Any]] = [
             ("ce_specversion", "1.0"),
             ("ce_id", self.event_id),
@@ -453,6 +461,14 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         return _dump({"schema": self.SCHEMA, **asdict(self)})
+
+    def to_kafka(self) -> tuple[bytes | None, bytes]:
+        """The one way a dead letter becomes a `fashion.deadletter.v1` message: (key, value).
+        Key: the failed record's key (already bounded; bytes that are not UTF-8 were replaced
+        when it was read, a lone surrogate is replaced here, so the key always encodes); value:
+        `to_json()`. Dead letters carry no headers."""
+        key = None if self.key is None else self.key.encode("utf-8", "replace")
+        return key, self.to_json()
 
     @classmethod
     def from_json(cls, value: bytes | None) -> DeadLetter:

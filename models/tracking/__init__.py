@@ -2,8 +2,7 @@
 over time, confidence-weighted votes, and sightings. Pure: no Kafka, no database, so the stream
 processor and `fashionstream track` run exactly this code."""
 
-from models.tracking.frames import FrameDetections, GarmentSeen, from_image_tags
-from models.tracking.sightings import (
+from fashionstream.core.sightings import (
     BestView,
     EndReason,
     Label,
@@ -11,6 +10,12 @@ from models.tracking.sightings import (
     SightingFrame,
     SightingGarment,
     sighting_id,
+)
+from models.tracking.frames import (
+    UNKNOWN_STREAM,
+    FrameDetections,
+    GarmentSeen,
+    frame_detections,
 )
 from models.tracking.tracker import (
     STATE_FORMAT,
@@ -23,6 +28,7 @@ from models.tracking.tracker import (
 
 __all__ = [
     "STATE_FORMAT",
+    "UNKNOWN_STREAM",
     "BestView",
     "CameraTracker",
     "EndReason",
@@ -36,6 +42,6 @@ __all__ = [
     "TrackerStateError",
     "TrackingConfig",
     "TrackingResult",
-    "from_image_tags",
+    "frame_detections",
     "sighting_id",
 ]

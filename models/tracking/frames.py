@@ -1,8 +1,10 @@
 """What the tracker takes: one camera frame's people and garments, validated on construction.
 
-`FrameDetections` is the one container between a tagger's output and the tracker. The stream
-processor builds it from a `fashion.items.v1` record, `fashionstream track` from `ImageTags`
-(`from_image_tags`), so both run exactly the same tracking code on the same kind of input.
+`FrameDetections` is the one container between a tagger's output and the tracker, and
+`frame_detections` the one adapter that builds it, from a tagged camera frame (`TaggedImage`, the
+`fashion.items.v1` record). The tracking agent reads that record from Kafka; `fashionstream track`
+makes it from the tagger's answer with the tagging agent's own adapter; so both run exactly the
+same tracking code on the same input.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.tags import ImageTags
+from fashionstream.core.records import TaggedImage
+from fashionstream.core.sightings import Box
 
-Box = tuple[float, float, float, float]
+UNKNOWN_STREAM = "unknown-stream"  # frames from producers that do not name their stream
 
 
 @dataclass(frozen=True)
@@ -123,19 +126,22 @@ def person_arrays(boxes: list[Box], scores: list[float]) -> tuple[np.ndarray, np
     )
 
 
-def from_image_tags(
-    tags: ImageTags,
-    *,
-    event_id: str,
-    stream_ref: str,
-    frame_number: int,
-    captured_at: float,
-    end_of_stream: bool = False,
-) -> FrameDetections:
-    """The tracker's view of a tagger's answer for one frame (offline mode)."""
-    boxes, scores = person_arrays([p.box for p in tags.people], [p.score for p in tags.people])
+def frame_detections(record: TaggedImage) -> FrameDetections:
+    """The one adapter from a tagged camera frame (the `fashion.items.v1` record) to the
+    tracker's input; the tracking agent and `fashionstream track` both call it.
+
+    People: `record.people[j]` box (x1, y1, x2, y2 pixels) and score -> row j of
+    `person_boxes` / `person_scores`; garments keep their wire index (garments.garment_index),
+    category, score, box, wearer (`person_index`), every head's label probabilities (a head with
+    only a top label contributes that label), the measured colour and the style. A record that
+    names no stream is tracked as `UNKNOWN_STREAM`. Raises ValueError when the record cannot be
+    a tracker input (a camera frame without a number, an inverted box, a probability outside
+    [0, 1])."""
+    if record.frame_number is None:
+        raise ValueError("a camera frame without a frame number")
+    boxes, scores = person_arrays([p.box for p in record.people], [p.score for p in record.people])
     garments = []
-    for i, g in enumerate(tags.garments):
+    for g in record.garments:
         probabilities: dict[str, Mapping[str, float]] = {
             head: dict(labels) for head, labels in g.probabilities.items()
         }
@@ -143,31 +149,31 @@ def from_image_tags(
             probabilities.setdefault(head, {top.label: top.prob})
         garments.append(
             GarmentSeen(
-                index=i,
+                index=g.index,
                 category=g.category,
-                score=min(1.0, float(g.score)),
+                score=g.score,
                 box=g.box,
                 person_index=g.person_index,
                 probabilities=probabilities,
                 colour=g.colour.name,
                 colour_rgb=g.colour.rgb,
-                colour_share=min(1.0, float(g.colour.share)),
+                colour_share=g.colour.share,
                 style=g.style.label,
-                style_prob=min(1.0, float(g.style.prob)),
+                style_prob=g.style.prob,
             )
         )
     return FrameDetections(
-        event_id=event_id,
-        stream_ref=stream_ref,
-        frame_number=frame_number,
-        captured_at=captured_at,
-        width=tags.width,
-        height=tags.height,
-        model_version=tags.model_version,
+        event_id=record.event_id,
+        stream_ref=record.stream_ref or UNKNOWN_STREAM,
+        frame_number=record.frame_number,
+        captured_at=record.captured_at,
+        width=record.width,
+        height=record.height,
+        model_version=record.model_version,
         person_boxes=boxes,
         person_scores=scores,
         garments=tuple(garments),
-        end_of_stream=end_of_stream,
+        end_of_stream=record.end_of_stream,
     )
 
 

@@ -32,9 +32,7 @@ from typing import Protocol
 import numpy as np
 import supervision as sv
 
-from models.tracking.assignment import assign
-from models.tracking.frames import Box, FrameDetections
-from models.tracking.sightings import (
+from fashionstream.core.sightings import (
     BestView,
     EndReason,
     Label,
@@ -43,6 +41,8 @@ from models.tracking.sightings import (
     SightingGarment,
     sighting_id,
 )
+from models.tracking.assignment import assign
+from models.tracking.frames import Box, FrameDetections
 from models.tracking.votes import GarmentSlots, SlotRules
 
 # Bump when the pickled layout changes; a state of another format is not loaded.

@@ -62,14 +62,8 @@ def send_frame(settings: Settings, frame: Frame) -> None:
     producer = build_producer(settings, client_id="test-big-frame")
     try:
         deliveries = Deliveries()
-        deliveries.track(
-            producer.send(
-                Topic.FRAMES.value,
-                value=frame.jpeg,
-                key=frame.key.encode(),
-                headers=frame.headers(),
-            )
-        )
+        key, value, headers = frame.to_kafka()
+        deliveries.track(producer.send(Topic.FRAMES.value, value=value, key=key, headers=headers))
         deliveries.wait(producer, 60)
         assert deliveries.delivered == 1, deliveries.failed
     finally:

@@ -11,10 +11,15 @@ from prometheus_client import CollectorRegistry
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import TaggedImage
 from fashionstream.core.settings import Settings
-from models.tracking import STATE_FORMAT, CameraTracker, TrackingConfig, TrackingResult
+from models.tracking import (
+    STATE_FORMAT,
+    CameraTracker,
+    TrackingConfig,
+    TrackingResult,
+    frame_detections,
+)
 from sinks.postgres import PostgresSink
 from sinks.sightings import CameraWrite, SightingSink, StaleTrackerStateError
-from stream_processors.tracking import frame_detections
 from tests.support.records import tagged_image
 from tests.support.stack import count_rows
 

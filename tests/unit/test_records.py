@@ -104,6 +104,42 @@ def test_camera_frame_round_trips_through_cloudevents_headers() -> None:
     assert frame.reference == "cam-1#3"
 
 
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({}, b"cam-1"),
+        ({"source_kind": SourceKind.FEED, "frame_number": None, "item_id": "sku-9"}, b"sku-9"),
+    ],
+    ids=["camera", "feed"],
+)
+def test_a_frame_becomes_one_kafka_message_that_decodes_back_to_it(
+    changes: dict[str, object], key: bytes
+) -> None:
+    frame = _frame(**changes)
+    message_key, value, headers = frame.to_kafka()
+    assert (message_key, value, headers) == (key, JPEG, frame.headers())
+    assert Frame.from_kafka(value, headers) == frame
+
+
+@pytest.mark.parametrize(
+    ("key", "message_key"),
+    [(None, None), ("cam-1", b"cam-1"), ("bad\ud800key", b"bad?key")],
+    ids=["no-key", "key", "lone-surrogate"],
+)
+def test_a_dead_letter_becomes_one_kafka_message_keyed_by_the_failed_record(
+    key: str | None, message_key: bytes | None
+) -> None:
+    letter = DeadLetter(
+        reason=DeadLetterReason.VIDEO_DECODE_ERROR,
+        detail="no frames",
+        stage="produce",
+        failed_at=1_700_000_000.0,
+        key=key,
+    )
+    assert letter.to_kafka() == (message_key, letter.to_json())
+    assert DeadLetter.from_json(letter.to_kafka()[1]) == letter
+
+
 def test_a_cameras_stream_and_its_end_mark_round_trip_and_default_to_none() -> None:
     last = _frame(stream_ref="clip.mp4:99", end_of_stream=True)
     assert Frame.from_kafka(last.jpeg, last.headers()) == last

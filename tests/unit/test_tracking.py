@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from models.tracking import (
+    UNKNOWN_STREAM,
     CameraTracker,
     EndReason,
     FrameDetections,
@@ -23,9 +24,11 @@ from models.tracking import (
     TrackerStateError,
     TrackingConfig,
     TrackingResult,
+    frame_detections,
     sighting_id,
 )
 from models.tracking.votes import GarmentSlots, LabelVote, SlotRules, relative_box
+from tests.support.records import tagged_image
 
 FPS = 2.0
 T0 = 1_700_000_000.0  # capture time of frame 0
@@ -473,6 +476,22 @@ def test_a_state_of_another_format_is_refused() -> None:
         CameraTracker.from_bytes(data, TrackingConfig())
 
 
+def test_a_state_pickled_before_sightings_moved_to_the_foundation_still_loads() -> None:
+    # states in tracker_states name BestView / SightingFrame by their old module path
+    import pickle
+
+    from fashionstream.core.sightings import BestView
+
+    best = BestView("e", 3, 0, 0.9, (0.0, 0.0, 10.0, 10.0))
+    old = pickle.dumps(best, protocol=0).replace(
+        b"fashionstream.core.sightings", b"models.tracking.sightings"
+    )
+    assert b"models.tracking.sightings" in old
+    loaded = pickle.loads(old)
+    assert loaded == best
+    assert type(loaded) is BestView
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 
@@ -518,6 +537,56 @@ def test_a_garment_worn_by_a_person_who_is_not_there_is_refused() -> None:
     g = garment(0, 3, (0.0, 0.0, 10.0, 10.0), "top")
     with pytest.raises(ValueError, match="worn by person 3"):
         FrameDetections(**_frame_kwargs(garments=(g,)))  # type: ignore[arg-type]
+
+
+def test_frame_detections_turns_a_tagged_camera_frame_into_the_trackers_input() -> None:
+    record = tagged_image(index=7, garments=2, people=2, stream_ref="rec.mp4:100")
+    detections = frame_detections(record)
+    assert (detections.event_id, detections.stream_ref, detections.frame_number) == (
+        record.event_id,
+        "rec.mp4:100",
+        7,
+    )
+    assert (detections.width, detections.height) == (640, 480)
+    assert detections.person_boxes.tolist() == [list(p.box) for p in record.people]
+    assert detections.person_scores.dtype == np.float32
+    assert len(detections) == 2
+    first = detections.garments[0]
+    assert (first.index, first.category, first.person_index) == (0, "top", 0)
+    assert (first.colour, first.colour_rgb, first.colour_share) == ("Navy Blue", (20, 30, 90), 0.62)
+    assert (first.style, first.style_prob) == ("Casual", 0.8)
+    # every label of a head the classifier scored; a head with only a top label gives that label
+    assert first.probabilities["articleType"] == {"Tshirts": 0.66, "Shirts": 0.34}
+    assert first.probabilities["season"] == {"Summer": 0.55}
+
+
+def test_frame_detections_keeps_the_wire_index_of_each_garment() -> None:
+    record = tagged_image(garments=3)
+    kept = dataclasses.replace(record, garments=record.garments[1:])
+    assert [g.index for g in frame_detections(kept).garments] == [1, 2]
+
+
+def test_frame_detections_names_a_missing_stream_and_passes_end_of_stream() -> None:
+    detections = frame_detections(tagged_image(stream_ref=None, end_of_stream=True))
+    assert detections.stream_ref == UNKNOWN_STREAM
+    assert detections.end_of_stream
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"frame_number": None}, "without a frame number"),
+        ({"people": ()}, "worn by person 0 of 0"),
+        ({"model_version": ""}, "model version"),
+    ],
+    ids=["no-frame-number", "missing-wearer", "no-model-version"],
+)
+def test_frame_detections_refuses_a_record_that_cannot_be_tracked(
+    changes: dict[str, object], message: str
+) -> None:
+    record = dataclasses.replace(tagged_image(), **changes)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        frame_detections(record)
 
 
 @pytest.mark.parametrize(
