@@ -207,6 +207,7 @@ def train(
     cfg: TrainConfig,
     weights_dir: Path,
     *,
+    device: torch.device,
     resume: bool,
     command: str,
     progress: Progress[Any] = _no_progress,
@@ -217,7 +218,6 @@ def train(
     started = time.monotonic()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     layout = D.DataLayout(cfg.data_root)
 

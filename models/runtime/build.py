@@ -47,22 +47,32 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def resolve_device(device: str) -> torch.device:
+    """FASHIONSTREAM_DEVICE made concrete, the one meaning inference and every trainer share:
+    auto = cuda when torch sees a GPU, else cpu; cuda without a GPU is an error, never a
+    silent fall back to hours on the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda asked for, but torch sees no CUDA GPU")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
 def resolve_runtime(backend: str, device: str, threads: int, onnx_cache: Path) -> Runtime:
-    """ "auto" choices made concrete: cuda when present (device auto); torch on a GPU, ONNX
+    """ "auto" choices made concrete: the device by `resolve_device`; torch on a GPU, ONNX
     Runtime on a CPU (backend auto). threads 0 = every core; never more than the cores."""
     cores = available_cores()
     threads = min(threads or cores, cores)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda asked for, but torch sees no CUDA GPU")
+    resolved = resolve_device(device)
     if backend == "auto":
-        backend = "torch" if device == "cuda" else "onnx"
+        backend = "torch" if resolved.type == "cuda" else "onnx"
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
-    if backend == "onnx" and device == "cuda":
+    if backend == "onnx" and resolved.type == "cuda":
         raise ValueError("the onnx backend runs on the CPU; use backend torch on a GPU")
-    return Runtime(backend, torch.device(device), threads, onnx_cache)
+    return Runtime(backend, resolved, threads, onnx_cache)
 
 
 def detector_runner(

@@ -17,6 +17,7 @@ from models.attributes.classifier import AttributeClassifier
 pytestmark = pytest.mark.models
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "attributes"
+CPU = torch.device("cpu")
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_train_checkpoints_resumes_and_ships(
         warmup_steps=1,
         limit_steps=2,
     )
-    first = T.train(config, weights, resume=False, command="test run 1")
+    first = T.train(config, weights, device=CPU, resume=False, command="test run 1")
     saved = torch.load(out / T.CHECKPOINT, map_location="cpu", weights_only=False)
     assert saved["epoch"] == 0
     assert saved["step"] == 2
@@ -57,7 +58,7 @@ def test_train_checkpoints_resumes_and_ships(
     assert (out / "cache_72" / "items.json").is_file()
 
     again = T.TrainConfig(**{**config.__dict__, "epochs": 2})
-    second = T.train(again, weights, resume=True, command="test run 2")
+    second = T.train(again, weights, device=CPU, resume=True, command="test run 2")
     saved = torch.load(out / T.CHECKPOINT, map_location="cpu", weights_only=False)
     assert saved["epoch"] == 1
     assert saved["step"] == 4  # continued from step 2, not restarted
@@ -90,10 +91,10 @@ def test_resume_refuses_a_checkpoint_with_other_heads(
         canvas_size=72,
         limit_steps=1,
     )
-    T.train(config, tmp_path / "weights", resume=False, command="first")
+    T.train(config, tmp_path / "weights", device=CPU, resume=False, command="first")
     path = tmp_path / "run" / T.CHECKPOINT
     saved = torch.load(path, map_location="cpu", weights_only=False)
     saved["heads"] = {**saved["heads"], "gender": ("Men", "Women", "Robots")}
     torch.save(saved, path)
     with pytest.raises(ValueError, match="other heads"):
-        T.train(config, tmp_path / "weights", resume=True, command="second")
+        T.train(config, tmp_path / "weights", device=CPU, resume=True, command="second")

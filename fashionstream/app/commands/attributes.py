@@ -104,6 +104,7 @@ def _progress(items: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.attributes.evaluate import held_out_metrics
     from models.attributes.train import TrainConfig, train
+    from models.runtime.build import resolve_device
 
     config = TrainConfig(
         data_root=args.data,
@@ -119,6 +120,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     entry = train(
         config,
         args.weights,
+        device=resolve_device(settings.device.value),
         resume=args.resume,
         command=command,
         progress=_progress,

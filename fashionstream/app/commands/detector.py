@@ -136,7 +136,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.detection.network import RESNET_ARCH, DetectorConfig
     from models.detection.train import TrainConfig, train_detector
     from models.registry import default_registry
-    from models.runtime.build import available_cores
+    from models.runtime.build import available_cores, resolve_device
 
     if args.ccp is None and args.deepfashion2 is None:
         print("train detector: give --ccp DIR and/or --deepfashion2 DIR", file=sys.stderr)
@@ -148,9 +148,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         sources.append(DeepFashion2Source.open(args.deepfashion2))
     threads = min(args.threads or available_cores(), available_cores())
     torch.set_num_threads(threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if settings.device.value == "cpu":
-        device = torch.device("cpu")
+    device = resolve_device(settings.device.value)
     detector = (
         DetectorConfig()
         if args.arch != RESNET_ARCH

@@ -149,16 +149,14 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.detection.checkpoint import save_detector
     from models.people.augment import read_coco_photos
     from models.people.train import PeopleTrainConfig, train_people
-    from models.runtime.build import available_cores
+    from models.runtime.build import available_cores, resolve_device
 
     photos = read_coco_photos(args.data / "train.json", args.data / "images")
     if args.ccp is not None:
         photos += ccp_people(args.ccp)
     threads = min(args.threads or available_cores(), available_cores())
     torch.set_num_threads(threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if settings.device.value == "cpu":
-        device = torch.device("cpu")
+    device = resolve_device(settings.device.value)
     config = PeopleTrainConfig(
         epochs=args.epochs,
         views_per_epoch=args.views_per_epoch,
