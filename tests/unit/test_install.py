@@ -28,6 +28,7 @@ NOT_IN_A_PRODUCER_INSTALL = (
     "aiokafka",
     "aiohttp",
     "psycopg2",
+    "tenacity",
     "pgserver",
 )
 
