@@ -76,6 +76,7 @@ def test_the_blocker_blocks() -> None:
             "producers.kafka",
             "producers.feed",
             "producers.image_feed",
+            "producers.decoding",
             "producers.video",
         ),
         (
