@@ -20,11 +20,12 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urljoin
 
-from fashionstream.core.records import MAX_ID_CHARS
+from fashionstream.core.records import MAX_ID_CHARS, MAX_PRICE, CatalogueFields
 
 AttributeValue = str | int | float | bool | None
 
@@ -47,6 +48,16 @@ URL_ALIASES = (
 def normalise_column(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
+
+# catalogue columns kept as typed fields of the record (CatalogueFields), matched the same way;
+# the first present and non-empty wins
+CATALOGUE_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "title": ("title", "name", "productname", "productdisplayname", "gtitle"),
+    "brand": ("brand", "gbrand", "manufacturer", "vendor"),
+    "price": ("price", "gprice", "saleprice"),
+    "currency": ("currency", "pricecurrency"),
+    "link": ("link", "productlink", "producturl", "url", "glink", "pageurl"),
+}
 
 _ID_KEYS = tuple(dict.fromkeys(normalise_column(a) for a in ID_ALIASES))
 _URL_KEYS = tuple(dict.fromkeys(normalise_column(a) for a in URL_ALIASES))
@@ -83,6 +94,7 @@ class FeedItem:
     item_id: str
     image_url: str
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # read from `attributes`
 
 
 @dataclass(frozen=True)
@@ -326,7 +338,67 @@ def _item_from_mapping(line: int, record: Mapping[str, Any], base_url: str | Non
         kept = _attribute(value)
         if kept is not None:
             attributes[str(name)] = kept
-    return FeedItem(line, item_id, _resolve(url, base_url), attributes)
+    return FeedItem(
+        line, item_id, _resolve(url, base_url), attributes, catalogue_fields(attributes)
+    )
+
+
+def catalogue_fields(attributes: Mapping[str, Any]) -> CatalogueFields:
+    """Title, brand, price, currency and product link from a feed row's columns: the one place
+    they are interpreted (the sink writes what this returns). A price like "19.99 USD" (Google
+    Merchant) gives both the amount and the currency; an unreadable price is left to the raw
+    attributes rather than refusing the row."""
+    by_key: dict[str, Any] = {}
+    for name, value in attributes.items():
+        by_key.setdefault(normalise_column(name), value)
+
+    def first(field: str) -> Any:
+        for alias in CATALOGUE_ALIASES[field]:
+            value = by_key.get(alias)
+            if value not in (None, ""):
+                return value
+        return None
+
+    price, currency = _price(first("price"))
+    explicit_currency = first("currency")
+    return CatalogueFields(
+        title=_text(first("title")),
+        brand=_text(first("brand")),
+        price=price,
+        currency=_text(explicit_currency) if explicit_currency is not None else currency,
+        link=_text(first("link")),
+    )
+
+
+def _price(value: Any) -> tuple[Decimal | None, str | None]:
+    if value is None or isinstance(value, bool):
+        return None, None
+    if isinstance(value, int | float):
+        return _decimal(str(value)), None
+    match = re.fullmatch(
+        r"\s*([A-Za-z]{3})?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([A-Za-z]{3})?\s*", str(value)
+    )
+    if match is None:
+        return None, None
+    amount = _decimal(match.group(2).replace(",", ""))
+    currency = match.group(1) or match.group(3)
+    return amount, currency.upper() if currency else None
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0 or value >= MAX_PRICE:
+        return None  # not a price Postgres' numeric(14, 4) column holds
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value) or None
 
 
 def _scalar_text(value: Any) -> str:

@@ -175,6 +175,7 @@ class FeedProducer:
             image_url=item.image_url,
             submitted_at=self._clock(),
             attributes=dict(item.attributes),
+            catalogue=item.catalogue,
         )
         value = request.to_json()
         key = item.item_id.encode("utf-8")

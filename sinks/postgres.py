@@ -31,13 +31,10 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import psycopg2
@@ -156,16 +153,6 @@ HEAD_COLUMNS: Mapping[str, str] = {
     "baseColour": "base_colour",
 }
 
-# catalogue feed columns kept as typed item columns, matched after lower-casing and dropping
-# everything but letters and digits ("Product Name" == "product_name"); the first present wins
-ITEM_FIELD_ALIASES: Mapping[str, tuple[str, ...]] = {
-    "title": ("title", "name", "productname", "productdisplayname", "gtitle"),
-    "brand": ("brand", "gbrand", "manufacturer", "vendor"),
-    "price": ("price", "gprice", "saleprice"),
-    "currency": ("currency", "pricecurrency"),
-    "link": ("link", "productlink", "producturl", "url", "glink", "pageurl"),
-}
-
 # Sources are shared by every worker (a feed's items spread over all partitions), so a batch
 # must never wait on another worker's open transaction for them: read the ids first (reads do
 # not block), insert only sources never seen (DO NOTHING, then read again: the new statement
@@ -263,17 +250,6 @@ SCHEMA_PROBE = sql.SQL(";").join(
 PAGE_SIZE = 1000
 # tables the sink writes, parents first (fixtures and tools truncate these)
 TABLES = ("sources", "catalogue_items", "images", "people", "garments")
-
-
-@dataclass(frozen=True)
-class ItemFields:
-    """The typed catalogue columns found among a feed row's attributes."""
-
-    title: str | None
-    brand: str | None
-    price: Decimal | None
-    currency: str | None
-    link: str | None
 
 
 class PostgresSink:
@@ -489,7 +465,10 @@ def _select_sources(cur: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str
 
 
 def item_row(source_pk: int, t: TaggedImage) -> tuple[Any, ...]:
-    fields = item_fields(t.attributes)
+    """The catalogue columns are the record's typed fields, read from the feed row once by
+    the producer (producers/feed.py: catalogue_fields); a record written before they existed
+    (version 1) has none, and its row keeps the raw columns in `attributes` only."""
+    fields = t.catalogue
     return (
         source_pk,
         t.item_id,
@@ -545,62 +524,6 @@ def garment_row(image_id: int, source_pk: int, t: TaggedImage, g: WireGarment) -
         g.colour.name, r, gr, b, g.colour.share, g.style.label, g.style.prob,
         source_pk, _timestamp(t.captured_at),
     )  # fmt: skip
-
-
-def item_fields(attributes: Mapping[str, Any]) -> ItemFields:
-    """Title, brand, price, currency and product link from a feed row's columns. A price like
-    "19.99 USD" (Google Merchant) gives both the amount and the currency; an unreadable price is
-    left to the JSONB attributes rather than refusing the record."""
-    by_key: dict[str, Any] = {}
-    for name, value in attributes.items():
-        by_key.setdefault(re.sub(r"[^a-z0-9]", "", name.lower()), value)
-
-    def first(field: str) -> Any:
-        for alias in ITEM_FIELD_ALIASES[field]:
-            value = by_key.get(alias)
-            if value not in (None, ""):
-                return value
-        return None
-
-    price, currency = _price(first("price"))
-    explicit_currency = first("currency")
-    return ItemFields(
-        title=_text(first("title")),
-        brand=_text(first("brand")),
-        price=price,
-        currency=_text(explicit_currency) if explicit_currency is not None else currency,
-        link=_text(first("link")),
-    )
-
-
-def _price(value: Any) -> tuple[Decimal | None, str | None]:
-    if value is None or isinstance(value, bool):
-        return None, None
-    if isinstance(value, int | float):
-        return _decimal(str(value)), None
-    match = re.fullmatch(
-        r"\s*([A-Za-z]{3})?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([A-Za-z]{3})?\s*", str(value)
-    )
-    if match is None:
-        return None, None
-    amount = _decimal(match.group(2).replace(",", ""))
-    currency = match.group(1) or match.group(3)
-    return amount, currency.upper() if currency else None
-
-
-def _decimal(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return None
-    # numeric(14, 4): larger amounts, negatives and NaN are not prices
-    if not value.is_finite() or value < 0 or value >= Decimal(10) ** 10:
-        return None
-    return value
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _timestamp(epoch_s: float) -> dt.datetime:

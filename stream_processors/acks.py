@@ -54,6 +54,7 @@ never acked while an earlier one stays held).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Sequence
@@ -68,6 +69,7 @@ class Holds:
     def __init__(self, consumer: Callable[[], Any]) -> None:
         self._consumer = consumer
         self._held: weakref.WeakSet[HeldBatch] = weakref.WeakSet()
+        self._waiting: list[asyncio.Future[None]] = []  # wait_stopping() callers
         self.stopping = False
 
     def hold(self, events: Sequence[Any]) -> HeldBatch:
@@ -83,6 +85,10 @@ class Holds:
         message from the consumer's in-flight set so that Faust's stop does not wait for
         them. Returns how many messages were withdrawn (they will be read again)."""
         self.stopping = True
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
         withdrawn = 0
         for held in list(self._held):
             withdrawn += self._withdraw(held)
@@ -90,6 +96,20 @@ class Holds:
         if withdrawn:
             log.warning("stopping: %d records not yet durable are left for redelivery", withdrawn)
         return withdrawn
+
+    async def wait_stopping(self) -> None:
+        """Returns once the worker is stopping (at once if it is). A future per caller, made
+        on the caller's loop, rather than one asyncio.Event bound to whichever loop used it
+        first."""
+        if self.stopping:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await future
+        finally:
+            if future in self._waiting:
+                self._waiting.remove(future)
 
     def _withdraw(self, held: HeldBatch) -> int:
         if held.released:

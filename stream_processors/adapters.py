@@ -72,6 +72,7 @@ def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) ->
         attributes=dict(frame.attributes),
         stream_ref=frame.stream_ref,
         end_of_stream=frame.end_of_stream,
+        catalogue=frame.catalogue,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard, cast
 
@@ -303,8 +303,10 @@ class Pipeline:
 
     async def _sample_lag(self) -> None:
         """Consumer lag per assigned partition: end offset - committed offset (the position
-        when nothing was committed yet). A failed sample is skipped: a metric must not take
-        the worker down."""
+        when this worker has committed nothing on it yet). The committed offsets are what
+        Faust's Monitor sensor records on every commit (`Monitor.on_tp_commit` ->
+        `tp_committed_offsets`): what a restarted worker would resume from. A failed sample is
+        skipped: a metric must not take the worker down."""
         consumer = self.app.consumer
         assigned = consumer.assignment()
         if not assigned:
@@ -314,9 +316,7 @@ class Pipeline:
         except Exception as exc:
             log.debug("lag sample failed: %r", exc)
             return
-        # Faust keeps the last committed offset per partition only privately; it is the one
-        # that matters (what a restarted worker would resume from).
-        committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+        committed: Mapping[Any, int] = self.app.monitor.tp_committed_offsets or {}
         for tp, end in ends.items():
             try:
                 done = committed.get(tp)

@@ -226,4 +226,5 @@ class FetchStage:
             image_url=request.image_url,
             fetch_s=fetch_s,
             attributes=dict(request.attributes),
+            catalogue=request.catalogue,
         )

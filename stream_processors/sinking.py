@@ -1,14 +1,15 @@
 """The sink agent: `fashion.items.v1` -> Postgres, batched, idempotent, acknowledged after commit.
 
 Each batch (`take_events(sink_batch_size, within=sink_batch_within_s)`) is added to the sink and
-flushed in the sink's own worker thread (psycopg2 blocks). While Postgres is unavailable the same
-batch is flushed again with exponential backoff up to `sink_retry_max_s`, for as long as it
-takes; its offsets stay uncommitted meanwhile, so nothing is lost, and the idempotent upsert
-means nothing is duplicated when it finally commits. Records Postgres itself refuses are
-dead-lettered as SINK_REJECTED; the rest of the batch is committed. The sink tells an outage
-from bad data (sinks/errors.py); should it ever raise anything else, the batch is written again
-one record at a time and a record that still fails is dead-lettered as `internal_error`: no
-record can stall the partition.
+committed through the stage's `DurableWriter` (durable.py): in the sink's own worker thread
+(psycopg2 blocks), flushed again with exponential backoff up to `sink_retry_max_s` while
+Postgres is unavailable, for as long as it takes; its offsets stay uncommitted meanwhile, so
+nothing is lost, and the idempotent upsert means nothing is duplicated when it finally commits.
+Records Postgres itself refuses are dead-lettered as SINK_REJECTED; the rest of the batch is
+committed. The sink tells an outage from bad data (sinks/errors.py); should it ever raise
+anything else, the batch is written again one record at a time and a record that still fails is
+dead-lettered as `internal_error`: no record can stall the partition. A batch whose write was
+abandoned because the worker is stopping is left held, for the next worker.
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from fashionstream.core.errors import BadRecordError, DeadLetterReason, SinkErro
 from fashionstream.core.metrics import Metrics, Stage
 from fashionstream.core.records import TaggedImage, Topic, normal_event_id
 from fashionstream.core.settings import Settings
-from sinks.errors import PostgresUnavailableError, RecordsRejectedError, RejectedRecord
+from sinks.errors import RecordsRejectedError, RejectedRecord
 from stream_processors.acks import Holds
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
+from stream_processors.durable import DurableWriter, WriteAbandoned
 
 log = logging.getLogger(__name__)
-
-RETRY_START_S = 0.5
 
 
 class ItemSink(Protocol):
@@ -68,29 +68,35 @@ class SinkStage:
         self._sink_factory = sink
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._executor = sink_executor
         self._consumer = consumer
         self._holds = holds or Holds(consumer)
-        self._sleep = sleep
+        self._writer = DurableWriter(
+            executor=sink_executor,
+            holds=self._holds,
+            retry_max_s=settings.sink_retry_max_s,
+            sleep=sleep,
+        )
         self._sink: ItemSink | None = None
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
         settings = self._settings
-        loop = asyncio.get_running_loop()
-        self._sink = await loop.run_in_executor(self._executor, self._sink_factory)
+        self._sink = await self._writer.call(self._sink_factory)
         try:
             async for events in stream.take_events(
                 settings.sink_batch_size, settings.sink_batch_within_s
             ):
                 held = self._holds.hold(events)
                 self._metrics.messages_in.labels(Topic.ITEMS).inc(len(events))
-                await self._write_batch(events)
+                try:
+                    await self._write_batch(events)
+                except WriteAbandoned:
+                    continue  # the worker is stopping: the batch stays held (durable.py)
                 held.release()
         finally:
             sink, self._sink = self._sink, None
             if sink is not None:
-                await loop.run_in_executor(self._executor, sink.close)
+                await self._writer.call(sink.close)
 
     async def _write_batch(self, events: Sequence[Any]) -> None:
         deliveries: list[Awaitable[Any]] = []
@@ -133,11 +139,16 @@ class SinkStage:
         that still fails is rejected as `internal_error`."""
         try:
             return await self._flush_until_committed(batch)
+        except WriteAbandoned:
+            sink = self._sink
+            if sink is not None:
+                await self._writer.call(sink.discard)
+            raise
         except Exception as exc:
             sink = self._sink
             if sink is None:
                 raise
-            await asyncio.get_running_loop().run_in_executor(self._executor, sink.discard)
+            await self._writer.call(sink.discard)
             if len(batch) == 1:
                 error = internal_error(exc)
                 return [RejectedRecord(batch[0], error.detail, DeadLetterReason.INTERNAL_ERROR)]
@@ -148,9 +159,8 @@ class SinkStage:
             return rejected
 
     async def _flush_until_committed(self, batch: Sequence[TaggedImage]) -> list[RejectedRecord]:
-        """Add + flush in the sink thread; retry while Postgres is unavailable. Returns the
-        records Postgres rejected (everything else is committed on return)."""
-        loop = asyncio.get_running_loop()
+        """Add + flush in the sink thread, through outages (durable.py). Returns the records
+        Postgres rejected (everything else is committed on return)."""
         sink = self._sink
         if sink is None:
             raise RuntimeError("sink agent is not running")
@@ -159,26 +169,9 @@ class SinkStage:
             for record in batch:
                 sink.add(record)
 
-        await loop.run_in_executor(self._executor, add_all)
-        delay = RETRY_START_S
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await loop.run_in_executor(self._executor, sink.flush)
-            except PostgresUnavailableError as exc:
-                log.warning(
-                    "Postgres unavailable (attempt %d, %d records held, retry in %.1fs): %s",
-                    attempt,
-                    len(batch),
-                    delay,
-                    exc,
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self._settings.sink_retry_max_s)
-                continue
-            except RecordsRejectedError as exc:
-                return list(exc.rejected)
-            if attempt > 1:
-                log.info("Postgres is back: batch of %d committed", len(batch))
-            return []
+        await self._writer.call(add_all)
+        try:
+            await self._writer.commit(sink.flush, holding=f"{len(batch)} records")
+        except RecordsRejectedError as exc:
+            return list(exc.rejected)
+        return []

@@ -59,10 +59,10 @@ from models.tracking import (
 from sinks.errors import PostgresUnavailableError
 from sinks.sightings import CameraWrite, StaleTrackerStateError, StoredState
 from stream_processors.acks import Holds
+from stream_processors.durable import DurableWriter, WriteAbandoned
 
 log = logging.getLogger(__name__)
 
-RETRY_START_S = 0.5
 MAX_STALE_RETRIES = 5  # a camera's state taken over this often in a row: something is wrong
 IDLE_CHECK_S = 5.0
 
@@ -118,11 +118,15 @@ class TrackingStage:
         self._store_factory = store
         self._config = config
         self._metrics = metrics
-        self._executor = executor
         self._consumer = consumer
         self._holds = holds or Holds(consumer)
+        self._writer = DurableWriter(
+            executor=executor,
+            holds=self._holds,
+            retry_max_s=settings.sink_retry_max_s,
+            sleep=sleep,
+        )
         self._clock = clock
-        self._sleep = sleep
         self._store: SightingStore | None = None
         self._cameras: dict[str, _Camera] = {}
         self._lock: asyncio.Lock | None = None
@@ -132,8 +136,7 @@ class TrackingStage:
     async def run(self, stream: Any) -> None:
         """The agent body."""
         settings = self._settings
-        loop = asyncio.get_running_loop()
-        self._store = await loop.run_in_executor(self._executor, self._store_factory)
+        self._store = await self._writer.call(self._store_factory)
         try:
             async for events in stream.take_events(
                 settings.sink_batch_size, settings.sink_batch_within_s
@@ -142,12 +145,15 @@ class TrackingStage:
                 frames = self._parse(events)
                 if frames:
                     async with self._guard():
-                        await self._commit_or_skip(frames)
+                        try:
+                            await self._commit_or_skip(frames)
+                        except WriteAbandoned:
+                            continue  # the worker is stopping: the batch stays held
                 held.release()
         finally:
             store, self._store = self._store, None
             if store is not None:
-                await loop.run_in_executor(self._executor, store.close)
+                await self._writer.call(store.close)
 
     async def close_idle(self) -> None:
         """Timer: emit the open tracks of cameras that sent nothing for `track_idle_flush_s`."""
@@ -168,28 +174,40 @@ class TrackingStage:
                     await self._commit([(camera, None, None) for camera in idle], idle=True)
             except PostgresUnavailableError as exc:
                 log.warning("idle check skipped, Postgres unavailable: %s", exc)
+            except WriteAbandoned as exc:
+                log.warning("idle check abandoned, the worker is stopping: %s", exc)
 
     async def _commit_or_skip(
         self, frames: list[tuple[str, FrameDetections | None, int | None]]
     ) -> None:
         """`_commit`, except that a batch which can never be committed (Postgres refused its
         sightings, or tracking raised) is logged, counted and skipped, so that no record stops
-        the partition. Outages never get here: `_commit` retries them until it succeeds. The
-        frames themselves are the sink agent's: it writes or dead-letters each of them."""
+        the partition. Outages never get here: `_commit` retries them until it succeeds, or
+        raises `WriteAbandoned` once the worker is stopping (then the batch stays held and the
+        cameras are reloaded from what is committed). The frames themselves are the sink
+        agent's: it writes or dead-letters each of them."""
         try:
             await self._commit(frames, idle=False)
+        except WriteAbandoned:
+            raise
         except Exception as exc:
             log.error(
                 "tracking a batch of %d frames failed; the batch is skipped",
                 len(frames),
                 exc_info=exc,
             )
-            store = self._store
-            if store is not None:
-                store.discard()
+            await self._forget(frames)
             for camera, _frame, _partition in frames:
-                self._cameras.pop(camera, None)  # reloaded from what is committed
                 self._metrics.tracking_frames.labels(camera, "failed").inc()
+
+    async def _forget(self, frames: list[tuple[str, FrameDetections | None, int | None]]) -> None:
+        """Drop what was added for `frames` and not committed; their cameras are reloaded
+        from what is committed."""
+        store = self._store
+        if store is not None:
+            await self._writer.call(store.discard)
+        for camera, _frame, _partition in frames:
+            self._cameras.pop(camera, None)
 
     def _guard(self) -> asyncio.Lock:
         if self._lock is None:
@@ -227,19 +245,22 @@ class TrackingStage:
         self, frames: list[tuple[str, FrameDetections | None, int | None]], *, idle: bool
     ) -> None:
         """Track `frames` (a None frame: close the camera's tracks as idle) from the committed
-        states and commit the result; retried until committed."""
-        loop = asyncio.get_running_loop()
+        states and commit the result; retried until committed (durable.py)."""
         store = self._store
         if store is None:
             raise RuntimeError("tracking agent is not running")
         stale_rounds = 0
         while True:
-            outcomes = await loop.run_in_executor(self._executor, self._track, frames, idle)
-            for outcome in outcomes:
-                store.add(outcome.write)
+            outcomes = await self._writer.call(self._track, frames, idle)
+            await self._writer.call(_add_all, store, [o.write for o in outcomes])
+            cameras = len(outcomes)
             try:
-                await self._flush_until_available(store)
+                await self._writer.commit(store.flush, holding=f"sightings of {cameras} cameras")
+            except WriteAbandoned:
+                await self._forget(frames)
+                raise
             except StaleTrackerStateError as exc:
+                await self._writer.call(store.discard)
                 stale_rounds += 1
                 log.warning("%s: tracking the batch again from the stored state", exc)
                 for camera in exc.cameras:
@@ -321,31 +342,6 @@ class TrackingStage:
             )
             return CameraTracker(camera, self._config)
 
-    async def _flush_until_available(self, store: SightingStore) -> None:
-        loop = asyncio.get_running_loop()
-        delay = RETRY_START_S
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await loop.run_in_executor(self._executor, store.flush)
-            except PostgresUnavailableError as exc:
-                log.warning(
-                    "Postgres unavailable for sightings (attempt %d, retry in %.1fs): %s",
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self._settings.sink_retry_max_s)
-                continue
-            except StaleTrackerStateError:
-                store.discard()
-                raise
-            if attempt > 1:
-                log.info("Postgres is back: sightings committed")
-            return
-
     def _committed(self, outcome: _Outcome, now: float, idle: bool) -> None:
         write = outcome.write
         camera = write.camera
@@ -378,15 +374,15 @@ class TrackingStage:
         for camera, known in list(self._cameras.items()):
             if known.partition is not None and known.partition not in assigned:
                 del self._cameras[camera]
-        loop = asyncio.get_running_loop()
-        waiting = await loop.run_in_executor(
-            self._executor, store.cameras_with_open_tracks, assigned
-        )
+        waiting = await self._writer.call(store.cameras_with_open_tracks, assigned)
         for camera in waiting:
             if camera not in self._cameras:
-                self._cameras[camera] = await loop.run_in_executor(
-                    self._executor, self._load, camera
-                )
+                self._cameras[camera] = await self._writer.call(self._load, camera)
+
+
+def _add_all(store: SightingStore, writes: Sequence[CameraWrite]) -> None:
+    for write in writes:
+        store.add(write)
 
 
 def _placeholder(camera: str) -> CameraWrite:

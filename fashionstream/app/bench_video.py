@@ -41,13 +41,8 @@ from fashionstream.app.local_run import (
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
-from producers.video import (
-    SampledFrame,
-    VideoOptions,
-    VideoProducer,
-    VideoReport,
-    read_recording,
-)
+from producers.decoding import SampledFrame, VideoOptions, read_recording
+from producers.video import VideoProducer, VideoReport
 
 WARMUP_CAMERAS = 4  # frames from this many cameras reach (very likely) every worker's partitions
 SIGHTINGS_SETTLE_S = 60.0  # after the last frame's row: time for the tracking agent to commit
@@ -267,8 +262,8 @@ def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frame
     """The first `frames` sampled frames of `source` from each of `cams`, as fast as possible
     (loads the model in every worker before the timed run); returns the frames sent."""
     from fashionstream.core.records import Frame, SourceKind, Topic, event_id_for_frame
+    from producers.decoding import recording_ref
     from producers.kafka import Deliveries, build_producer
-    from producers.video import recording_ref
 
     options = VideoOptions.from_settings(settings)
     picked: list[SampledFrame] = []

@@ -14,7 +14,7 @@ from fashionstream.app.video_tracking import TrackedFrame, TrackingRun, track_re
 from fashionstream.core.settings import Settings
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig
-from producers.video import VideoOptions
+from producers.decoding import VideoOptions
 
 TRACK_COLOUR = (255, 220, 0)  # the best-view box of a key frame's sighting
 

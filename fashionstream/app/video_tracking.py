@@ -1,7 +1,7 @@
 """One recording tracked without Kafka: what `fashionstream track` and `fashionstream annotate
 VIDEO` run.
 
-The frames are the producer's (`producers.video.read_recording`: same sampling, frame numbers,
+The frames are the producer's (`producers.decoding.read_recording`: same sampling, frame numbers,
 capture times, JPEG bytes and event ids as `produce video` sends), decoded like the tagging agent
 decodes them, tagged in batches, turned into the tagging agent's `fashion.items.v1` record and
 the tracker's input by the pipeline's own adapters (`stream_processors.adapters.tagged_image`,
@@ -29,7 +29,7 @@ from models.tracking import (
     TrackingResult,
     frame_detections,
 )
-from producers.video import (
+from producers.decoding import (
     SampledFrame,
     VideoDecodeError,
     VideoOptions,
@@ -97,7 +97,7 @@ def track_recording(
 ) -> TrackingRun:
     """Tag and track every sampled frame of the recording at `path`; the last frame closes
     the open tracks (END_OF_STREAM), as the producer's end-of-stream mark does in the
-    pipeline. Raises FileNotFoundError / producers.video.VideoDecodeError for a file that
+    pipeline. Raises FileNotFoundError / producers.decoding.VideoDecodeError for a file that
     cannot be read at all; frames that fail to decode are counted and skipped."""
     stream_ref = recording_ref(path)
     tracker = CameraTracker(camera, config)

@@ -9,6 +9,11 @@ Choice of carriage (DESIGN.md asks to pick one and document it):
 - `fashion.items.v1`: JSON `TaggedImage`, key = the frame's key.
 - `fashion.deadletter.v1`: JSON `DeadLetter`, key = the failed record's key.
 
+The JSON records carry `schema` (the record type, its major version: a new one is a new topic)
+and `version` (additive changes within it; absent means 1). Version 2 of `ImageRequest` and
+`TaggedImage` adds `catalogue` (`CatalogueFields`: title, brand, price, currency, product link,
+read once from the feed row by the producer); a version 1 record decodes with empty ones.
+
 Every decoder raises `BadRecordError` naming what is wrong; nothing here touches Kafka itself.
 """
 
@@ -22,6 +27,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fashionstream.core.errors import BadRecordError, DeadLetterReason
@@ -95,6 +101,64 @@ def event_id_for_frame(camera_id: str, stream_ref: str, frame_number: int) -> st
 _NAMESPACE = uuid.UUID("6f1d8a8e-2a55-4d2b-9a2f-2d4c7e0b9f31")
 
 # ---------------------------------------------------------------------------------------------
+# catalogue columns (fashion.images.v1 onwards)
+
+# Postgres' catalogue_items.price is numeric(14, 4): no negative, NaN or larger amount is a price
+MAX_PRICE = Decimal(10) ** 10
+
+
+@dataclass(frozen=True)
+class CatalogueFields:
+    """A catalogue item's typed columns, interpreted once from its feed row by the producer
+    (producers/feed.py: `catalogue_fields`); every one is optional. The row's raw columns still
+    travel as `attributes`."""
+
+    title: str | None = None
+    brand: str | None = None
+    price: Decimal | None = None  # 0 <= price < MAX_PRICE; on the wire a decimal string
+    currency: str | None = None
+    link: str | None = None  # the product page
+
+    def __post_init__(self) -> None:
+        for name in ("title", "brand", "currency", "link"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise BadRecordError(f"CatalogueFields.{name} must be a non-empty string or null")
+        price = self.price
+        if price is not None and (
+            not isinstance(price, Decimal)
+            or not price.is_finite()
+            or not Decimal(0) <= price < MAX_PRICE
+        ):
+            raise BadRecordError(
+                f"CatalogueFields.price must be a decimal in [0, {MAX_PRICE}) or null: {price!r}"
+            )
+
+    @classmethod
+    def from_wire(cls, data: object) -> CatalogueFields:
+        """The inverse of the `catalogue` object `to_json` writes; None or absent: empty."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise BadRecordError("catalogue must be an object")
+        price = data.get("price")
+        if price is not None:
+            if not isinstance(price, str):
+                raise BadRecordError("catalogue.price must be a decimal string or null")
+            try:
+                price = Decimal(price)
+            except InvalidOperation:
+                raise BadRecordError(f"catalogue.price is not a decimal: {price!r}") from None
+        return cls(
+            title=data.get("title"),
+            brand=data.get("brand"),
+            price=price,
+            currency=data.get("currency"),
+            link=data.get("link"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # fashion.images.v1
 
 
@@ -103,12 +167,14 @@ class ImageRequest:
     """One catalogue item whose image should be fetched and tagged."""
 
     SCHEMA = "fashion.image_request.v1"
+    VERSION = 2  # 2: `catalogue`
 
     feed: str  # the source id of the feed (e.g. the file's stem); groups items in Postgres
     item_id: str
     image_url: str
     submitted_at: float  # epoch seconds when the producer sent it; end-to-end latency starts here
     attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    catalogue: CatalogueFields = field(default_factory=CatalogueFields)
 
     def __post_init__(self) -> None:
         check_id("ImageRequest.feed", self.feed)
@@ -122,11 +188,12 @@ class ImageRequest:
         return event_id_for_item(self.feed, self.item_id, self.image_url)
 
     def to_json(self) -> bytes:
-        return _dump({"schema": self.SCHEMA, **asdict(self)})
+        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
 
     @classmethod
     def from_json(cls, value: bytes | None) -> ImageRequest:
         data = _load(value, cls.SCHEMA)
+        catalogue = _catalogue(data)
         attributes = data.get("attributes", {})
         if not isinstance(attributes, dict):
             raise BadRecordError("ImageRequest.attributes must be an object")
@@ -137,6 +204,7 @@ class ImageRequest:
                 image_url=data["image_url"],
                 submitted_at=data["submitted_at"],
                 attributes=attributes,
+                catalogue=catalogue,
             )
         except KeyError as exc:
             raise BadRecordError(f"ImageRequest is missing {exc.args[0]!r}") from None
@@ -171,6 +239,7 @@ class Frame:
     # open tracks there)
     stream_ref: str | None = None
     end_of_stream: bool = False
+    catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # feeds: typed columns
 
     def __post_init__(self) -> None:
         if not self.event_id or not self.source_id:
@@ -230,6 +299,8 @@ class Frame:
             pairs.append(("fs_stream_ref", self.stream_ref))
         if self.end_of_stream:
             pairs.append(("fs_end_of_stream", "1"))
+        if self.catalogue != CatalogueFields():
+            pairs.append(("fs_catalogue", _dump(asdict(self.catalogue)).decode()))
         return [(k, str(v).encode()) for k, v in pairs]
 
     @classmethod
@@ -266,6 +337,9 @@ class Frame:
                 attributes=attributes if isinstance(attributes, dict) else {},
                 stream_ref=h.get("fs_stream_ref"),
                 end_of_stream=h.get("fs_end_of_stream") == "1",
+                catalogue=CatalogueFields.from_wire(
+                    json.loads(h["fs_catalogue"]) if "fs_catalogue" in h else None
+                ),
             )
         except KeyError as exc:
             raise BadRecordError(f"Frame is missing header {exc.args[0]!r}") from None
@@ -325,6 +399,7 @@ class TaggedImage:
     """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
 
     SCHEMA = "fashion.tagged_image.v1"
+    VERSION = 2  # 2: `catalogue`
 
     event_id: str
     source_kind: SourceKind
@@ -343,17 +418,19 @@ class TaggedImage:
     attributes: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
     stream_ref: str | None = None  # copied from the Frame (cameras)
     end_of_stream: bool = False
+    catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # copied from the Frame
 
     @property
     def key(self) -> str:
         return self.source_id if self.source_kind is SourceKind.CAMERA else str(self.item_id)
 
     def to_json(self) -> bytes:
-        return _dump({"schema": self.SCHEMA, **asdict(self)})
+        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
 
     @classmethod
     def from_json(cls, value: bytes | None) -> TaggedImage:
         data = _load(value, cls.SCHEMA)
+        catalogue = _catalogue(data)
         try:
             item_id = data.get("item_id")
             return cls(
@@ -376,6 +453,7 @@ class TaggedImage:
                 attributes=dict(data.get("attributes") or {}),
                 stream_ref=_optional_str(data, "stream_ref"),
                 end_of_stream=data.get("end_of_stream") is True,
+                catalogue=catalogue,
             )
         except BadRecordError:
             raise
@@ -500,6 +578,8 @@ def _dump(data: Mapping[str, Any]) -> bytes:
 def _default(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, Decimal):
+        return str(value)  # exact: a price is never a float on the wire
     raise TypeError(f"not serialisable: {type(value).__name__}")
 
 
@@ -515,6 +595,17 @@ def _load(value: bytes | None, schema: str) -> dict[str, Any]:
     if data.get("schema") != schema:
         raise BadRecordError(f"schema is {data.get('schema')!r}, expected {schema!r}")
     return data
+
+
+def _catalogue(data: Mapping[str, Any]) -> CatalogueFields:
+    """The `catalogue` of a JSON record: empty in a version 1 record (written before it
+    existed). Versions only add fields, so a later one is read for the fields known here."""
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BadRecordError(f"version must be a positive integer, not {version!r}")
+    if version == 1:
+        return CatalogueFields()
+    return CatalogueFields.from_wire(data.get("catalogue"))
 
 
 def _str(data: Mapping[str, Any], name: str) -> str:

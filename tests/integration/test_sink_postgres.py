@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import SourceKind
 from fashionstream.core.settings import Settings
+from producers.feed import catalogue_fields
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError
 from sinks.postgres import PostgresSink
 from tests.support.records import tagged_image
@@ -35,12 +36,19 @@ def test_writes_a_tagged_image_and_a_second_write_adds_no_rows(
 ) -> None:
     sink, registry = _sink(local_stack)
     frame = tagged_image(index=7, garments=3, people=2)
+    row: dict[str, str | int | float | bool | None] = {
+        "title": "Linen shirt",
+        "Brand": "Acme",
+        "price": "19.99 EUR",
+        "link": "x",
+    }
     item = tagged_image(
         index=1,
         source_kind=SourceKind.FEED,
         source_id="spring-feed",
         people=0,
-        attributes={"title": "Linen shirt", "Brand": "Acme", "price": "19.99 EUR", "link": "x"},
+        attributes=row,
+        catalogue=catalogue_fields(row),  # what the producer read from the feed row
     )
     sink.add(frame)
     sink.add(item)

@@ -26,7 +26,7 @@ from fashionstream.app.video_tracking import TrackingRun, track_recording
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from models.tagger import FashionTagger
 from models.tracking import TrackingConfig
-from producers.video import VideoOptions
+from producers.decoding import VideoOptions
 
 pytestmark = pytest.mark.models
 

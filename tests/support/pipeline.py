@@ -35,8 +35,9 @@ from fashionstream.core.records import DeadLetter, Topic, event_id_for_frame
 from fashionstream.core.settings import REPO_ROOT, Settings
 from models.tags import Tagger
 from models.tracking import Sighting, TrackingConfig
+from producers.decoding import PtsSampler, VideoOptions
 from producers.image_feed import produce_feed
-from producers.video import PtsSampler, VideoOptions, produce_video
+from producers.video import produce_video
 from tests.support import fake_worker
 from tests.support.fake_tagger import FakeTagger
 

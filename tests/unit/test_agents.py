@@ -664,3 +664,51 @@ def test_a_sink_that_raises_the_unforeseen_dead_letters_only_that_record(tmp_pat
     (letter,) = send.dead_letters()
     assert letter.reason is DeadLetterReason.INTERNAL_ERROR
     assert "KeyError" in letter.detail
+
+
+# ---------------------------------------------------------------------------------------------
+# consumer lag
+
+
+def test_consumer_lag_runs_from_the_offsets_faust_monitor_saw_committed(tmp_path: Path) -> None:
+    """The lag sample reads committed offsets from Faust's Monitor sensor (what
+    `Monitor.on_tp_commit` recorded), and the consumer's position for a partition this worker
+    has committed nothing on yet."""
+    from faust.types import TP
+
+    committed, fresh = TP(Topic.ITEMS.value, 0), TP(Topic.ITEMS.value, 1)
+
+    class Consumer:
+        def assignment(self) -> set[TP]:
+            return {committed, fresh}
+
+        async def highwaters(self, *partitions: TP) -> dict[TP, int]:
+            return {committed: 50, fresh: 30}
+
+        async def position(self, tp: TP) -> int:
+            assert tp == fresh, "a committed partition's lag needs no position"
+            return 10
+
+    registry = CollectorRegistry()
+    conf = settings(tmp_path)
+    p = Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=FakeTagger(),
+        sink=FakeSink(),
+        metrics=Metrics(registry, process_metrics=False),
+        fetcher_factory=lambda: FakeFetcher({}),  # type: ignore[arg-type,return-value]
+        send=Recorder(),
+    )
+    consumer: Any = Consumer()  # only what the lag sample calls
+    p.app.consumer = consumer
+    p.app.monitor.on_tp_commit({committed: 45})
+    run(p._sample_lag())
+
+    def lag(partition: int) -> float | None:
+        return registry.get_sample_value(
+            "fashionstream_consumer_lag_messages",
+            {"topic": Topic.ITEMS.value, "partition": str(partition)},
+        )
+
+    assert (lag(0), lag(1)) == (5.0, 20.0)

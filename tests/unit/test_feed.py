@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fashionstream.core.metrics import Metrics
-from fashionstream.core.records import ImageRequest, Topic
+from fashionstream.core.records import CatalogueFields, ImageRequest, Topic
 from producers.feed import (
     FeedFormat,
     FeedItem,
     SkippedRow,
     SkipReason,
+    catalogue_fields,
     detect_format,
     feed_name_for,
     items_from_records,
@@ -270,6 +272,7 @@ def test_feed_producer_sends_keyed_requests_and_reports(tmp_path: Path) -> None:
         image_url="https://x.test/a.jpg",
         submitted_at=1000.0,
         attributes={"title": "Shirt"},
+        catalogue=CatalogueFields(title="Shirt"),  # read once, here in the producer
     )
     assert metric(registry, "fashionstream_feed_items_sent_total", source="spring") == 2
     assert (
@@ -433,3 +436,33 @@ def test_a_row_whose_send_raises_is_skipped_and_the_rest_sent(tmp_path: Path) ->
     assert sent_ids(fake) == ["a", "c"]
     assert dict(report.skipped) == {"internal_error": 1}
     assert "RuntimeError" in report.examples[0].detail
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        (
+            {"title": "Shirt", "brand": "Acme", "price": 19.5, "link": "https://s/1"},
+            CatalogueFields("Shirt", "Acme", Decimal("19.5"), None, "https://s/1"),
+        ),
+        (
+            {"Product Name": "Dress", "g:price": "1,299.00 usd", "product_url": "u"},
+            CatalogueFields("Dress", None, Decimal("1299.00"), "USD", "u"),
+        ),
+        (
+            {"productDisplayName": "Tee", "price": "EUR 5", "currency": "gbp"},
+            CatalogueFields("Tee", None, Decimal("5"), "gbp", None),
+        ),
+        ({"price": "call us"}, CatalogueFields(None, None, None, None, None)),
+        ({"price": -3}, CatalogueFields(None, None, None, None, None)),
+        ({"price": float("nan")}, CatalogueFields(None, None, None, None, None)),
+        ({"price": True, "title": ""}, CatalogueFields(None, None, None, None, None)),
+        ({}, CatalogueFields(None, None, None, None, None)),
+    ],
+    ids=["plain", "merchant-price", "explicit-currency", "unreadable", "negative", "nan",
+         "bool-and-blank", "empty"],
+)  # fmt: skip
+def test_catalogue_fields_from_feed_columns(
+    attributes: dict[str, Any], expected: CatalogueFields
+) -> None:
+    assert catalogue_fields(attributes) == expected

@@ -28,6 +28,7 @@ NOT_IN_A_PRODUCER_INSTALL = (
     "aiokafka",
     "aiohttp",
     "psycopg2",
+    "tenacity",
     "pgserver",
 )
 
@@ -75,6 +76,7 @@ def test_the_blocker_blocks() -> None:
             "producers.kafka",
             "producers.feed",
             "producers.image_feed",
+            "producers.decoding",
             "producers.video",
         ),
         (

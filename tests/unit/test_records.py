@@ -1,10 +1,12 @@
 import dataclasses
 import json
+from decimal import Decimal
 
 import pytest
 
 from fashionstream.core.errors import BadRecordError, DeadLetterReason
 from fashionstream.core.records import (
+    CatalogueFields,
     DeadLetter,
     Frame,
     ImageRequest,
@@ -257,3 +259,63 @@ def test_dead_letter_round_trips() -> None:
     )
     assert DeadLetter.from_json(letter.to_json()) == letter
     assert json.loads(letter.to_json())["reason"] == "http_status"
+
+
+# --------------------------------------------------------------------- catalogue fields (v2)
+
+SHIRT = CatalogueFields(
+    title="Blue shirt", brand="Acme", price=Decimal("19.90"), currency="EUR", link="https://s/42"
+)
+
+
+def test_catalogue_fields_round_trip_in_every_record_that_carries_them() -> None:
+    request = _request(catalogue=SHIRT)
+    assert json.loads(request.to_json())["version"] == ImageRequest.VERSION == 2
+    assert json.loads(request.to_json())["catalogue"]["price"] == "19.90"  # exact, not a float
+    assert ImageRequest.from_json(request.to_json()) == request
+    frame = _frame(frame_number=None, item_id="42", source_kind=SourceKind.FEED, catalogue=SHIRT)
+    assert Frame.from_kafka(frame.jpeg, frame.headers()).catalogue == SHIRT
+    tagged = dataclasses.replace(_tagged(), catalogue=SHIRT)
+    assert TaggedImage.from_json(tagged.to_json()) == tagged
+
+
+def test_a_frame_without_catalogue_fields_sends_no_header_for_them() -> None:
+    assert "fs_catalogue" not in dict(_frame().headers())
+    assert _frame().catalogue == CatalogueFields()
+
+
+@pytest.mark.parametrize("record", ["request", "tagged"])
+def test_a_version_1_record_decodes_with_empty_catalogue_fields(record: str) -> None:
+    """Written before `catalogue` existed: no `version`, and any `catalogue` key is not read."""
+    if record == "request":
+        data = json.loads(_request(catalogue=SHIRT).to_json())
+    else:
+        data = json.loads(dataclasses.replace(_tagged(), catalogue=SHIRT).to_json())
+    del data["version"]
+    decoder = ImageRequest.from_json if record == "request" else TaggedImage.from_json
+    decoded = decoder(json.dumps(data).encode())
+    assert decoded.catalogue == CatalogueFields()
+    del data["catalogue"]
+    assert decoder(json.dumps(data).encode()).catalogue == CatalogueFields()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": 0}, "version must be a positive integer"),
+        ({"version": "2"}, "version must be a positive integer"),
+        ({"catalogue": ["Blue shirt"]}, "catalogue must be an object"),
+        ({"catalogue": {"price": 19.9}}, "price must be a decimal string"),
+        ({"catalogue": {"price": "cheap"}}, "not a decimal"),
+        ({"catalogue": {"price": "-1"}}, "price must be a decimal in"),
+        ({"catalogue": {"price": "NaN"}}, "price must be a decimal in"),
+        ({"catalogue": {"price": "1e10"}}, "price must be a decimal in"),
+        ({"catalogue": {"title": ""}}, "title must be a non-empty string"),
+        ({"catalogue": {"brand": 7}}, "brand must be a non-empty string"),
+    ],
+)
+def test_bad_catalogue_fields_raise_bad_record(change: dict[str, object], message: str) -> None:
+    data = json.loads(_request().to_json())
+    data.update(change)
+    with pytest.raises(BadRecordError, match=message):
+        ImageRequest.from_json(json.dumps(data).encode())

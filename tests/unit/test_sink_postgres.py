@@ -7,7 +7,6 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import psycopg2
@@ -19,7 +18,7 @@ from psycopg2 import sql
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import SourceKind, TaggedImage
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
-from sinks.postgres import SCHEMA_PROBE, ItemFields, PostgresSink, item_fields
+from sinks.postgres import SCHEMA_PROBE, PostgresSink
 from tests.support.records import tagged_image
 
 TABLE = re.compile(
@@ -440,38 +439,6 @@ def test_a_connection_lost_while_isolating_keeps_the_batch() -> None:
         sink.flush()
     assert sink.pending == 2
     assert factory.made[0].commits == 0
-
-
-def _tagged_with(attributes: dict[str, Any]) -> TaggedImage:
-    return tagged_image(index=1, source_kind=SourceKind.FEED, attributes=attributes)
-
-
-@pytest.mark.parametrize(
-    ("attributes", "expected"),
-    [
-        (
-            {"title": "Shirt", "brand": "Acme", "price": 19.5, "link": "https://s/1"},
-            ItemFields("Shirt", "Acme", Decimal("19.5"), None, "https://s/1"),
-        ),
-        (
-            {"Product Name": "Dress", "g:price": "1,299.00 usd", "product_url": "u"},
-            ItemFields("Dress", None, Decimal("1299.00"), "USD", "u"),
-        ),
-        (
-            {"productDisplayName": "Tee", "price": "EUR 5", "currency": "gbp"},
-            ItemFields("Tee", None, Decimal("5"), "gbp", None),
-        ),
-        ({"price": "call us"}, ItemFields(None, None, None, None, None)),
-        ({"price": -3}, ItemFields(None, None, None, None, None)),
-        ({"price": float("nan")}, ItemFields(None, None, None, None, None)),
-        ({"price": True, "title": ""}, ItemFields(None, None, None, None, None)),
-        ({}, ItemFields(None, None, None, None, None)),
-    ],
-    ids=["plain", "merchant-price", "explicit-currency", "unreadable", "negative", "nan",
-         "bool-and-blank", "empty"],
-)  # fmt: skip
-def test_item_fields_from_feed_columns(attributes: dict[str, Any], expected: ItemFields) -> None:
-    assert item_fields(_tagged_with(attributes).attributes) == expected
 
 
 def test_end_to_end_latency_runs_from_submission_not_from_an_old_capture() -> None:

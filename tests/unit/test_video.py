@@ -18,20 +18,21 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+import producers.decoding as decoding
 import producers.video as video
 from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import DeadLetter, Frame, SourceKind, Topic, event_id_for_frame
 from fashionstream.core.settings import FallBehindPolicy
-from producers.video import (
+from producers.decoding import (
     PtsSampler,
     VideoOptions,
-    VideoProducer,
     recording_start,
     redact,
     resized_dims,
     scrub_urls,
 )
+from producers.video import VideoProducer
 from tests.support.producer import FakeFuture, FakeProducer
 
 CLIP = Path(__file__).resolve().parents[1] / "fixtures" / "video" / "person_4s.mp4"
@@ -412,7 +413,7 @@ def test_read_recording_gives_exactly_the_frames_the_producer_sends() -> None:
     fake = FakeProducer()
     producer_for(fake).send_file(CLIP, "cam-1")
     offline = [
-        f for f in video.read_recording(CLIP, options()) if isinstance(f, video.SampledFrame)
+        f for f in decoding.read_recording(CLIP, options()) if isinstance(f, decoding.SampledFrame)
     ]
     sent = frames_sent(fake)
     assert [(s.frame_number, s.captured_at, s.jpeg) for s in offline] == [

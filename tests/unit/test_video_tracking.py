@@ -17,7 +17,7 @@ from fashionstream.app.video_annotation import annotate_recording
 from fashionstream.app.video_tracking import TrackingRun, track_recording
 from fashionstream.core.settings import REPO_ROOT, Settings
 from models.tracking import EndReason, TrackingConfig
-from producers.video import VideoOptions
+from producers.decoding import VideoOptions
 from tests.support.fake_tagger import FakeTagger
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "video"

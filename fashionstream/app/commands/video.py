@@ -94,7 +94,7 @@ def _run_tracking(settings: Settings, video: Path, camera: str) -> TrackingRun:
     from fashionstream.app.video_tracking import track_recording
     from models.tagger import FashionTagger
     from models.tracking import TrackingConfig
-    from producers.video import VideoOptions
+    from producers.decoding import VideoOptions
 
     return track_recording(
         video,
@@ -114,7 +114,7 @@ def _check_video(command: str, video: Path) -> int | None:
 
 
 def _track(settings: Settings, args: argparse.Namespace) -> int:
-    from producers.video import VideoDecodeError
+    from producers.decoding import VideoDecodeError
 
     bad = _check_video("track", args.video)
     if bad is not None:
@@ -154,7 +154,7 @@ def annotate_video(settings: Settings, args: argparse.Namespace) -> int:
     writes each sighting's best frame as a PNG."""
     from fashionstream.app.video_annotation import annotate_recording
     from models.tagger import FashionTagger
-    from producers.video import VideoDecodeError
+    from producers.decoding import VideoDecodeError
 
     bad = _check_video("annotate", args.image)
     if bad is not None:
