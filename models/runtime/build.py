@@ -29,6 +29,8 @@ from models.registry import ModelRegistry
 from models.runtime import onnx as onnx_rt
 
 DETECTOR_ENTRY = "detector"
+# the garment detector fine-tuned on camera person crops (the tagger's per-person path)
+PERSON_CROPS_ENTRY = "person_crops"
 ATTRIBUTES_ENTRY = "attributes"
 PEOPLE_ENTRY = "people"
 
@@ -82,10 +84,11 @@ def detector_runner(
     threshold: float,
     *,
     min_size: int | None = None,
+    entry_name: str = DETECTOR_ENTRY,
 ) -> tuple[TorchDetector | onnx_rt.OnnxDetector, W.WeightsEntry, DetectorConfig]:
-    """The manifest's detector (sha256 checked) on `runtime`; `min_size` overrides the input
-    size it was shipped with (a speed/accuracy trade for experiments)."""
-    entry = W.entry(weights_dir, DETECTOR_ENTRY)
+    """The manifest's detector `entry_name` (sha256 checked) on `runtime`; `min_size`
+    overrides the input size it was shipped with (a speed/accuracy trade for experiments)."""
+    entry = W.entry(weights_dir, entry_name)
     path = entry.verified_path(weights_dir)
     model, config = load_detector(path, registry)
     if config.arch != entry.architecture:
@@ -96,7 +99,7 @@ def detector_runner(
         return TorchDetector(model, config, runtime.device, threshold), entry, config
     onnx_path = onnx_rt.cached_export(
         runtime.onnx_cache,
-        DETECTOR_ENTRY,
+        entry_name,
         entry.sha256,
         lambda out: onnx_rt.export_detector(model, config, out),
     )

@@ -351,9 +351,14 @@ def _crop_detections(items: Sequence[tuple[str, float, tuple[int, int, int, int]
 
 
 def _per_person_tagger(
-    whole: FakeDetector, on_crops: CropDetector, people: Sequence[PersonBoxes]
+    whole: FakeDetector,
+    on_crops: CropDetector,
+    people: Sequence[PersonBoxes],
+    thresholds: TaggerThresholds = TaggerThresholds(large_person=1.01),  # noqa: B008
 ) -> FashionTagger:
-    return _tagger(whole, people=FakePeople(people), crop_detector=on_crops)
+    """People in these 120 px frames are 80-100 px tall: by default only people taller than
+    the frame count as large, so they go through the crops."""
+    return _tagger(whole, people=FakePeople(people), crop_detector=on_crops, thresholds=thresholds)
 
 
 def test_garments_are_found_on_each_persons_crop_and_mapped_back_to_the_frame() -> None:
@@ -478,3 +483,25 @@ def test_an_attribute_under_its_calibrated_threshold_is_unknown_with_its_probabi
     assert garment.attributes["usage"].label == "Casual"  # 0.9 >= 0.5
     assert garment.style.label == "Casual"
     assert garment.attributes["category"].label == "bag"  # no threshold: always stated
+
+
+def test_an_image_whose_people_are_all_large_goes_through_the_detector_whole() -> None:
+    # a model shot: one person 100 of 120 px tall (0.83 >= 0.6); garments from the whole image
+    whole = FakeDetector([_detections([("top", 0.9, (15, 20, 55, 60))])])
+    on_crops = CropDetector([("trousers", 0.9, (80, 100, 150, 180))])
+    people = [_people((0.9, (10.0, 10.0, 60.0, 110.0)))]
+    (tags,) = _per_person_tagger(whole, on_crops, people, TaggerThresholds()).tag([_street()])
+    assert whole.calls == [1]
+    assert on_crops.calls == []
+    assert [g.category for g in tags.garments] == ["top"]
+    assert tags.garments[0].person_index == 0  # its wearer by overlap, as before
+
+
+def test_one_small_person_sends_the_whole_frame_through_the_crops() -> None:
+    whole = FakeDetector([])
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    people = [_people((0.9, (10.0, 10.0, 60.0, 110.0)), (0.9, (100.0, 60.0, 120.0, 110.0)))]
+    (tags,) = _per_person_tagger(whole, on_crops, people, TaggerThresholds()).tag([_street()])
+    assert whole.calls == []
+    assert on_crops.calls == [2]
+    assert sorted(g.person_index for g in tags.garments) == [0, 1]
