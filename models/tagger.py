@@ -7,9 +7,9 @@ context and scaled to one crop size (models.detection.crops), all crops of a bat
 through the garment detector trained on such crops (weights/person_crops.md) in one call, and the
 garments found on a person (their box centre inside that person's box) are mapped back to the
 frame. A camera person 40 px tall is then seen by the garment model at about 300 px, and every
-garment has its wearer by construction. Images where nobody is found (catalogue product shots)
-or where every person is large (model shots, close-ups) go through the whole-image garment
-detector, which was trained on such people.
+garment has its wearer by construction. Large people (model shots, close-ups) take their garments
+from the whole-image garment detector, which was trained on such people, and so do images where
+nobody is found (catalogue product shots).
 
 Catalogue photos: when the detector finds neither a garment nor a person in an image whose
 border is one flat colour (a studio shot), the whole product is treated as one garment: its mask
@@ -101,8 +101,8 @@ class TaggerThresholds:
     # one garment found on two overlapping people's crops: the same category with masks
     # overlapping this much (IoU) is one garment, the higher score kept
     duplicate_iou: float = 0.5
-    # an image whose people are all at least this share of its height tall (a catalogue model
-    # shot, a close-up) goes through the whole-image garment detector: it was trained on such
+    # a person at least this share of the image's height tall (a catalogue model shot, a
+    # close-up) gets garments from the whole-image garment detector: it was trained on such
     # people and beats the crops there (eval detector --person-height: mask AP50 0.573 vs 0.516
     # at 400 px of 480; the crops win from 200 px, 0.496 vs 0.403, down)
     large_person: float = 0.6
@@ -339,10 +339,10 @@ class FashionTagger:
     def _find_per_person(
         self, images: Sequence[np.ndarray], clock: _StageClock
     ) -> list[tuple[list[_Garment], list[_Person]]]:
-        """People from the person detector, garments from each person's crop (one garment
-        detector call for every crop of the chunk); images with nobody in them (product shots)
-        or only large people go through the whole-image garment detector, then the catalogue
-        fallback."""
+        """People from the person detector, garments from each small person's crop (one
+        garment detector call for every crop of the chunk); large people (catalogue model shots,
+        close-ups) and images with nobody in them (product shots) from the whole-image garment
+        detector; then the catalogue fallback."""
         if self.people is None or self.crop_detector is None:
             raise RuntimeError("garments per person need the person detector")
         people = [
@@ -350,19 +350,24 @@ class FashionTagger:
             for image, boxes in zip(images, self.people.detect(images), strict=True)
         ]
         clock.lap("people")
-        whole_images = [
-            i
+        # a studio photo (flat border: a catalogue shot) is all "large": the whole-image path
+        # and its catalogue fallback, whatever the person detector made of the model or product
+        studio = [flat_border_colour(image, self.thresholds) is not None for image in images]
+        large = [
+            {
+                j
+                for j, p in enumerate(persons)
+                if studio[i] or p.box[3] - p.box[1] >= self.thresholds.large_person * image.shape[0]
+            }
             for i, (image, persons) in enumerate(zip(images, people, strict=True))
-            if all(
-                p.box[3] - p.box[1] >= self.thresholds.large_person * image.shape[0]
-                for p in persons
-            )
         ]
+        # the whole-image detector for images with nobody or with a large person
+        whole_images = [i for i, persons in enumerate(people) if not persons or large[i]]
         owners = [
             (i, j)
             for i, persons in enumerate(people)
-            if i not in whole_images
             for j in range(len(persons))
+            if j not in large[i]
         ]
         windows = [person_crops.crop_window(people[i][j].box) for i, j in owners]
         cut = [person_crops.cut(images[i], w) for (i, _), w in zip(owners, windows, strict=True)]
@@ -377,7 +382,15 @@ class FashionTagger:
         if whole_images:
             whole = self.detector.detect([images[i] for i in whole_images])
             for i, in_whole in zip(whole_images, whole, strict=True):
-                garments[i] = self._split(images[i], in_whole, None)[0]
+                whole_garments = self._split(images[i], in_whole, None)[0]
+                if len(large[i]) < len(people[i]):
+                    # small people have their crops: keep what a large person wears
+                    whole_garments = [
+                        g
+                        for g in self._with_wearers(whole_garments, people[i])
+                        if g.person is not None and g.person in large[i]
+                    ]
+                garments[i].extend(whole_garments)
             clock.lap("detect")
         out = []
         for image, found_garments, persons in zip(images, garments, people, strict=True):
@@ -590,10 +603,9 @@ def _box_inside_share(inner: Box, outer: Box) -> float:
     return w * h / area
 
 
-def catalogue_product_mask(image: np.ndarray, thresholds: TaggerThresholds) -> np.ndarray | None:
-    """The product of a studio photo, or None when the image is not one (its border is not
-    one flat colour). Pixels far from the border's median colour, closed, holes filled,
-    specks (< 5% of the largest part) dropped; the whole image if nothing stands out."""
+def flat_border_colour(image: np.ndarray, thresholds: TaggerThresholds) -> np.ndarray | None:
+    """The median colour of a studio photo's border, or None when the border is not one flat
+    colour (a camera frame, a street photo)."""
     h, w = image.shape[:2]
     if h < 8 or w < 8:
         return None
@@ -609,6 +621,17 @@ def catalogue_product_mask(image: np.ndarray, thresholds: TaggerThresholds) -> n
     colour = np.median(border, axis=0)
     near = np.linalg.norm(border - colour, axis=1) <= thresholds.border_distance
     if near.mean() < thresholds.flat_border_share:
+        return None
+    return colour
+
+
+def catalogue_product_mask(image: np.ndarray, thresholds: TaggerThresholds) -> np.ndarray | None:
+    """The product of a studio photo, or None when the image is not one (its border is not
+    one flat colour). Pixels far from the border's median colour, closed, holes filled,
+    specks (< 5% of the largest part) dropped; the whole image if nothing stands out."""
+    h, w = image.shape[:2]
+    colour = flat_border_colour(image, thresholds)
+    if colour is None:
         return None
     distance = np.linalg.norm(image.astype(np.float32) - colour, axis=2)
     foreground = (distance > thresholds.product_distance).astype(np.uint8)

@@ -497,11 +497,37 @@ def test_an_image_whose_people_are_all_large_goes_through_the_detector_whole() -
     assert tags.garments[0].person_index == 0  # its wearer by overlap, as before
 
 
-def test_one_small_person_sends_the_whole_frame_through_the_crops() -> None:
-    whole = FakeDetector([])
-    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+def test_a_large_persons_garments_come_from_the_whole_image_a_small_ones_from_their_crop() -> None:
+    # person 0: 100 of 120 px (large); person 1: 50 px (small), standing at x 100-120
     people = [_people((0.9, (10.0, 10.0, 60.0, 110.0)), (0.9, (100.0, 60.0, 120.0, 110.0)))]
+    whole = FakeDetector(
+        [
+            _detections(
+                [
+                    ("top", 0.9, (15, 20, 55, 60)),  # worn by the large person: kept
+                    ("trousers", 0.9, (102, 85, 118, 108)),  # the small one's: their crop has it
+                ]
+            )
+        ]
+    )
+    on_crops = CropDetector([("footwear", 0.9, (80, 280, 150, 320))])
     (tags,) = _per_person_tagger(whole, on_crops, people, TaggerThresholds()).tag([_street()])
-    assert whole.calls == []
-    assert on_crops.calls == [2]
-    assert sorted(g.person_index for g in tags.garments) == [0, 1]
+    assert whole.calls == [1]
+    assert on_crops.calls == [1]  # one crop: the small person's
+    assert sorted((g.category, g.person_index) for g in tags.garments) == [
+        ("footwear", 1),
+        ("top", 0),
+    ]
+
+
+def test_a_studio_photo_goes_through_the_detector_whole_whatever_its_people() -> None:
+    # a product on white that the person detector took for a small person
+    image = np.full((H, W, 3), 250, np.uint8)
+    image[40:80, 60:100] = (120, 30, 30)
+    whole = FakeDetector([_detections([("bag", 0.9, (60, 40, 100, 80))])])
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    people = [_people((0.9, (60.0, 40.0, 100.0, 80.0)))]
+    (tags,) = _per_person_tagger(whole, on_crops, people, TaggerThresholds()).tag([image])
+    assert whole.calls == [1]
+    assert on_crops.calls == []
+    assert [g.category for g in tags.garments] == ["bag"]
