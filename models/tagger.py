@@ -188,28 +188,27 @@ class FashionTagger:
         )
         torch.set_num_threads(runtime.threads)
         threshold = settings.detection_threshold
+        manifest = W.load_manifest(settings.weights_dir)  # read once, handed to every loader
         detector, detector_entry, _ = detector_runner(
-            settings.weights_dir, default_registry(), runtime, threshold
+            settings.weights_dir, default_registry(), runtime, threshold, manifest=manifest
         )
         classifier = AttributeClassifier.from_weights(
-            settings.weights_dir, device=str(runtime.device)
+            settings.weights_dir, device=str(runtime.device), manifest=manifest
         )
-        attributes_entry = W.entry(settings.weights_dir, ATTRIBUTES_ENTRY)
+        attributes_entry = W.entry(settings.weights_dir, ATTRIBUTES_ENTRY, manifest)
         confidence = thresholds_from(attributes_entry.metrics.get("calibration", {}))
         runner = attribute_runner(
             classifier,
             runtime,
             weights_sha256=attributes_entry.sha256,
-            mean=attributes_entry.preprocessing["mean"],
-            std=attributes_entry.preprocessing["std"],
+            normalisation=attributes_entry.normalisation,
         )
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
         people, person_threshold, crop_detector = None, threshold, None
-        manifest = W.load_manifest(settings.weights_dir)
         if PEOPLE_ENTRY in manifest:
             person_threshold = settings.person_threshold
             people, people_entry = shipped_people_runner(
-                settings.weights_dir, runtime, person_threshold
+                settings.weights_dir, runtime, person_threshold, manifest
             )
             version = f"{version}+people:{people_entry.version}"
             if settings.garments_per_person and PERSON_CROPS_ENTRY in manifest:
@@ -219,6 +218,7 @@ class FashionTagger:
                     runtime,
                     threshold,
                     entry_name=PERSON_CROPS_ENTRY,
+                    manifest=manifest,
                 )
                 crop_detector = on_crops.at_input_size(
                     person_crops.CROP_WIDTH, person_crops.CROP_HEIGHT

@@ -20,6 +20,17 @@ class WeightsError(Exception):
 
 
 @dataclass(frozen=True)
+class Normalisation:
+    """RGB in [0, 1] -> (x - mean) / std, per channel."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+Manifest = Mapping[str, "WeightsEntry"]
+
+
+@dataclass(frozen=True)
 class WeightsEntry:
     """One shipped model. `architecture` is the registry name its builder is found under."""
 
@@ -35,6 +46,21 @@ class WeightsEntry:
 
     def path(self, weights_dir: Path) -> Path:
         return weights_dir / self.file
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """The input's per-channel mean and std, checked (the raw `preprocessing` stays for
+        what the manifest says beyond them)."""
+        try:
+            mean = tuple(float(v) for v in self.preprocessing["mean"])
+            std = tuple(float(v) for v in self.preprocessing["std"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(
+                f"{self.name}: preprocessing has no usable mean/std: {exc}"
+            ) from None
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise WeightsError(f"{self.name}: mean/std must be 3 values, std > 0: {mean} {std}")
+        return Normalisation((mean[0], mean[1], mean[2]), (std[0], std[1], std[2]))
 
     def verified_path(self, weights_dir: Path) -> Path:
         """The file's path, after checking it exists and its sha256 matches the manifest."""
@@ -74,8 +100,9 @@ def load_manifest(weights_dir: Path) -> dict[str, WeightsEntry]:
         raise WeightsError(f"{path}: malformed entry: {exc}") from None
 
 
-def entry(weights_dir: Path, name: str) -> WeightsEntry:
-    entries = load_manifest(weights_dir)
+def entry(weights_dir: Path, name: str, manifest: Manifest | None = None) -> WeightsEntry:
+    """One model's entry, from `manifest` when the caller has read it already."""
+    entries = load_manifest(weights_dir) if manifest is None else manifest
     if name not in entries:
         raise WeightsError(f"{weights_dir / MANIFEST} has no model {name!r} ({sorted(entries)})")
     return entries[name]

@@ -70,9 +70,12 @@ class AttributeClassifier:
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
     @classmethod
-    def from_weights(cls, weights_dir: Path, *, device: str = "cpu") -> AttributeClassifier:
-        """The manifest's "attributes" model, its file's sha256 checked first."""
-        entry = W.entry(weights_dir, MANIFEST_NAME)
+    def from_weights(
+        cls, weights_dir: Path, *, device: str = "cpu", manifest: W.Manifest | None = None
+    ) -> AttributeClassifier:
+        """The manifest's "attributes" model, its file's sha256 checked first (`manifest`:
+        the manifest when the caller has read it already)."""
+        entry = W.entry(weights_dir, MANIFEST_NAME, manifest)
         if entry.architecture != ARCHITECTURE:
             raise W.WeightsError(
                 f"{MANIFEST_NAME}: architecture {entry.architecture!r}, expected {ARCHITECTURE!r}"
@@ -85,15 +88,15 @@ class AttributeClassifier:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise W.WeightsError(f"{path}: does not fit the manifest's heads: {exc}") from exc
-        pre = entry.preprocessing
+        normalisation = entry.normalisation
         return cls(
             module,
             heads,
-            int(pre["input_size"]),
+            int(entry.preprocessing["input_size"]),
             device=device,
             version=entry.version,
-            mean=pre["mean"],
-            std=pre["std"],
+            mean=normalisation.mean,
+            std=normalisation.std,
         )
 
     def prepare(self, image: np.ndarray, box: Box | None, mask: np.ndarray | None) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +84,11 @@ def detector_runner(
     *,
     min_size: int | None = None,
     entry_name: str = DETECTOR_ENTRY,
+    manifest: W.Manifest | None = None,
 ) -> tuple[TorchDetector | onnx_rt.OnnxDetector, W.WeightsEntry, DetectorConfig]:
     """The manifest's detector `entry_name` (sha256 checked) on `runtime`; `min_size`
     overrides the input size it was shipped with (a speed/accuracy trade for experiments)."""
-    entry = W.entry(weights_dir, entry_name)
+    entry = W.entry(weights_dir, entry_name, manifest)
     path = entry.verified_path(weights_dir)
     model, config = load_detector(path, registry)
     if config.arch != entry.architecture:
@@ -112,11 +112,10 @@ def attribute_runner(
     runtime: Runtime,
     *,
     weights_sha256: str,
-    mean: Sequence[float],
-    std: Sequence[float],
+    normalisation: W.Normalisation,
 ) -> AttributeClassifier | onnx_rt.OnnxAttributeRunner:
     """The classifier itself for torch; its exported graph behind the same interface for onnx
-    (`mean`/`std`: the classifier's input normalisation, from its manifest entry)."""
+    (`normalisation`: the classifier's input normalisation, from its manifest entry)."""
     if runtime.backend == "torch":
         return classifier
     path = onnx_rt.cached_export(
@@ -130,8 +129,8 @@ def attribute_runner(
         classifier.heads,
         classifier.input_size,
         classifier.prepare,
-        mean,
-        std,
+        normalisation.mean,
+        normalisation.std,
     )
 
 
@@ -151,10 +150,10 @@ def people_runner(
 
 
 def shipped_people_runner(
-    weights_dir: Path, runtime: Runtime, threshold: float
+    weights_dir: Path, runtime: Runtime, threshold: float, manifest: W.Manifest | None = None
 ) -> tuple[PeopleDetector, W.WeightsEntry]:
     """The manifest's person detector (sha256 checked) on `runtime`."""
-    entry = W.entry(weights_dir, PEOPLE_ENTRY)
+    entry = W.entry(weights_dir, PEOPLE_ENTRY, manifest)
     path = entry.verified_path(weights_dir)
     model, config = load_people(path)
     if config.arch != entry.architecture:

@@ -132,3 +132,25 @@ def test_a_watch_on_white_still_gets_one_garment(tagger: FashionTagger) -> None:
     assert garment.attributes["subCategory"].label == "Watches"
     share = garment.mask.area() / (tags.width * tags.height)
     assert share == pytest.approx(WATCH_MASK_SHARE, abs=0.05)
+
+
+def test_the_weights_manifest_is_read_once_per_tagger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import weights as W
+
+    reads: list[Path] = []
+    real = W.load_manifest
+
+    def counting(weights_dir: Path) -> dict[str, W.WeightsEntry]:
+        reads.append(weights_dir)
+        return real(weights_dir)
+
+    monkeypatch.setattr(W, "load_manifest", counting)
+    settings = Settings(
+        weights_dir=REPO_ROOT / "weights", state_dir=tmp_path, device=Device.CPU, torch_threads=2
+    )
+    tagger = FashionTagger.from_settings(settings)
+    assert reads == [REPO_ROOT / "weights"]
+    assert "+people:" in tagger.model_version
+    assert "+crops:" in tagger.model_version
