@@ -341,8 +341,8 @@ class FashionTagger:
     ) -> list[tuple[list[_Garment], list[_Person]]]:
         """People from the person detector, garments from each small person's crop (one
         garment detector call for every crop of the chunk); large people (catalogue model shots,
-        close-ups) and images with nobody in them (product shots) from the whole-image garment
-        detector; then the catalogue fallback."""
+        close-ups), studio photos and images with nobody in them (product shots) from the
+        whole-image garment detector and its catalogue fallback."""
         if self.people is None or self.crop_detector is None:
             raise RuntimeError("garments per person need the person detector")
         people = [
@@ -392,15 +392,12 @@ class FashionTagger:
                     ]
                 garments[i].extend(whole_garments)
             clock.lap("detect")
-        out = []
-        for image, found_garments, persons in zip(images, garments, people, strict=True):
-            kept = _deduplicated(found_garments, self.thresholds.duplicate_iou)
-            if not kept:
-                product = catalogue_product_mask(image, self.thresholds)
-                if product is not None:
-                    kept.append(_Garment(None, 0.0, _mask_box(product), product))
-            out.append((kept, persons))
-        return out
+        # the catalogue fallback needs a flat border, and every such image took the whole-image
+        # path, whose `_split` applied it
+        return [
+            (_deduplicated(found, self.thresholds.duplicate_iou), persons)
+            for found, persons in zip(garments, people, strict=True)
+        ]
 
     def _garments_of_person(
         self,
