@@ -10,13 +10,12 @@ garments of a person of that height are found, not how many other people the fra
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from models.detection.augment import cut_out_person, paste_person
-from models.detection.evaluate import DetectionMetrics, DetectionScoring
+from models.detection.evaluate import DetectionMetrics, score_in_batches
 from models.detection.samples import InstanceSample, boxes_from_masks
 from models.tags import Detections, ImageTags
 from models.taxonomy import DETECTOR_CLASSES, PERSON
@@ -68,26 +67,9 @@ def evaluate_tagger_on_scenes(
 ) -> DetectionMetrics:
     """Runs the tagger over the scenes and scores garment masks (and the person's box) of the
     pasted person, as `evaluate_detector` scores a detector."""
-    scoring = DetectionScoring()
-    batch: list[InstanceSample] = []
-
-    def run(batch: list[InstanceSample]) -> None:
-        start = time.perf_counter()
-        tagged = tag([s.image for s in batch])
-        scoring.seconds += time.perf_counter() - start
-        for scene, tags in zip(batch, tagged, strict=True):
-            scoring.add(scene, _on_pasted_person(scene, tags))
-        if progress is not None:
-            progress(len(scoring.images))
-
-    for scene in scenes:
-        batch.append(scene)
-        if len(batch) == batch_size:
-            run(batch)
-            batch = []
-    if batch:
-        run(batch)
-    return scoring.metrics()
+    return score_in_batches(
+        scenes, tag, _on_pasted_person, batch_size=batch_size, progress=progress
+    )
 
 
 def _on_pasted_person(scene: InstanceSample, tags: ImageTags) -> Detections:

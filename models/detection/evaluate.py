@@ -8,7 +8,7 @@ import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pycocotools import mask as coco_mask
@@ -70,25 +70,47 @@ def evaluate_detector(
     The detector's class names must be DETECTOR_CLASSES' (same ids)."""
     if tuple(detector.class_names) != DETECTOR_CLASSES:
         raise ValueError(f"detector classes {detector.class_names} are not {DETECTOR_CLASSES}")
+    return score_in_batches(
+        samples,
+        detector.detect,
+        lambda _, detections: detections,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+R = TypeVar("R")
+
+
+def score_in_batches(
+    samples: Iterable[InstanceSample],
+    run: Callable[[list[np.ndarray]], list[R]],
+    to_detections: Callable[[InstanceSample, R], Detections],
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> DetectionMetrics:
+    """`run` over the samples' images `batch_size` at a time (only `run` is timed), each
+    result turned into Detections over DETECTOR_CLASSES against its sample, then scored."""
     scores = DetectionScoring()
     batch: list[InstanceSample] = []
 
-    def run(batch: list[InstanceSample]) -> None:
+    def flush() -> None:
         start = time.perf_counter()
-        results = detector.detect([s.image for s in batch])
+        results = run([s.image for s in batch])
         scores.seconds += time.perf_counter() - start
-        for sample, detections in zip(batch, results, strict=True):
-            scores.add(sample, detections)
+        for sample, result in zip(batch, results, strict=True):
+            scores.add(sample, to_detections(sample, result))
             if progress is not None:
                 progress(len(scores.images))
+        batch.clear()
 
     for sample in samples:
         batch.append(sample)
         if len(batch) == batch_size:
-            run(batch)
-            batch = []
+            flush()
     if batch:
-        run(batch)
+        flush()
     return scores.metrics()
 
 
