@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ from models.people.runner import PeopleDetector, PersonBoxes
 from models.tags import (
     ColourReading,
     Detections,
+    Embedding,
     GarmentTags,
     ImageTags,
     PersonTags,
@@ -65,6 +66,21 @@ class AttributeRunner(Protocol):
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """{head: (n_labels,) probabilities} per crop."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingRunner(Protocol):
+    """An AttributeRunner whose forward also gives each crop's appearance embedding (the
+    shipped classifier with the manifest's `embedding` head, torch or ONNX)."""
+
+    @property
+    def embedding_version(self) -> str: ...
+
+    def predict_embedded(
+        self, crops: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """`predict`'s probabilities and the (B, D) unit embeddings of the same forward."""
         ...
 
 
@@ -242,6 +258,24 @@ class FashionTagger:
         garments found per person."""
         return self._model_version
 
+    @property
+    def embedding_version(self) -> str:
+        """The appearance embedding's model version, "" when the classifier has none."""
+        if isinstance(self.classifier, EmbeddingRunner):
+            return self.classifier.embedding_version
+        return ""
+
+    def _classify(
+        self, crops: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """Every crop's probabilities and, in the same call, its embedding (when shipped)."""
+        if self.embedding_version and isinstance(self.classifier, EmbeddingRunner):
+            probabilities, vectors = self.classifier.predict_embedded(crops)
+            if vectors is not None and len(vectors) != len(crops):
+                raise ValueError(f"{len(vectors)} embeddings for {len(crops)} crops")
+            return probabilities, vectors
+        return self.classifier.predict(crops), None
+
     def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
         """RGB uint8 (H, W, 3) images -> one ImageTags each, in order. Runs in chunks of at most
         `max_batch` images; each stage's time is shared equally by a chunk's images."""
@@ -280,16 +314,24 @@ class FashionTagger:
             crops.extend(self.classifier.prepare(image, people[j].box, None) for j in worn)
             wearers.append(worn)
         clock.lap("crop")
-        probabilities = self.classifier.predict(crops)
+        probabilities, vectors = self._classify(crops)
         clock.lap("classify")
         assembled = []
         cursor = 0
         for image, (garments, people), worn in zip(images, found, wearers, strict=True):
             probs = probabilities[cursor : cursor + len(garments)]
+            embeddings: list[Embedding | None] = [None] * len(garments)
+            if vectors is not None:
+                version = self.embedding_version
+                embeddings = [
+                    Embedding(version, v) for v in vectors[cursor : cursor + len(garments)]
+                ]
             cursor += len(garments)
             person_probs = dict(zip(worn, probabilities[cursor : cursor + len(worn)], strict=True))
             cursor += len(worn)
-            assembled.append(self._assemble(image, garments, people, probs, person_probs))
+            assembled.append(
+                self._assemble(image, garments, people, probs, person_probs, embeddings)
+            )
         clock.lap("colour_and_assemble")
         share = {stage: seconds / len(images) for stage, seconds in clock.stages.items()}
         share["total"] = sum(share.values())
@@ -333,7 +375,7 @@ class FashionTagger:
         if not garments:
             product = catalogue_product_mask(image, self.thresholds)
             if product is not None:
-                garments.append(_Garment(None, 0.0, _mask_box(product), product))
+                garments.append(_Garment(None, 0.0, mask_box(product), product))
         return garments, people
 
     def _find_per_person(
@@ -459,11 +501,14 @@ class FashionTagger:
         people: list[_Person],
         probabilities: Sequence[Mapping[str, np.ndarray]],
         person_probabilities: Mapping[int, Mapping[str, np.ndarray]],
+        embeddings: Sequence[Embedding | None],
     ) -> tuple[tuple[GarmentTags, ...], tuple[PersonTags, ...]]:
         person_tags = tuple(PersonTags(p.score, p.box, RleMask.encode(p.mask)) for p in people)
         genders = self._person_genders(garments, probabilities, person_probabilities)
         garment_tags = []
-        for garment, garment_probs in zip(garments, probabilities, strict=True):
+        for garment, garment_probs, embedding in zip(
+            garments, probabilities, embeddings, strict=True
+        ):
             probs = dict(garment_probs)
             if garment.person in genders:
                 probs[GENDER_HEAD] = genders[garment.person]
@@ -490,6 +535,7 @@ class FashionTagger:
                     colour=self._colour(image, garment.mask),
                     style=top[STYLE_HEAD],
                     person_index=garment.person,
+                    embedding=embedding,
                 )
             )
         return tuple(garment_tags), person_tags
@@ -553,7 +599,7 @@ def _box(values: np.ndarray) -> Box:
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
 
 
-def _mask_box(mask: np.ndarray) -> Box:
+def mask_box(mask: np.ndarray) -> Box:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))

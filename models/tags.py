@@ -110,6 +110,21 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class Embedding:
+    """A garment's appearance embedding: (D,) float32 unit vector, and the version of the model
+    that made it (vectors of different versions are never compared)."""
+
+    version: str
+    vector: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            raise ValueError("Embedding.version is empty")
+        if self.vector.ndim != 1 or self.vector.size == 0:
+            raise ValueError(f"Embedding.vector: expected (D,), got {self.vector.shape}")
+
+
+@dataclass(frozen=True)
 class PersonTags:
     score: float
     box: tuple[float, float, float, float]
@@ -129,6 +144,7 @@ class GarmentTags:
     colour: ColourReading
     style: Prediction  # the catalogue's `usage`: Casual, Formal, Sports, ...
     person_index: int | None = None  # index into ImageTags.people of the wearer, if any
+    embedding: Embedding | None = None  # from the same forward as `attributes`, when shipped
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from fashionstream.core.records import (
     Frame,
     TaggedImage,
     WireColour,
+    WireEmbedding,
     WireGarment,
     WireLabel,
     WireMask,
@@ -33,7 +34,8 @@ def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) ->
       label's probability (sums to 1 per head). A non-finite number is a model fault: ModelError.
     - ``category`` a detector category name, ``attributes`` head -> top (label, prob),
       ``colour`` (name, rgb, share), ``style`` (label, prob), ``person_index`` into
-      ``tags.people`` or None.
+      ``tags.people`` or None; ``embedding`` (version, (D,) float32 unit vector) or None:
+      sent as float16 (``WireEmbedding``); a non-finite value is a model fault.
     - ``tags.people[j]`` (score, box, mask) as above.
     - ``tags.timings`` stage -> seconds of this image's share of its batch (detect, classify...).
 
@@ -102,7 +104,17 @@ def _garment(index: int, g: GarmentTags, size: tuple[int, int], n_people: int) -
         ),
         style=WireLabel(g.style.label, _prob(f"garment {index} style", g.style.prob)),
         person_index=g.person_index,
+        embedding=_embedding(index, g),
     )
+
+
+def _embedding(index: int, g: GarmentTags) -> WireEmbedding | None:
+    if g.embedding is None:
+        return None
+    values = [float(v) for v in g.embedding.vector]
+    if not all(math.isfinite(v) and abs(v) <= 65504.0 for v in values):
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"garment {index} embedding is not finite")
+    return WireEmbedding.encode(g.embedding.version, values)
 
 
 def _person(index: int, p: PersonTags, size: tuple[int, int]) -> WirePerson:

@@ -16,6 +16,7 @@ from fashionstream.app.commands import (
     detector,
     people,
     pipeline,
+    similar,
     stack,
     tagger,
     video,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.register(commands, bench)
     video.register(commands, bench)
     demo.register(commands, bench)
+    similar.register(commands, train, evaluate, bench, data)
     return parser
 
 

@@ -13,17 +13,22 @@ The JSON records carry `schema` (the record type, its major version: a new one i
 and `version` (additive changes within it; absent means 1). Version 2 of `ImageRequest` and
 `TaggedImage` adds `catalogue` (`CatalogueFields`: title, brand, price, currency, product link,
 read once from the feed row by the producer); a version 1 record decodes with empty ones.
+Version 3 of `TaggedImage` adds each garment's appearance `embedding` (`WireEmbedding`:
+float16 little-endian, base64, with its model version); a garment without one decodes as None.
 
 Every decoder raises `BadRecordError` naming what is wrong; nothing here touches Kafka itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
 import hashlib
 import json
 import math
+import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -380,6 +385,56 @@ class WirePerson:
     mask: WireMask
 
 
+# an embedding longer than this is refused: pgvector indexes at most 2,000 dimensions
+MAX_EMBEDDING_DIM = 2000
+
+
+@dataclass(frozen=True)
+class WireEmbedding:
+    """A garment's appearance embedding: `dim` float16 values, little-endian, base64 (a
+    256-d vector is 684 characters, about 13 KB for a tram frame's 18 garments), and the
+    embedding model's `version` (vectors of different versions are never compared)."""
+
+    version: str
+    dim: int
+    data: str
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            raise BadRecordError("WireEmbedding.version is empty")
+        if not 1 <= self.dim <= MAX_EMBEDDING_DIM:
+            raise BadRecordError(
+                f"WireEmbedding.dim must be 1..{MAX_EMBEDDING_DIM}, not {self.dim}"
+            )
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRecordError(f"WireEmbedding.data is not base64: {exc}") from None
+        if len(raw) != 2 * self.dim:
+            raise BadRecordError(
+                f"WireEmbedding.data holds {len(raw)} bytes, expected {2 * self.dim} (float16)"
+            )
+        if not all(math.isfinite(v) for v in struct.unpack(f"<{self.dim}e", raw)):
+            raise BadRecordError("WireEmbedding.data holds a value that is not finite")
+
+    @classmethod
+    def encode(cls, version: str, values: Sequence[float]) -> WireEmbedding:
+        """Float values (stored as float16; out-of-range values raise BadRecordError)."""
+        try:
+            raw = struct.pack(f"<{len(values)}e", *(float(v) for v in values))
+        except (OverflowError, struct.error) as exc:
+            raise BadRecordError(f"an embedding value does not fit float16: {exc}") from None
+        return cls(version, len(values), base64.b64encode(raw).decode("ascii"))
+
+    @property
+    def raw(self) -> bytes:
+        """The float16 little-endian bytes."""
+        return base64.b64decode(self.data)
+
+    def values(self) -> tuple[float, ...]:
+        return struct.unpack(f"<{self.dim}e", self.raw)
+
+
 @dataclass(frozen=True)
 class WireGarment:
     index: int  # position in the image's garment list: part of the idempotency key
@@ -392,6 +447,7 @@ class WireGarment:
     colour: WireColour
     style: WireLabel
     person_index: int | None  # the WirePerson this garment is worn by, if any
+    embedding: WireEmbedding | None = None  # appearance, for visual similarity (version 3)
 
 
 @dataclass(frozen=True)
@@ -399,7 +455,7 @@ class TaggedImage:
     """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
 
     SCHEMA = "fashion.tagged_image.v1"
-    VERSION = 2  # 2: `catalogue`
+    VERSION = 3  # 2: `catalogue`; 3: garments' `embedding`
 
     event_id: str
     source_kind: SourceKind
@@ -494,7 +550,16 @@ def _garment(d: Mapping[str, Any]) -> WireGarment:
         colour=WireColour(str(d["colour"]["name"]), (r, g, b), float(d["colour"]["share"])),
         style=WireLabel(str(d["style"]["label"]), float(d["style"]["prob"])),
         person_index=None if d.get("person_index") is None else int(d["person_index"]),
+        embedding=_embedding(d.get("embedding")),
     )
+
+
+def _embedding(d: object) -> WireEmbedding | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise BadRecordError(f"embedding must be an object, not {type(d).__name__}")
+    return WireEmbedding(version=_str(d, "version"), dim=int(d["dim"]), data=_str(d, "data"))
 
 
 # ---------------------------------------------------------------------------------------------

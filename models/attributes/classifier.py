@@ -5,7 +5,8 @@ garment crops. The tagger calls `prepare` on each detected garment, then `predic
 
 Tensor contract of `module` (also its ONNX export): input (B, 3, S, S) float32, RGB scaled to
 [0, 1] then normalised with `mean`/`std` (i.e. [-1, 1]), S = `input_size`; outputs one (B, n)
-float32 logits tensor per head, in `heads` order, n = len(heads[head]).
+float32 logits tensor per head, in `heads` order, n = len(heads[head]); with an embedding head
+(models.embedding.head.EmbeddingAttributeNet) one more output, the (B, D) unit embedding.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models import weights as W
 from models.attributes.crop import Box, prepare_crop
 from models.attributes.network import ARCHITECTURE, AttributeNet, build_attribute_net
 from models.backbones.efficientnet_lite0 import INPUT_MEAN, INPUT_STD
+from models.embedding.head import ARCHITECTURE as EMBEDDING_ARCHITECTURE
+from models.embedding.head import EmbeddingAttributeNet, EmbeddingHead, load_head
 
 MANIFEST_NAME = "attributes"
+EMBEDDING_NAME = "embedding"
 
 
 def probabilities_from_logits(
@@ -43,6 +48,44 @@ def probabilities_from_logits(
     return [{head: p[i] for head, p in probs.items()} for i in range(batch.pop())]
 
 
+def split_outputs(
+    outputs: Sequence[np.ndarray], heads: Mapping[str, Sequence[str]], embedded: bool
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+    """The network's outputs -> (probabilities per crop, embeddings or None)."""
+    if not embedded:
+        return probabilities_from_logits(outputs, heads), None
+    if len(outputs) != len(heads) + 1:
+        raise ValueError(f"expected {len(heads)} logits and an embedding, got {len(outputs)}")
+    vectors = np.asarray(outputs[-1], np.float32)
+    return probabilities_from_logits(outputs[:-1], heads), vectors
+
+
+def load_embedding(
+    weights_dir: Path, attributes: W.WeightsEntry, manifest: W.Manifest | None = None
+) -> tuple[EmbeddingHead, str]:
+    """The manifest's embedding head (sha256 checked) and its version; it must have been
+    trained on this attribute network's features."""
+    entry = W.entry(weights_dir, EMBEDDING_NAME, manifest)
+    if entry.architecture != EMBEDDING_ARCHITECTURE:
+        raise W.WeightsError(
+            f"{EMBEDDING_NAME}: architecture {entry.architecture!r}, "
+            f"expected {EMBEDDING_ARCHITECTURE!r}"
+        )
+    trained_on = entry.preprocessing.get("attributes_version")
+    if trained_on != attributes.version:
+        raise W.WeightsError(
+            f"{EMBEDDING_NAME}: trained on attributes {trained_on!r}, shipped with "
+            f"{attributes.version!r}; retrain it (fashionstream train embedding)"
+        )
+    path = entry.verified_path(weights_dir)
+    dim = int(entry.preprocessing["dim"])
+    try:
+        head = load_head(str(path), dim=dim, in_features=int(entry.preprocessing["in_features"]))
+    except RuntimeError as exc:
+        raise W.WeightsError(f"{path}: does not fit the manifest's head: {exc}") from exc
+    return head, entry.version
+
+
 class AttributeClassifier:
     """Multi-head garment classifier. Built from its parts; `from_weights` reads the manifest."""
 
@@ -56,6 +99,8 @@ class AttributeClassifier:
         version: str = "",
         mean: Sequence[float] = INPUT_MEAN,
         std: Sequence[float] = INPUT_STD,
+        embedding: EmbeddingHead | None = None,
+        embedding_version: str = "",
     ) -> None:
         if tuple(heads) != module.head_names:
             raise ValueError(f"heads {list(heads)} differ from the module's {module.head_names}")
@@ -65,16 +110,32 @@ class AttributeClassifier:
         self.input_size = input_size
         self.version = version
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        if (embedding is None) != (not embedding_version):
+            raise ValueError("an embedding head needs its version, and a version its head")
+        self.embedding_version = embedding_version
+        self.network = module.to(self.device).eval()
+        # the attribute network, with the embedding as one more output of its forward when a
+        # head is shipped (one pass over each crop gives both)
+        self.module: nn.Module = (
+            (module if embedding is None else EmbeddingAttributeNet(module, embedding))
+            .to(self.device)
+            .eval()
+        )
         self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
     @classmethod
     def from_weights(
-        cls, weights_dir: Path, *, device: str = "cpu", manifest: W.Manifest | None = None
+        cls,
+        weights_dir: Path,
+        *,
+        device: str = "cpu",
+        manifest: W.Manifest | None = None,
+        with_embedding: bool = True,
     ) -> AttributeClassifier:
         """The manifest's "attributes" model, its file's sha256 checked first (`manifest`:
-        the manifest when the caller has read it already)."""
+        the manifest when the caller has read it already), with the manifest's "embedding"
+        head when there is one (unless `with_embedding` is False)."""
         entry = W.entry(weights_dir, MANIFEST_NAME, manifest)
         if entry.architecture != ARCHITECTURE:
             raise W.WeightsError(
@@ -89,6 +150,10 @@ class AttributeClassifier:
         except RuntimeError as exc:
             raise W.WeightsError(f"{path}: does not fit the manifest's heads: {exc}") from exc
         normalisation = entry.normalisation
+        head, head_version = None, ""
+        shipped = manifest if manifest is not None else W.load_manifest(weights_dir)
+        if with_embedding and EMBEDDING_NAME in shipped:
+            head, head_version = load_embedding(weights_dir, entry, manifest)
         return cls(
             module,
             heads,
@@ -97,6 +162,8 @@ class AttributeClassifier:
             version=entry.version,
             mean=normalisation.mean,
             std=normalisation.std,
+            embedding=head,
+            embedding_version=head_version,
         )
 
     def prepare(self, image: np.ndarray, box: Box | None, mask: np.ndarray | None) -> np.ndarray:
@@ -118,11 +185,18 @@ class AttributeClassifier:
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """{head: (n_labels,) probabilities} per crop, in `heads` label order."""
+        return self.predict_embedded(crops)[0]
+
+    def predict_embedded(
+        self, crops: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """`predict`'s probabilities and, from the same forward, the (B, D) float32 unit
+        embeddings (None without an embedding head)."""
         if not crops:
-            return []
+            return [], None
         with torch.inference_mode():
-            logits = self.module(self.to_batch(crops))
-        return probabilities_from_logits([t.float().cpu().numpy() for t in logits], self.heads)
+            outputs = [t.float().cpu().numpy() for t in self.module(self.to_batch(crops))]
+        return split_outputs(outputs, self.heads, bool(self.embedding_version))
 
     def top_labels(self, probs: Mapping[str, np.ndarray]) -> dict[str, tuple[str, float]]:
         """{head: (label, probability)} of one crop's `predict` output."""

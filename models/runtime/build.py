@@ -118,9 +118,13 @@ def attribute_runner(
     (`normalisation`: the classifier's input normalisation, from its manifest entry)."""
     if runtime.backend == "torch":
         return classifier
+    # with an embedding head the graph has one more output: another cache key
+    name = ATTRIBUTES_ENTRY
+    if classifier.embedding_version:
+        name = f"{ATTRIBUTES_ENTRY}+{classifier.embedding_version}"
     path = onnx_rt.cached_export(
         runtime.onnx_cache,
-        ATTRIBUTES_ENTRY,
+        name,
         weights_sha256,
         lambda out: onnx_rt.export_classifier(classifier.module, classifier.input_size, out),
     )
@@ -131,6 +135,7 @@ def attribute_runner(
         classifier.prepare,
         normalisation.mean,
         normalisation.std,
+        embedding_version=classifier.embedding_version,
     )
 
 

@@ -105,12 +105,15 @@ def export_detector(model: MaskRCNN, config: DetectorConfig, path: Path) -> None
 
 
 def export_classifier(module: nn.Module, input_size: int, path: Path) -> None:
-    """The attribute network, dynamic batch: (B, 3, S, S) -> one logits tensor per head."""
+    """The attribute network, dynamic batch: (B, 3, S, S) -> one logits tensor per head (and
+    the (B, D) embedding last, when the module carries an embedding head)."""
     module = module.eval()
     example = torch.zeros(2, 3, input_size, input_size)
     with torch.no_grad():
         heads = len(module(example))
     names = [f"logits_{i}" for i in range(heads)]
+    if heads > len(getattr(module, "head_names", ())):  # models.embedding.head: + embedding
+        names[-1] = "embedding"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -174,8 +177,11 @@ class OnnxAttributeRunner:
         mean: Sequence[float],
         std: Sequence[float],
         max_batch: int = 32,
+        embedding_version: str = "",
     ) -> None:
         self.session = ort_session
+        # the graph's last output is the embedding when the classifier had an embedding head
+        self.embedding_version = embedding_version
         self.heads = {h: tuple(v) for h, v in heads.items()}
         self.input_size = input_size
         self.prepare = prepare
@@ -185,12 +191,26 @@ class OnnxAttributeRunner:
         self._lock = threading.Lock()
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        from models.attributes.classifier import probabilities_from_logits
+        return self.predict_embedded(crops)[0]
+
+    def predict_embedded(
+        self, crops: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """Probabilities per crop and the (B, D) embeddings of the same run (None without an
+        embedding output)."""
+        from models.attributes.classifier import split_outputs
 
         out: list[dict[str, np.ndarray]] = []
+        vectors: list[np.ndarray] = []
+        embedded = bool(self.embedding_version)
         for start in range(0, len(crops), self.max_batch):
             chunk = np.stack(crops[start : start + self.max_batch]).astype(np.float32)
             x = (chunk.transpose(0, 3, 1, 2) / 255.0 - self._mean) / self._std
-            logits = self.session.run(None, {"crops": x.astype(np.float32)})
-            out.extend(probabilities_from_logits(logits, self.heads))
-        return out
+            outputs = self.session.run(None, {"crops": x.astype(np.float32)})
+            probs, emb = split_outputs(outputs, self.heads, embedded)
+            out.extend(probs)
+            if emb is not None:
+                vectors.append(emb)
+        if not embedded or not crops:
+            return out, None
+        return out, np.concatenate(vectors)
