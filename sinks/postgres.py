@@ -43,7 +43,14 @@ from psycopg2.extras import Json, execute_values
 
 from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.metrics import Metrics, SinkErrorKind, Stage
-from fashionstream.core.records import TaggedImage, WireGarment, WirePerson, normal_event_id
+from fashionstream.core.records import (
+    SourceKind,
+    TaggedImage,
+    WireEmbedding,
+    WireGarment,
+    WirePerson,
+    normal_event_id,
+)
 from fashionstream.core.settings import Settings
 from sinks.errors import (
     PostgresUnavailableError,
@@ -215,7 +222,17 @@ _GARMENT_COLS = [
     "colour_name", "colour_r", "colour_g", "colour_b", "colour_share", "style", "style_prob",
     "source_pk", "captured_at",
 ]  # fmt: skip
-UPSERT_GARMENTS = upsert_sql("garments", _GARMENT_COLS, keys=2)
+# the garment ids come back for the embeddings written beside them
+UPSERT_GARMENTS = upsert_sql("garments", _GARMENT_COLS, keys=2) + sql.SQL(
+    " RETURNING id, image_id, garment_index"
+)
+_EMBEDDING_COLS = ["garment_id", "model_version", "catalogue", "category", "gender", "embedding"]
+UPSERT_EMBEDDINGS = upsert_sql("garment_embeddings", _EMBEDDING_COLS, keys=1) + sql.SQL(
+    ", written_at = now()"
+)
+EMBEDDING_TEMPLATE = "(%s, %s, %s, %s, %s, %s::vector)"
+# a garment rewritten without an embedding (a model without the head) loses its old one
+DELETE_EMBEDDINGS = "DELETE FROM garment_embeddings WHERE garment_id = ANY(%s)"
 GARMENT_TEMPLATE = (
     "("
     + ", ".join(
@@ -245,6 +262,9 @@ SCHEMA_PROBE = sql.SQL(";").join(
         ),
         sql.SQL("SELECT p.image_id, p.person_index, p.mask_rle FROM people p WHERE false"),
         sql.SQL("SELECT {} FROM garments WHERE false").format(column_list(_GARMENT_COLS)),
+        sql.SQL("SELECT {} FROM garment_embeddings WHERE false").format(
+            column_list(_EMBEDDING_COLS)
+        ),
     )
 )
 PAGE_SIZE = 1000
@@ -423,20 +443,28 @@ class PostgresSink:
         people: list[tuple[Any, ...]] = []
         garments: list[tuple[Any, ...]] = []
         counts: list[tuple[int, int, int]] = []
+        wire: dict[tuple[int, int], tuple[TaggedImage, WireGarment]] = {}
         for t in ordered:
             iid = image_id[(_uuid_text(t.event_id), t.model_version)]
             spk = source_pk[(t.source_kind.value, t.source_id)]
             people.extend(person_row(iid, spk, t, p) for p in t.people)
             garments.extend(garment_row(iid, spk, t, g) for g in t.garments)
+            wire.update(((iid, g.index), (t, g)) for g in t.garments)
             counts.append((iid, len(t.garments), len(t.people)))
         if people:
             execute_values(cur, UPSERT_PEOPLE, people, page_size=PAGE_SIZE)
             rows["people"] += len(people)
         if garments:
-            execute_values(
-                cur, UPSERT_GARMENTS, garments, template=GARMENT_TEMPLATE, page_size=PAGE_SIZE
+            returned = execute_values(
+                cur,
+                UPSERT_GARMENTS,
+                garments,
+                template=GARMENT_TEMPLATE,
+                page_size=PAGE_SIZE,
+                fetch=True,
             )
             rows["garments"] += len(garments)
+            rows["garment_embeddings"] += self._write_embeddings(cur, returned, wire)
         # a rewrite with fewer detections than before removes the extra rows
         execute_values(
             cur,
@@ -453,6 +481,34 @@ class PostgresSink:
             page_size=PAGE_SIZE,
         )
         return rows
+
+    @staticmethod
+    def _write_embeddings(
+        cur: Any,
+        garment_ids: Sequence[tuple[int, int, int]],
+        wire: Mapping[tuple[int, int], tuple[TaggedImage, WireGarment]],
+    ) -> int:
+        """Each written garment's embedding (upserted; removed when it has none now)."""
+        with_vectors: list[tuple[Any, ...]] = []
+        without: list[int] = []
+        for garment_id, iid, index in garment_ids:
+            t, g = wire[(iid, index)]
+            if g.embedding is None:
+                without.append(garment_id)
+            else:
+                with_vectors.append(embedding_row(garment_id, t, g, g.embedding))
+        if without:
+            cur.execute(DELETE_EMBEDDINGS, (sorted(without),))
+        if with_vectors:
+            with_vectors.sort(key=lambda r: r[0])  # lock order, as for every other table
+            execute_values(
+                cur,
+                UPSERT_EMBEDDINGS,
+                with_vectors,
+                template=EMBEDDING_TEMPLATE,
+                page_size=PAGE_SIZE,
+            )
+        return len(with_vectors)
 
 
 def _select_sources(cur: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -524,6 +580,25 @@ def garment_row(image_id: int, source_pk: int, t: TaggedImage, g: WireGarment) -
         g.colour.name, r, gr, b, g.colour.share, g.style.label, g.style.prob,
         source_pk, _timestamp(t.captured_at),
     )  # fmt: skip
+
+
+def embedding_row(
+    garment_id: int, t: TaggedImage, g: WireGarment, e: WireEmbedding
+) -> tuple[Any, ...]:
+    gender = g.attributes.get("gender")
+    return (
+        garment_id,
+        e.version,
+        t.item_id is not None and t.source_kind is SourceKind.FEED,
+        g.category,
+        None if gender is None else gender.label,
+        vector_literal(e.values()),
+    )
+
+
+def vector_literal(values: Sequence[float]) -> str:
+    """pgvector's text form, `[v1,v2,...]` (float16 values print exactly in a few digits)."""
+    return "[" + ",".join(repr(float(v)) for v in values) + "]"
 
 
 def _timestamp(epoch_s: float) -> dt.datetime:

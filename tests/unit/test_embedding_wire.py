@@ -25,7 +25,8 @@ def test_an_embedding_round_trips_within_float16_precision() -> None:
     vector = _unit(256)
     wire = WireEmbedding.encode("emb-v1", vector.tolist())
     back = np.asarray(wire.values(), np.float32)
-    assert wire.dim == 256 and wire.version == "emb-v1"
+    assert wire.dim == 256
+    assert wire.version == "emb-v1"
     np.testing.assert_allclose(back, vector, atol=5e-4, rtol=0)
     assert abs(float(back @ vector) - 1.0) < 1e-3  # cosine barely moves
     assert len(wire.data) == 684  # 512 bytes of float16 in base64
