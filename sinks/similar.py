@@ -147,6 +147,27 @@ class SimilarityIndex:
             matches = _best_per_product(self._read(NEAREST, params, exact=True), k)
         return matches
 
+    def index_used(
+        self,
+        vector: Sequence[float],
+        *,
+        model_version: str,
+        k: int = 10,
+        category: str | None = None,
+    ) -> str:
+        """How the planner scans for `nearest` (EXPLAIN): the HNSW index's name or "exact"."""
+        params = {
+            "q": vector_literal(vector),
+            "version": model_version,
+            "category": category,
+            "gender": None,
+            "rows": k * ROWS_PER_RESULT,
+        }
+        plan = " ".join(str(r[0]) for r in self._read("EXPLAIN " + NEAREST, params))
+        if "garment_embeddings_catalogue_hnsw" in plan:
+            return "garment_embeddings_catalogue_hnsw"
+        return "exact" if "Seq Scan on garment_embeddings" in plan else plan[:200]
+
     def garment(self, garment_id: int) -> StoredGarment | None:
         rows = self._read(GARMENT, {"id": garment_id})
         return _stored(rows[0]) if rows else None

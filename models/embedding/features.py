@@ -144,3 +144,36 @@ def load(folder: Path) -> FeatureSet:
     parts = sorted(folder.glob("part-*.npz"))
     features = np.concatenate([np.load(p)["features"] for p in parts]).astype(np.float32)
     return FeatureSet(features, items)
+
+
+def embeddings(classifier: AttributeClassifier, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """(B, D) shipped embeddings of prepared crops: the classifier's own forward, attributes
+    and embedding together, as the tagger runs it."""
+    _, vectors = classifier.predict_embedded(crops)
+    if vectors is None:
+        raise ValueError("the classifier has no embedding head (weights manifest `embedding`)")
+    return vectors
+
+
+def catalogue_embeddings(
+    classifier: AttributeClassifier,
+    products_dir: Path,
+    ids: Sequence[str],
+    *,
+    batch: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(N, D) embeddings of catalogue photos `products_dir/images/<id>.jpg`, each cropped as
+    the tagger crops a product shot (`catalogue_crop`)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(ids), batch):
+        crops = [
+            catalogue_crop(classifier, D.catalogue_image(products_dir, i))
+            for i in ids[start : start + batch]
+        ]
+        out.append(embeddings(classifier, crops))
+        if progress is not None:
+            progress(min(start + batch, len(ids)))
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out)

@@ -43,6 +43,77 @@ def register(
     t.add_argument("--no-street", action="store_true", help="skip the CCP street figures")
     t.set_defaults(func=_train)
 
+    s = commands.add_parser(
+        "similar",
+        help="catalogue products that look like the garments of a photo, garment or sighting",
+        description="Detects the garments of IMAGE (a file or an http(s) URL, fetched with the "
+        "pipeline's SSRF guard and limits) and prints, for each, the k nearest catalogue "
+        "products stored in Postgres (same embedding model version only); or searches from a "
+        "stored garment (--garment) or from each garment of a sighting's best view (--sighting).",
+    )
+    query = s.add_mutually_exclusive_group(required=True)
+    query.add_argument("image", nargs="?", help="an image file or an http(s) URL")
+    query.add_argument("--garment", type=int, help="a garments.id")
+    query.add_argument("--sighting", help="a sightings.sighting_id (UUID)")
+    s.add_argument("--k", type=int, default=10, help="products per garment (1..100)")
+    s.add_argument("--category", help="only products of this garment category (e.g. top)")
+    s.add_argument("--gender", help="only products of this gender (e.g. Women)")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.set_defaults(func=_similar)
+
+    e = evaluate.add_parser(
+        "similar",
+        help="precision@k of catalogue retrieval with the shipped embedding",
+        description="Embeds every photo of --index and --queries (catalogue layout: "
+        "styles.csv + images/<id>.jpg) as the tagger does a catalogue product shot (the "
+        "attribute classifier's crop of the product mask, its forward giving the embedding; "
+        "--embed tagger: the whole tagger, detector first, its largest garment's embedding) "
+        "and prints precision@k of the k nearest index photos by cosine distance: same "
+        "articleType, and same articleType and baseColour. --ccp DIR adds street queries: "
+        "the held-out CCP garment regions, relevant = same garment category.",
+    )
+    e.add_argument("--index", type=Path, required=True, help="catalogue-layout folder searched")
+    e.add_argument("--queries", type=Path, required=True, help="catalogue-layout query folder")
+    e.add_argument("--ccp", type=Path, help="a CCP folder (street/ccp) for the street figure")
+    e.add_argument("--k", type=int, default=10)
+    e.add_argument("--embed", choices=("crop", "tagger"), default="crop")
+    e.add_argument("--limit", type=int, help="only the first N queries (smoke runs)")
+    e.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_eval)
+
+    b = bench.add_parser(
+        "similar",
+        help="similarity search latency at 10k and 100k stored vectors (embedded Postgres)",
+        description="Starts a private embedded Postgres (migrated: pgvector, HNSW), stores "
+        "catalogue vectors through the real sink - the shipped embeddings of the real "
+        "catalogue photos, then copies of them with Gaussian noise up to each size - and "
+        "times k-nearest searches from held-out catalogue and street (CCP) queries, with "
+        "recall against an exact search.",
+    )
+    b.add_argument("--sizes", default="10000,100000", help="stored vectors, comma-separated")
+    b.add_argument("--queries", type=int, default=200, help="query vectors")
+    b.add_argument("--k", type=int, default=10)
+    b.add_argument("--noise", type=float, default=0.5, help="norm of the noise of the copies")
+    b.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a shared/data folder")
+    b.add_argument("--features", type=Path, default=Path("runs/embedding"), help="feature cache")
+    b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_bench)
+
+    d = data.add_parser(
+        "split-catalogue",
+        help="held-out and rest folders of a catalogue (symlinks), for eval similar",
+        description="Writes OUT/held_out and OUT/rest, each styles.csv + images/ of symlinks "
+        "to the photos, split by the attribute model's held-out rule (sha256 of the id), so "
+        "`eval similar --index OUT/rest --queries OUT/held_out` measures on photos neither "
+        "model trained on.",
+    )
+    d.add_argument("--products", type=Path, default=DEFAULT_DATA / "products")
+    d.add_argument("--out", type=Path, required=True)
+    d.set_defaults(func=_split)
+
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     import logging
@@ -103,5 +174,212 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def figures_json(figures: dict[str, Any]) -> str:
-    return json.dumps(figures, indent=2)
+def _split(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+
+    from models.attributes import data as D
+
+    rows = D.read_styles(args.products)
+    with (args.products / "styles.csv").open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    counts = {}
+    for name, held in (("held_out", True), ("rest", False)):
+        folder = args.out / name
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        chosen = [r for r in rows if D.is_held_out(r["id"], D.CATALOGUE_HELD_OUT) == held]
+        with (folder / "styles.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(chosen)
+        for r in chosen:
+            link = folder / "images" / f"{r['id']}.jpg"
+            if not link.is_symlink():
+                link.symlink_to((args.products / "images" / f"{r['id']}.jpg").resolve())
+        counts[name] = len(chosen)
+    print(json.dumps({"out": str(args.out), **counts}))
+    return 0
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from models.attributes import data as D
+    from models.attributes import labels as L
+    from models.attributes.classifier import AttributeClassifier
+    from models.embedding import features as F
+    from models.embedding.evaluate import retrieval_figures
+
+    torch.set_num_threads(max(1, args.threads))
+    index_rows = D.read_styles(args.index)
+    query_rows = D.read_styles(args.queries)[: args.limit]
+    labels = lambda rows: [{k: (r.get(k) or "").strip() or None for k in r} for r in rows]  # noqa: E731
+    started = time.monotonic()
+    if args.embed == "crop":
+        classifier = AttributeClassifier.from_weights(args.weights)
+        version = classifier.embedding_version
+
+        def embed(folder: Path, rows: list[dict[str, str]]) -> np.ndarray:
+            return F.catalogue_embeddings(
+                classifier,
+                folder,
+                [r["id"] for r in rows],
+                progress=lambda n: _progress(f"embedding {folder}", n, len(rows)),
+            )
+    else:
+        from models.tagger import FashionTagger
+
+        tagger = FashionTagger.from_settings(
+            dataclasses.replace(settings, torch_threads=args.threads)
+        )
+        version = tagger.embedding_version
+
+        def embed(folder: Path, rows: list[dict[str, str]]) -> np.ndarray:
+            out = []
+            for n, r in enumerate(rows, 1):
+                (tags,) = tagger.tag([D.catalogue_image(folder, r["id"])])
+                vectors = [g for g in tags.garments if g.embedding is not None]
+                if not vectors:
+                    out.append(np.zeros(256, np.float32))  # nothing found: never near anything
+                    continue
+                largest = max(vectors, key=lambda g: g.mask.area())
+                out.append(largest.embedding.vector)  # type: ignore[union-attr]
+                if n % 100 == 0:
+                    _progress(f"tagging {folder}", n, len(rows))
+            return np.stack(out)
+
+    index_vectors = embed(args.index, index_rows)
+    query_vectors = embed(args.queries, query_rows)
+    figures = retrieval_figures(
+        query_vectors, labels(query_rows), index_vectors, labels(index_rows), k=args.k
+    )
+    report: dict[str, Any] = {
+        f"precision_at_{args.k}": figures,
+        "queries": len(query_rows),
+        "index": len(index_rows),
+        "embed": args.embed,
+        "embedding_version": version,
+    }
+    if args.ccp is not None:
+        classifier = AttributeClassifier.from_weights(args.weights)
+        crops, street_labels = [], []
+        for item, image, mask in D.ccp_items(args.ccp):
+            if item.held_out and "category" in item.labels:
+                crops.append(F.region_crop(classifier, image, mask))
+                street_labels.append(dict(item.labels))
+        street = np.concatenate(
+            [F.embeddings(classifier, crops[i : i + 64]) for i in range(0, len(crops), 64)]
+        )
+        # the catalogue's garment category, from its articleType as the attribute model maps it
+        index_category = [L.catalogue_heads(r) for r in index_rows]
+        report[f"street_precision_at_{args.k}"] = retrieval_figures(
+            street, street_labels, index_vectors, index_category, k=args.k,
+            criteria={"category": ("category",)},
+        )  # fmt: skip
+        report["street_queries"] = len(crops)
+    report["duration_s"] = round(time.monotonic() - started, 1)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _progress(what: str, done: int, total: int) -> None:
+    print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from fashionstream.app.bench_similar import BenchVectors, run
+    from models import weights as W
+    from models.attributes.classifier import MANIFEST_NAME, load_embedding
+    from models.embedding import features as F
+    from models.embedding.train import embed
+
+    torch.set_num_threads(2)
+    attributes = W.entry(args.weights, MANIFEST_NAME)
+    head, version = load_embedding(args.weights, attributes)
+    cache = args.features / f"features-{attributes.sha256[:12]}"
+    if not (cache / "catalogue" / "items.json").is_file():
+        print(
+            f"fashionstream bench similar: no feature cache in {cache}: run "
+            "`fashionstream train embedding` first (it writes it)",
+            file=sys.stderr,
+        )
+        return 2
+    catalogue = F.load(cache / "catalogue")
+    rest = catalogue.where(lambda i: not i.held_out)
+    queries = [catalogue.where(lambda i: i.held_out)]
+    if (cache / "ccp" / "items.json").is_file():
+        queries.append(F.load(cache / "ccp").where(lambda i: i.held_out))
+    rng = np.random.default_rng(0)
+    query_features = np.concatenate([q.features for q in queries])
+    pick = rng.choice(len(query_features), min(args.queries, len(query_features)), replace=False)
+    vectors = BenchVectors(
+        stored=embed(head, rest.features),
+        categories=[i.labels.get("category", "other") for i in rest.items],
+        queries=embed(head, query_features[pick]),
+        version=version,
+    )
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    report = run(
+        settings,
+        vectors,
+        sizes,
+        k=args.k,
+        noise=args.noise,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(json.dumps(report, indent=2) if args.json else report)
+    return 0
+
+
+def _similar(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.app.similar import SimilarError, SimilarSearch
+    from fashionstream.core.errors import PipelineError
+
+    search = SimilarSearch.from_settings(settings)
+    try:
+        if args.garment is not None:
+            result = search.for_garment(args.garment, args.k, args.category, args.gender)
+        elif args.sighting is not None:
+            result = search.for_sighting(args.sighting, args.k, args.category, args.gender)
+        elif args.image.startswith(("http://", "https://")):
+            result = search.for_url(args.image, args.k, args.category, args.gender)
+        else:
+            path = Path(args.image)
+            if not path.is_file():
+                print(f"fashionstream similar: {path}: no such file", file=sys.stderr)
+                return 2
+            result = search.for_image(path.read_bytes(), args.k, args.category, args.gender)
+    except (SimilarError, PipelineError) as exc:
+        print(f"fashionstream similar: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        search.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"embedding {result.embedding_version}, k={result.k}")
+    if not result.garments:
+        print("no garment found")
+    for found in result.garments:
+        g = found.garment
+        where = f"garment {g.index}" if g.garment_id is None else f"garment id {g.garment_id}"
+        print(f"\n{where}: {g.category}")
+        if not found.matches:
+            print("  no catalogue product stored with this embedding version")
+        for rank, m in enumerate(found.matches, 1):
+            title = m.title or "-"
+            print(
+                f"  {rank:>2}. {m.distance:.3f}  {m.feed}/{m.item_id}  {m.category:<9} "
+                f"{m.attributes.get('articleType', {}).get('label', '-'):<14} {m.colour:<10} "
+                f"{title[:40]}  {m.link or ''}"
+            )
+    return 0
