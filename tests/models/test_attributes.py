@@ -170,8 +170,9 @@ def test_onnx_export_gives_the_same_probabilities(
     crops = [classifier.prepare(read_rgb(f), None, None) for f in files]
     x = classifier.to_batch(crops)
     path = tmp_path / "attributes.onnx"
+    # the attribute heads alone (the embedding output: tests/models/test_similar.py)
     torch.onnx.export(
-        classifier.module,
+        classifier.network,
         (x[:1],),
         str(path),
         input_names=["images"],

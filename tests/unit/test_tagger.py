@@ -531,3 +531,54 @@ def test_a_studio_photo_goes_through_the_detector_whole_whatever_its_people() ->
     assert whole.calls == [1]
     assert on_crops.calls == []
     assert [g.category for g in tags.garments] == ["bag"]
+
+
+class EmbeddingFakeClassifier(FakeClassifier):
+    """FakeClassifier whose forward also gives an embedding: crop i of a call gets the unit
+    vector e_i (so each garment's vector says which crop it came from)."""
+
+    embedding_version = "emb:test"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded_calls: list[int] = []
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        raise AssertionError("with an embedding head the tagger calls predict_embedded only")
+
+    def predict_embedded(
+        self, crops: Sequence[np.ndarray]
+    ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        self.embedded_calls.append(len(crops))
+        probs = FakeClassifier.predict(self, crops)
+        return probs, np.eye(len(crops), 16, dtype=np.float32)
+
+
+def test_the_embedding_of_each_garment_comes_from_the_same_classifier_call() -> None:
+    detections = _detections(
+        [
+            ("person", 0.9, (10, 10, 60, 110)),
+            ("top", 0.9, (15, 20, 55, 60)),
+            ("trousers", 0.9, (15, 60, 55, 108)),
+        ]
+    )
+    classifier = EmbeddingFakeClassifier()
+    tagger = _tagger(FakeDetector([detections, detections]), classifier)
+    assert tagger.embedding_version == "emb:test"
+    first, second = tagger.tag([_street(), _street()])
+    # one call for both images: 2 garments + 1 wearer crop each; the wearer's crop (gender)
+    # gets no garment's vector
+    assert classifier.embedded_calls == [6]
+    for tags, offset in ((first, 0), (second, 3)):
+        vectors = [g.embedding for g in tags.garments]
+        assert all(v is not None and v.version == "emb:test" for v in vectors)
+        rows = [int(np.argmax(v.vector)) for v in vectors if v is not None]
+        assert rows == [offset, offset + 1]
+
+
+def test_a_classifier_without_an_embedding_head_leaves_garments_without_one() -> None:
+    detections = _detections([("top", 0.9, (15, 20, 55, 60))])
+    tagger = _tagger(FakeDetector([detections]))
+    assert tagger.embedding_version == ""
+    (tags,) = tagger.tag([_street()])
+    assert tags.garments[0].embedding is None
