@@ -3,7 +3,7 @@ relevant when it shares the query's label(s)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def precision_at_k(
 
 def label_of(labels: object, keys: tuple[str, ...]) -> tuple[str, ...] | None:
     """The tuple of `keys` of one item's label mapping, None when one is missing."""
-    if not isinstance(labels, dict):
+    if not isinstance(labels, Mapping):
         raise TypeError(f"expected a label mapping, got {type(labels).__name__}")
     values = tuple(labels.get(k) for k in keys)
     return None if any(v is None for v in values) else values  # type: ignore[return-value]
@@ -65,9 +65,9 @@ def label_of(labels: object, keys: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def retrieval_figures(
     queries: np.ndarray,
-    query_labels: Sequence[dict[str, str]],
+    query_labels: Sequence[Mapping[str, str | None]],
     index: np.ndarray,
-    index_labels: Sequence[dict[str, str]],
+    index_labels: Sequence[Mapping[str, str | None]],
     *,
     k: int = 10,
     criteria: dict[str, tuple[str, ...]] | None = None,

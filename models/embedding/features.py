@@ -10,6 +10,7 @@ garment (the region's box and mask). Layout of a cache folder: `part-<n>.npz` wi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -74,21 +75,20 @@ def pooled_features(classifier: AttributeClassifier, crops: Sequence[np.ndarray]
         return classifier.network.features(classifier.to_batch(crops)).float().cpu().numpy()
 
 
+def _catalogue_crop_of(classifier: AttributeClassifier, products: Path, key: str) -> np.ndarray:
+    return catalogue_crop(classifier, D.catalogue_image(products, key))
+
+
 def _lazy_crops(
     layout: D.DataLayout, classifier: AttributeClassifier, sources: Sequence[str]
 ) -> Iterator[tuple[D.Item, Callable[[], np.ndarray]]]:
     """Every item with a function making its crop (not called for parts already cached)."""
     if "catalogue" in sources:
         for item in D.catalogue_items(layout.products):
-            yield (
-                item,
-                lambda key=item.key: catalogue_crop(
-                    classifier, D.catalogue_image(layout.products, key)
-                ),
-            )
+            yield item, functools.partial(_catalogue_crop_of, classifier, layout.products, item.key)
     if "ccp" in sources:
         for item, image, mask in D.ccp_items(layout.ccp):
-            yield item, lambda image=image, mask=mask: region_crop(classifier, image, mask)
+            yield item, functools.partial(region_crop, classifier, image, mask)
 
 
 def extract(

@@ -5,6 +5,7 @@ products, one embedding version at a time, with category and gender filters."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import numpy as np
 import psycopg2.extensions
@@ -64,9 +65,9 @@ def _write(settings: Settings, *records: TaggedImage) -> None:
 
 
 @pytest.fixture
-def index(local_stack: Settings) -> SimilarityIndex:
+def index(local_stack: Settings) -> Iterator[SimilarityIndex]:
     found = SimilarityIndex(connection_factory(local_stack, "test-similar"))
-    yield found  # type: ignore[misc]
+    yield found
     found.close()
 
 

@@ -68,7 +68,7 @@ def test_onnx_runtime_gives_the_same_embeddings_in_the_same_run(
         classifier, runtime, weights_sha256=entry.sha256, normalisation=entry.normalisation
     )
     crops = _fixture_crops(classifier)
-    probs_onnx, vectors_onnx = runner.predict_embedded(crops)  # type: ignore[union-attr]
+    probs_onnx, vectors_onnx = runner.predict_embedded(crops)
     probs_torch, vectors_torch = classifier.predict_embedded(crops)
     assert vectors_onnx is not None
     assert vectors_torch is not None

@@ -72,7 +72,7 @@ def test_a_bad_embedding_is_a_bad_record(change: dict[str, object], message: str
     good = WireEmbedding.encode("emb-v1", [0.6, 0.8])
     fields = {**dataclasses.asdict(good), **change}
     with pytest.raises(BadRecordError, match=message):
-        WireEmbedding(**fields)  # type: ignore[arg-type]
+        WireEmbedding(**fields)
 
 
 def test_an_embedding_that_is_not_an_object_is_a_bad_record() -> None:
