@@ -78,6 +78,9 @@ def register(
     e.add_argument("--k", type=int, default=10)
     e.add_argument("--embed", choices=("crop", "tagger"), default="crop")
     e.add_argument("--limit", type=int, help="only the first N queries (smoke runs)")
+    e.add_argument(
+        "--index-limit", type=int, help="only the first N index photos (--embed tagger runs)"
+    )
     e.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     e.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     e.add_argument("--json", action="store_true")
@@ -213,7 +216,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from models.embedding.evaluate import retrieval_figures
 
     torch.set_num_threads(max(1, args.threads))
-    index_rows = D.read_styles(args.index)
+    index_rows = D.read_styles(args.index)[: args.index_limit]
     query_rows = D.read_styles(args.queries)[: args.limit]
     labels = lambda rows: [{k: (r.get(k) or "").strip() or None for k in r} for r in rows]  # noqa: E731
     started = time.monotonic()
@@ -229,6 +232,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
                 progress=lambda n: _progress(f"embedding {folder}", n, len(rows)),
             )
     else:
+        from fashionstream.app.similar import decode_like_the_pipeline
         from models.tagger import FashionTagger
 
         tagger = FashionTagger.from_settings(
@@ -239,7 +243,9 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         def embed(folder: Path, rows: list[dict[str, str]]) -> np.ndarray:
             out = []
             for n, r in enumerate(rows, 1):
-                (tags,) = tagger.tag([D.catalogue_image(folder, r["id"])])
+                # the photo as the pipeline would fetch, resize and decode it
+                data = (folder / "images" / f"{r['id']}.jpg").read_bytes()
+                (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)])
                 vectors = [g for g in tags.garments if g.embedding is not None]
                 if not vectors:
                     out.append(np.zeros(256, np.float32))  # nothing found: never near anything
