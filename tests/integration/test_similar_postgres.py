@@ -5,6 +5,7 @@ products, one embedding version at a time, with category and gender filters."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -174,3 +175,56 @@ def test_a_vector_of_the_wrong_size_is_that_record_s_dead_letter(
         sink.close()
     assert [r.tagged.item_id for r in raised.value.rejected] == ["sku-0"]
     assert count_rows(db, "garment_embeddings") == 1
+
+
+def test_a_sighting_searches_from_its_garments_best_views(
+    local_stack: Settings, db: psycopg2.extensions.connection, index: SimilarityIndex
+) -> None:
+    from fashionstream.app.similar import SimilarSearch, UnknownGarmentError
+    from tests.integration.test_sink_sightings import camera_frames, sinks, track, write_for
+
+    products = [
+        _product(0, _unit(20), category="top"),
+        _product(1, _unit(21), category="trousers"),
+        _product(2, _unit(22), category="footwear"),
+    ]
+    # a camera's frames: garment 0 a top near product 0, garment 1 trousers near product 1
+    frames = [
+        dataclasses.replace(
+            f,
+            garments=tuple(
+                dataclasses.replace(
+                    g,
+                    embedding=WireEmbedding.encode(
+                        "emb-v1", _near(_unit(20 + g.index), i).tolist()
+                    ),
+                )
+                for g in f.garments
+            ),
+        )
+        for i, f in enumerate(camera_frames("cam-look", 12))
+    ]
+    rows, sightings, _ = sinks(local_stack)
+    for r in [*products, *frames]:
+        rows.add(r)
+    rows.flush()
+    tracker, result = track("cam-look", frames)
+    assert len(result.sightings) == 1
+    sightings.add(write_for("cam-look", tracker, result, expected_version=0))
+    sightings.flush()
+    with db.cursor() as cur:
+        cur.execute("SELECT sighting_id::text FROM sightings")
+        ((sighting_id,),) = cur.fetchall()
+
+    def refuse_to_tag() -> object:
+        raise AssertionError("a stored sighting needs no tagger")
+
+    search = SimilarSearch(index, refuse_to_tag, decode=np.asarray)  # type: ignore[arg-type]
+    found = search.for_sighting(sighting_id.upper(), k=2)
+    assert found.query == "sighting"
+    assert found.embedding_version == "emb-v1"
+    nearest = {g.garment.category: g.matches[0].item_id for g in found.garments}
+    assert nearest == {"top": "sku-0", "trousers": "sku-1"}
+    assert json.loads(json.dumps(found.to_json()))["garments"][0]["matches"]
+    with pytest.raises(UnknownGarmentError):
+        search.for_sighting("00000000-0000-4000-8000-000000000000")
