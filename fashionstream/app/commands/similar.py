@@ -27,8 +27,9 @@ def register(
         "embedding",
         help="train the appearance embedding head (visual similarity)",
         description="Caches the attribute network's pooled features of every catalogue photo "
-        "and CCP garment (resumable), trains the projection head on the catalogue photos "
-        "outside the attribute model's held-out split, measures held-out retrieval for the "
+        "and CCP garment (resumable), trains the projection head on the catalogue photos and "
+        "CCP garments outside the attribute model's held-out splits, measures held-out "
+        "retrieval for the "
         "raw pooled features and the head, and ships the head (weights/embedding_linear.pt "
         "and the manifest entry `embedding`).",
     )
@@ -38,7 +39,12 @@ def register(
     )
     t.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--dim", type=int, default=256, help="embedding size (0: raw features)")
+    t.add_argument(
+        "--dim",
+        type=int,
+        default=256,
+        help="embedding size (the schema stores vector(256): another size needs a migration)",
+    )
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--no-street", action="store_true", help="skip the CCP street figures")
     t.set_defaults(func=_train)
@@ -99,7 +105,6 @@ def register(
     b.add_argument("--queries", type=int, default=200, help="query vectors")
     b.add_argument("--k", type=int, default=10)
     b.add_argument("--noise", type=float, default=0.5, help="norm of the noise of the copies")
-    b.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a shared/data folder")
     b.add_argument("--features", type=Path, default=Path("runs/embedding"), help="feature cache")
     b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     b.add_argument("--json", action="store_true")
