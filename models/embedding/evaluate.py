@@ -82,3 +82,36 @@ def retrieval_figures(
             [label_of(x, keys) for x in index_labels],
         )
     return out
+
+
+def nearest_products(
+    queries: np.ndarray, vectors: np.ndarray, owners: np.ndarray, n_products: int, k: int
+) -> np.ndarray:
+    """(Q, k) products nearest each query, nearest first, where a product may own several
+    vectors (the garments the tagger found on its photo) and is as near as its nearest one -
+    as the stored search ranks products (sinks/similar.py)."""
+    if len(owners) != len(vectors):
+        raise ValueError(f"{len(owners)} owners for {len(vectors)} vectors")
+    k = min(k, n_products)
+    sims = unit(queries) @ unit(vectors).T
+    best = np.full((len(queries), n_products), -np.inf, np.float32)
+    for row in range(len(queries)):
+        np.maximum.at(best[row], owners, sims[row])
+    return np.argsort(-best, axis=1, kind="stable")[:, :k]
+
+
+def product_figures(
+    neighbours: np.ndarray,
+    query_labels: Sequence[Mapping[str, str | None]],
+    index_labels: Sequence[Mapping[str, str | None]],
+    criteria: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, float]:
+    """{criterion: precision@k} of already ranked neighbours (rows of `index_labels`)."""
+    return {
+        name: precision_at_k(
+            neighbours,
+            [label_of(q, keys) for q in query_labels],
+            [label_of(x, keys) for x in index_labels],
+        )
+        for name, keys in (criteria or CRITERIA).items()
+    }

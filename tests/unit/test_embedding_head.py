@@ -79,3 +79,14 @@ def test_training_the_head_makes_same_type_neighbours() -> None:
     # measured: 0.735 against 0.583 raw
     assert 0.65 < figures["articleType"] <= 1.0
     assert figures["articleType"] > raw["articleType"] + 0.1
+
+
+def test_a_product_is_as_near_as_its_nearest_garment() -> None:
+    from models.embedding.evaluate import nearest_products
+
+    vectors = np.array([[0, 1], [1, 0], [0.7, 0.7], [-1, 0]], np.float32)
+    owners = np.array([0, 1, 1, 2])  # product 1 has two garments
+    got = nearest_products(np.array([[0.9, 0.1]], np.float32), vectors, owners, 3, 3)
+    assert got.tolist() == [[1, 0, 2]]
+    with pytest.raises(ValueError, match="owners"):
+        nearest_products(vectors, vectors, owners[:2], 3, 2)

@@ -218,24 +218,28 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from models.attributes import labels as L
     from models.attributes.classifier import AttributeClassifier
     from models.embedding import features as F
-    from models.embedding.evaluate import retrieval_figures
+    from models.embedding.evaluate import nearest_products, product_figures
 
     torch.set_num_threads(max(1, args.threads))
     index_rows = D.read_styles(args.index)[: args.index_limit]
     query_rows = D.read_styles(args.queries)[: args.limit]
     labels = lambda rows: [{k: (r.get(k) or "").strip() or None for k in r} for r in rows]  # noqa: E731
     started = time.monotonic()
+    # every photo gives vectors, each owned by its photo's row: one per photo for the crop
+    # path, one per garment found for the tagger path (a product is as near as its nearest)
+    Embedded = tuple[np.ndarray, np.ndarray, list[str | None], list[int]]
     if args.embed == "crop":
         classifier = AttributeClassifier.from_weights(args.weights)
         version = classifier.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> np.ndarray:
-            return F.catalogue_embeddings(
+        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+            vectors = F.catalogue_embeddings(
                 classifier,
                 folder,
                 [r["id"] for r in rows],
                 progress=lambda n: _progress(f"embedding {folder}", n, len(rows)),
             )
+            return vectors, np.arange(len(rows)), [None] * len(rows), [1] * len(rows)
     else:
         from fashionstream.app.similar import decode_like_the_pipeline
         from models.tagger import FashionTagger
@@ -245,31 +249,55 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         )
         version = tagger.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> np.ndarray:
-            out = []
+        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+            vectors, owners, areas = [], [], []
+            categories: list[str | None] = []
             for n, r in enumerate(rows, 1):
                 # the photo as the pipeline would fetch, resize and decode it
                 data = (folder / "images" / f"{r['id']}.jpg").read_bytes()
                 (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)])
-                vectors = [g for g in tags.garments if g.embedding is not None]
-                if not vectors:
-                    out.append(np.zeros(256, np.float32))  # nothing found: never near anything
-                    continue
-                largest = max(vectors, key=lambda g: g.mask.area())
-                out.append(largest.embedding.vector)  # type: ignore[union-attr]
+                for g in tags.garments:
+                    if g.embedding is not None:
+                        vectors.append(g.embedding.vector)
+                        owners.append(n - 1)
+                        categories.append(g.category)
+                        areas.append(g.mask.area())
                 if n % 100 == 0:
                     _progress(f"tagging {folder}", n, len(rows))
-            return np.stack(out)
+            return np.stack(vectors), np.asarray(owners), categories, areas
 
-    index_vectors = embed(args.index, index_rows)
-    query_vectors = embed(args.queries, query_rows)
-    figures = retrieval_figures(
-        query_vectors, labels(query_rows), index_vectors, labels(index_rows), k=args.k
+    def query_rows_of(
+        rows: list[dict[str, str]], embedded: Embedded
+    ) -> tuple[list[int], list[int]]:
+        """Per photo with a vector, the one that queries: the garment of the product's own
+        category (the largest such), else its largest garment."""
+        _, owners, categories, areas = embedded
+        picked, photos = [], []
+        for row, r in enumerate(rows):
+            mine = [i for i in range(len(owners)) if owners[i] == row]
+            if not mine:
+                continue  # the tagger found nothing: no query
+            product = L.catalogue_heads(r).get("category")
+            same = [i for i in mine if categories[i] in (None, product)] or mine
+            picked.append(max(same, key=lambda i: areas[i]))
+            photos.append(row)
+        return picked, photos
+
+    index_embedded = embed(args.index, index_rows)
+    query_embedded = embed(args.queries, query_rows)
+    picked, photos = query_rows_of(query_rows, query_embedded)
+    neighbours = nearest_products(
+        query_embedded[0][picked], index_embedded[0], index_embedded[1], len(index_rows), args.k
+    )
+    figures = product_figures(
+        neighbours, labels([query_rows[i] for i in photos]), labels(index_rows)
     )
     report: dict[str, Any] = {
         f"precision_at_{args.k}": figures,
-        "queries": len(query_rows),
+        "queries": len(photos),
+        "queries_without_garment": len(query_rows) - len(photos),
         "index": len(index_rows),
+        "index_vectors": len(index_embedded[0]),
         "embed": args.embed,
         "embedding_version": version,
     }
@@ -285,10 +313,12 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         )
         # the catalogue's garment category, from its articleType as the attribute model maps it
         index_category = [L.catalogue_heads(r) for r in index_rows]
-        report[f"street_precision_at_{args.k}"] = retrieval_figures(
-            street, street_labels, index_vectors, index_category, k=args.k,
-            criteria={"category": ("category",)},
-        )  # fmt: skip
+        street_neighbours = nearest_products(
+            street, index_embedded[0], index_embedded[1], len(index_rows), args.k
+        )
+        report[f"street_precision_at_{args.k}"] = product_figures(
+            street_neighbours, street_labels, index_category, {"category": ("category",)}
+        )
         report["street_queries"] = len(crops)
     report["duration_s"] = round(time.monotonic() - started, 1)
     if args.json:
