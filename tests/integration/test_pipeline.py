@@ -127,7 +127,21 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
                 (feed, camera),
             )
             garments_before = cur.fetchone()[0]
+            # every garment came with its appearance embedding, through Kafka, in its row's
+            # transaction; the catalogue's are the searchable side
+            cur.execute(
+                "SELECT count(e.garment_id), count(*) FILTER (WHERE e.catalogue),"
+                " count(DISTINCT e.model_version) FROM garments g"
+                " JOIN images i ON i.id = g.image_id JOIN sources s ON s.id = i.source_pk"
+                " LEFT JOIN garment_embeddings e ON e.garment_id = g.id"
+                " WHERE s.source_id IN (%s, %s)",
+                (feed, camera),
+            )
+            with_vectors, catalogue_vectors, versions = cur.fetchone()
         assert garments_before > 0
+        assert with_vectors == garments_before
+        assert catalogue_vectors > 0
+        assert versions == 1
 
         # the same feed again: every image is written again (written_at moves), none is added
         rerun_at = time.time()
