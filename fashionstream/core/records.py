@@ -19,6 +19,8 @@ Every decoder raises `BadRecordError` naming what is wrong; nothing here touches
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
 import hashlib
@@ -378,6 +380,8 @@ class WirePerson:
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the tagged image
     mask: WireMask
+    # a small JPEG crop of the person (base64 on the wire); the tracker keeps its track's best
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -399,7 +403,7 @@ class TaggedImage:
     """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
 
     SCHEMA = "fashion.tagged_image.v1"
-    VERSION = 2  # 2: `catalogue`
+    VERSION = 3  # 2: `catalogue`; 3: `thumbnail` and `people[].thumbnail` (base64 JPEG)
 
     event_id: str
     source_kind: SourceKind
@@ -419,6 +423,7 @@ class TaggedImage:
     stream_ref: str | None = None  # copied from the Frame (cameras)
     end_of_stream: bool = False
     catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # copied from the Frame
+    thumbnail: bytes | None = None  # a small JPEG of the whole image (catalogue photos)
 
     @property
     def key(self) -> str:
@@ -454,6 +459,7 @@ class TaggedImage:
                 stream_ref=_optional_str(data, "stream_ref"),
                 end_of_stream=data.get("end_of_stream") is True,
                 catalogue=catalogue,
+                thumbnail=_thumbnail(data),
             )
         except BadRecordError:
             raise
@@ -473,8 +479,28 @@ def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:
 
 def _person(d: Mapping[str, Any]) -> WirePerson:
     return WirePerson(
-        index=int(d["index"]), score=float(d["score"]), box=_box(d["box"]), mask=_mask(d["mask"])
+        index=int(d["index"]),
+        score=float(d["score"]),
+        box=_box(d["box"]),
+        mask=_mask(d["mask"]),
+        thumbnail=_thumbnail(d),
     )
+
+
+def _thumbnail(d: Mapping[str, Any]) -> bytes | None:
+    """A record's base64 `thumbnail` (absent before version 3), checked to be a JPEG."""
+    value = d.get("thumbnail")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRecordError("thumbnail must be a base64 string or null")
+    try:
+        jpeg = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise BadRecordError(f"thumbnail is not base64: {exc}") from None
+    if not jpeg.startswith(b"\xff\xd8\xff"):
+        raise BadRecordError("thumbnail is not a JPEG")
+    return jpeg
 
 
 def _garment(d: Mapping[str, Any]) -> WireGarment:
@@ -580,6 +606,8 @@ def _default(value: Any) -> Any:
         return value.value
     if isinstance(value, Decimal):
         return str(value)  # exact: a price is never a float on the wire
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")  # thumbnails
     raise TypeError(f"not serialisable: {type(value).__name__}")
 
 
