@@ -16,6 +16,7 @@ from fashionstream.app.commands import (
     detector,
     people,
     pipeline,
+    report,
     stack,
     tagger,
     video,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.register(commands, bench)
     video.register(commands, bench)
     demo.register(commands, bench)
+    report.register(commands)
     return parser
 
 

@@ -1,0 +1,19 @@
+"""The popular-items report: `build_report(...)` -> `Report` (`.to_json()`, `.to_html()`)."""
+
+from fashionstream.app.report.model import (
+    CatalogueMatch,
+    Report,
+    SimilarItems,
+    StreetGarmentRef,
+    Trend,
+    build_report,
+)
+
+__all__ = [
+    "CatalogueMatch",
+    "Report",
+    "SimilarItems",
+    "StreetGarmentRef",
+    "Trend",
+    "build_report",
+]
