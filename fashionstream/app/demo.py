@@ -29,6 +29,7 @@ from fashionstream.app.local_run import (
 )
 from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
+from infra.processes import wait_until
 from producers.image_feed import produce_feed
 from producers.video import produce_video
 from sinks import queries
@@ -42,6 +43,7 @@ SAMPLE_HOST = "127.0.0.1"
 # A fixed port keeps the sample URLs, and so the catalogue items' event ids, the same from run to
 # run: a re-run then rewrites its rows instead of adding new ones.
 SAMPLE_PORT = 18765
+SIGHTINGS_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class DemoResult:
     database_url: str = ""
     metrics_url: str | None = None
     worker_log: str = ""
+    report: str = ""  # the popular-items report this run wrote (HTML)
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +90,11 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
         try:
             since = time.time()
             feed = produce_feed(settings, catalogue_rows(), feed=FEED, base_url=base_url)
-            video = produce_video(settings, CAMERA_CLIP, CAMERA, fps=settings.video_fps)
+            # the clip has no recording time: play it as recorded now, so this week's report
+            # shows it beside the catalogue
+            video = produce_video(
+                settings, CAMERA_CLIP, CAMERA, fps=settings.video_fps, recorded_at=since
+            )
             expected = feed.sent + video.frames_sent
             with _progress_bar(expected, enabled=progress) as show:
                 wait_for_sources(
@@ -101,11 +108,13 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
                     on_progress=show,
                 )
             letters = [d for d in watch.letters if d.source_id in (FEED, CAMERA)]
+            _wait_for_sightings(settings, dt.datetime.fromtimestamp(since, dt.UTC), worker)
         finally:
             watch.close()
     scope = queries.Scope(
         sources=(FEED, CAMERA), written_since=dt.datetime.fromtimestamp(since, dt.UTC)
     )
+    report_path = _write_report(settings)
     with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
         counts = queries.image_counts(conn, scope)
         per_category = queries.garments_per_category(conn, scope)
@@ -136,7 +145,38 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
             else None
         ),
         worker_log=str(log_file),
+        report=str(report_path),
     )
+
+
+def _wait_for_sightings(settings: Settings, since: dt.datetime, worker: WorkerProcess) -> None:
+    """The track agent writes a person's sighting after the frames' rows: wait (bounded) until
+    it has closed the clip's tracks, so the report shows them."""
+
+    def caught_up() -> bool:
+        if not worker.alive():
+            return True  # wait_for_sources already reported a dead worker
+        with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
+            return queries.tracker_caught_up(conn, CAMERA, since)
+
+    if not wait_until(caught_up, SIGHTINGS_TIMEOUT_S, 0.5):
+        print(
+            f"fashionstream demo: the tracker had not closed every sighting after"
+            f" {SIGHTINGS_TIMEOUT_S:.0f} s; the report may miss some",
+            file=sys.stderr,
+        )
+
+
+def _write_report(settings: Settings) -> Path:
+    """This week's popular-items report of the demo's feed and camera, in the state dir."""
+    from fashionstream.app.report import build_report
+
+    until = dt.datetime.now(dt.UTC)
+    path = settings.state_dir / "demo-report.html"
+    since = until - dt.timedelta(days=7)
+    report = build_report(settings.database_url, since, until, [FEED, CAMERA])
+    path.write_text(report.to_html(), encoding="utf-8")
+    return path
 
 
 def format_summary(result: DemoResult) -> str:
@@ -171,6 +211,7 @@ def format_summary(result: DemoResult) -> str:
         "   (tables: sources, catalogue_items, images, people, garments, sightings)",
         f"metrics:  {result.metrics_url or 'off'} (served by `fashionstream worker` while it runs)",
         f"worker log: {result.worker_log}",
+        f"report:   {result.report}   (`fashionstream report --since 7d -o FILE` for another)",
         "The local stack keeps running: `fashionstream down` stops it.",
     ]
     return "\n".join(lines)
