@@ -99,6 +99,10 @@ class Example:
     title: str | None  # the catalogue item's title
     link: str | None  # the catalogue item's page
     jpeg: bytes | None
+    # catalogue: where the garment is in the (whole-image) picture, and the image's size, so a
+    # page can zoom onto it; None on the street side (the picture is the person)
+    box: tuple[float, float, float, float] | None = None
+    image_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,8 @@ _STREET = sql.SQL(
     " AND {sources}"
 ).format(sources=_SOURCES)
 _CATALOGUE = sql.SQL(
-    "SELECT g.*, s.source_id, g.article_type AS article_type_label, i.item_pk"
+    "SELECT g.*, s.source_id, g.article_type AS article_type_label, i.item_pk,"
+    " i.width AS image_width, i.height AS image_height"
     " FROM garments g JOIN images i ON i.id = g.image_id JOIN sources s ON s.id = g.source_pk"
     " WHERE s.kind = 'feed' AND g.captured_at >= %(since)s AND g.captured_at < %(until)s"
     " AND {sources}"
@@ -231,7 +236,8 @@ _TOP_STREET = sql.SQL(
     "  FROM scoped sc JOIN sightings x ON x.id = sc.sighting_pk"
     "  LEFT JOIN sighting_thumbnails t ON t.sighting_pk = sc.sighting_pk)"
     " SELECT top.category, top.article_type_label, top.colour_name, top.n, top.r, top.g, top.b,"
-    "  e.reference, e.garment_index, e.source_id, NULL, NULL, e.jpeg"
+    "  e.reference, e.garment_index, e.source_id, NULL, NULL, e.jpeg,"
+    "  NULL, NULL, NULL, NULL, NULL, NULL"
     " FROM top LEFT JOIN examples e ON e.category = top.category"
     "  AND e.article_type_label IS NOT DISTINCT FROM top.article_type_label"
     "  AND e.colour_name = top.colour_name AND e.rank <= %(examples)s"
@@ -244,12 +250,14 @@ _TOP_CATALOGUE = sql.SQL(
     "  GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3 LIMIT %(limit)s),"
     " examples AS (SELECT sc.category, sc.article_type_label, sc.colour_name,"
     "  c.item_id AS reference, sc.garment_index, sc.source_id, c.title, c.link, t.jpeg,"
+    "  sc.x1, sc.y1, sc.x2, sc.y2, sc.image_width, sc.image_height,"
     "  row_number() OVER (PARTITION BY sc.category, sc.article_type_label, sc.colour_name"
     "   ORDER BY t.jpeg IS NULL, sc.score DESC, c.item_id, sc.garment_index) AS rank"
     "  FROM scoped sc JOIN catalogue_items c ON c.id = sc.item_pk"
     "  LEFT JOIN image_thumbnails t ON t.image_id = sc.image_id)"
     " SELECT top.category, top.article_type_label, top.colour_name, top.n, top.r, top.g, top.b,"
-    "  e.reference, e.garment_index, e.source_id, e.title, e.link, e.jpeg"
+    "  e.reference, e.garment_index, e.source_id, e.title, e.link, e.jpeg,"
+    "  e.x1, e.y1, e.x2, e.y2, e.image_width, e.image_height"
     " FROM top LEFT JOIN examples e ON e.category = top.category"
     "  AND e.article_type_label IS NOT DISTINCT FROM top.article_type_label"
     "  AND e.colour_name = top.colour_name AND e.rank <= %(examples)s"
@@ -267,7 +275,8 @@ def top_garments(
     groups: dict[tuple[str, str | None, str], TopGarment] = {}
     shown: dict[tuple[str, str | None, str], list[Example]] = {}
     for row in _rows(conn, query, {**window.params(), "limit": limit, "examples": examples}):
-        category, article, colour, n, r, g, b, ref, index, src, title, link, jpeg = row
+        category, article, colour, n, r, g, b, ref, index, src, title, link, jpeg = row[:13]
+        x1, y1, x2, y2, width, height = row[13:]
         key = (str(category), None if article is None else str(article), str(colour))
         if key not in groups:
             groups[key] = TopGarment(*key, _rgb(r, g, b), int(n), ())
@@ -281,6 +290,8 @@ def top_garments(
                     title,
                     link,
                     None if jpeg is None else bytes(jpeg),
+                    None if x1 is None else (float(x1), float(y1), float(x2), float(y2)),
+                    None if width is None else (int(width), int(height)),
                 )
             )
     return [

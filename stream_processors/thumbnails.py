@@ -19,6 +19,10 @@ MAX_WIDTH = 96
 MAX_HEIGHT = 144
 QUALITY = 70
 MARGIN = 0.08  # of the box's size on each side: a little context around the person
+# A catalogue photo is kept whole and larger: the report zooms onto each garment in it (a pair of
+# shoes on a full-length photo), which needs the pixels; about 8-12 KB, once per product image.
+IMAGE_MAX_WIDTH = 192
+IMAGE_MAX_HEIGHT = 288
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,13 @@ class Thumbnails:
 
 
 def jpeg_thumbnail(
-    rgb: np.ndarray, box: tuple[float, float, float, float] | None = None
+    rgb: np.ndarray,
+    box: tuple[float, float, float, float] | None = None,
+    max_size: tuple[int, int] = (MAX_WIDTH, MAX_HEIGHT),
 ) -> bytes | None:
     """A JPEG of `box` (x1, y1, x2, y2 pixels, widened by MARGIN, clipped to the image) of an
     (h, w, 3) uint8 RGB image, or of the whole image when `box` is None, scaled to fit
-    MAX_WIDTH x MAX_HEIGHT. None when the crop is empty."""
+    `max_size` (width, height). None when the crop is empty."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"jpeg_thumbnail: expected an (h, w, 3) image, got {rgb.shape}")
     height, width = rgb.shape[:2]
@@ -49,7 +55,7 @@ def jpeg_thumbnail(
     if x2 - x1 < 2 or y2 - y1 < 2:
         return None
     crop = Image.fromarray(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
-    crop.thumbnail((MAX_WIDTH, MAX_HEIGHT), Image.Resampling.BILINEAR)
+    crop.thumbnail(max_size, Image.Resampling.BILINEAR)
     out = io.BytesIO()
     crop.save(out, format="JPEG", quality=QUALITY, optimize=True)
     return out.getvalue()
@@ -60,5 +66,7 @@ def thumbnails(rgb: np.ndarray, tags: ImageTags, *, whole_image: bool) -> Thumbn
     the product is the photo)."""
     return Thumbnails(
         people=tuple(jpeg_thumbnail(rgb, p.box) for p in tags.people),
-        image=jpeg_thumbnail(rgb) if whole_image else None,
+        image=jpeg_thumbnail(rgb, None, (IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT))
+        if whole_image
+        else None,
     )

@@ -122,3 +122,12 @@ def test_a_tracker_state_pickled_before_thumbnails_loads_with_no_thumbnail() -> 
     again = pickle.loads(pickle.dumps(old))
     assert "thumbnail" not in again.__dict__
     assert again.thumbnail is None
+
+
+def test_a_catalogue_picture_is_kept_larger_for_zooming_onto_its_garments() -> None:
+    from stream_processors.thumbnails import IMAGE_MAX_HEIGHT, IMAGE_MAX_WIDTH
+
+    jpeg = jpeg_thumbnail(_scene(), None, (IMAGE_MAX_WIDTH, IMAGE_MAX_HEIGHT))
+    assert jpeg is not None
+    assert Image.open(io.BytesIO(jpeg)).size == (192, 144)
+    assert len(jpeg) < 16384

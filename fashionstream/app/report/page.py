@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from fashionstream.app.report.svg import Bar, bar_chart, change, esc, hex_rgb, line_chart, no_data
-from sinks.report_queries import DayCount, Dimension, TopGarment
+from sinks.report_queries import DayCount, Dimension, Example, TopGarment
 
 if TYPE_CHECKING:
     from fashionstream.app.report.model import CatalogueMatch, Report, Trend
 
+_CARD_W, _CARD_H = 96, 144  # a picture's box on the page (CSS .thumbs img, .zoom)
 _TITLES = {
     Dimension.CATEGORY: "Categories",
     Dimension.COLOUR: "Colours",
@@ -51,6 +52,8 @@ p.lead{color:#4b5563;margin:0 0 14px}
 .thumbs img{width:96px;height:144px;object-fit:contain;background:#eef0f3;border-radius:6px}
 .thumbs figcaption{font-size:11px;color:#6b7280;overflow:hidden;text-overflow:ellipsis;
  white-space:nowrap}
+.zoom{width:96px;height:144px;border-radius:6px;background-color:#eef0f3;
+ background-repeat:no-repeat}
 .nopic{width:96px;height:144px;border-radius:6px;background:#eef0f3;color:#9ca3af;
  display:flex;align-items:center;justify-content:center;font-size:11px}
 .empty{background:#fff;border:2px dashed #d1d5db;border-radius:10px;padding:28px;
@@ -200,14 +203,42 @@ def _img(jpeg: bytes | None, alt: str) -> str:
     return f"<img alt='{esc(alt)}' src='data:image/jpeg;base64,{data}'>"
 
 
+def _zoomed(example: Example, alt: str) -> str:
+    """A catalogue garment: its image's picture zoomed onto the garment's box (with a margin),
+    by CSS background sizing, so a pair of shoes on a full-length photo shows the shoes."""
+    if example.jpeg is None or example.box is None or example.image_size is None:
+        return _img(example.jpeg, alt)
+    width, height = example.image_size
+    x1, y1, x2, y2 = example.box
+    mx, my = 0.15 * (x2 - x1) + 4, 0.15 * (y2 - y1) + 4
+    x1, y1 = max(0.0, x1 - mx), max(0.0, y1 - my)
+    x2, y2 = min(float(width), x2 + mx), min(float(height), y2 + my)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return _img(example.jpeg, alt)
+    scale = min(_CARD_W / (x2 - x1), _CARD_H / (y2 - y1))
+    left = -x1 * scale + (_CARD_W - (x2 - x1) * scale) / 2
+    top = -y1 * scale + (_CARD_H - (y2 - y1) * scale) / 2
+    data = base64.b64encode(example.jpeg).decode("ascii")
+    return (
+        f"<div class='zoom' role='img' aria-label='{esc(alt)}' style=\"background-image:"
+        f"url('data:image/jpeg;base64,{data}');background-size:{width * scale:.1f}px"
+        f' {height * scale:.1f}px;background-position:{left:.1f}px {top:.1f}px"></div>'
+    )
+
+
+def _kind(g: TopGarment) -> str:
+    # a calibrated "unknown" article type says less than the detector's category
+    return g.article_type if g.article_type and g.article_type != "unknown" else g.category
+
+
 def _looks(garments: Sequence[TopGarment], *, street: bool) -> str:
     if not garments:
         return f"<div class='card'>{no_data(920, 80)}</div>"
     cards = []
     for rank, g in enumerate(garments, 1):
-        kind = g.article_type or g.category
+        kind = _kind(g)
         figures = "".join(
-            f"<figure>{_img(e.jpeg, f'{g.colour} {kind}')}"
+            f"<figure>{_img(e.jpeg, f'{g.colour} {kind}') if street else _zoomed(e, kind)}"
             f"<figcaption title='{esc(e.title or e.reference)}'>"
             f"{esc(e.source_id if street else (e.title or e.reference))}</figcaption></figure>"
             for e in g.examples
@@ -250,7 +281,7 @@ def _matches(report: Report) -> str:
         )
         rows.append(
             f"<tr><td style='width:110px'>{_img(g.examples[0].jpeg, g.colour)}</td>"
-            f"<td style='width:170px'><b>{esc(g.colour)} {esc(g.article_type or g.category)}</b>"
+            f"<td style='width:170px'><b>{esc(g.colour)} {esc(_kind(g))}</b>"
             f"</td><td><div class='thumbs'>{items}</div></td></tr>"
         )
     if not rows:

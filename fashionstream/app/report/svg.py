@@ -119,7 +119,7 @@ def line_chart(
     """One line per series over `days` (values aligned with them), with a legend."""
     if not days or not series or max((max(v) for v in series.values() if v), default=0) <= 0:
         return no_data(width, 120)
-    left, right, top, bottom = 44, 160, 12, 30
+    left, right, top, bottom = 44, 210, 12, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max(max(v) for v in series.values())
     step = _nice_step(peak)
@@ -162,7 +162,7 @@ def line_chart(
                 f"<title>{esc(name)} {days[i].isoformat()}: {v}</title></circle>"
             )
         ly = top + 8 + 20 * n
-        label = name if len(name) <= 18 else name[:17] + "…"
+        label = name if len(name) <= 22 else name[:21] + "…"
         parts.append(
             f"<rect x='{width - right + 16}' y='{ly - 9}' width='12' height='12' rx='2'"
             f" fill='{colour}'/><text x='{width - right + 34}' y='{ly + 1}' font-size='12'"
