@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from fashionstream.app.commands.report import parse_period
+from fashionstream.app.report import parse_period
 from fashionstream.app.report.svg import Bar, bar_chart, change, line_chart
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)

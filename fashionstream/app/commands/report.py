@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
 from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Settings
-
-_AGO = re.compile(r"^(\d+)([hdw])$")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
 def register(commands: Commands) -> None:
@@ -44,31 +40,10 @@ def register(commands: Commands) -> None:
     report.set_defaults(func=_report)
 
 
-def parse_period(since: str, until: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """(since, until) from the command's words; naive times are UTC. Raises ValueError."""
-    end = now if until == "now" else _instant(until)
-    match = _AGO.match(since.strip())
-    if match:
-        start = end - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    else:
-        start = _instant(since)
-    if end <= start:
-        raise ValueError(f"--since {since} is not before --until {until}")
-    return start, end
-
-
-def _instant(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a duration (7d, 24h, 2w) nor an ISO date") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg2
 
-    from fashionstream.app.report import build_report
+    from fashionstream.app.report import build_report, parse_period
 
     try:
         since, until = parse_period(args.since, args.until, dt.datetime.now(dt.UTC))

@@ -8,6 +8,7 @@ from fashionstream.app.report.model import (
     Trend,
     build_report,
 )
+from fashionstream.app.report.period import parse_period
 
 __all__ = [
     "CatalogueMatch",
@@ -16,4 +17,5 @@ __all__ = [
     "StreetGarmentRef",
     "Trend",
     "build_report",
+    "parse_period",
 ]
