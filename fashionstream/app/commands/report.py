@@ -64,10 +64,14 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     else:
         t = report.totals
         print(
-            f"{output}: {t.sightings} people on {t.cameras} cameras, {t.catalogue_images}"
-            f" catalogue images from {t.feeds} feeds, {since:%Y-%m-%d %H:%M} to"
-            f" {until:%Y-%m-%d %H:%M} UTC"
+            f"{output}: {_n(t.sightings, 'person', 'people')} on {_n(t.cameras, 'camera')},"
+            f" {_n(t.catalogue_images, 'catalogue image')} from {_n(t.feeds, 'feed')},"
+            f" {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
         )
     for name in report.unknown_sources:
         print(f"fashionstream report: no source named {name!r}", file=sys.stderr)
     return 0
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"

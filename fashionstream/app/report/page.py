@@ -216,6 +216,10 @@ def _zoomed(example: Example, alt: str) -> str:
     if x2 - x1 < 1 or y2 - y1 < 1:
         return _img(example.jpeg, alt)
     scale = min(_CARD_W / (x2 - x1), _CARD_H / (y2 - y1))
+    # the stored picture is at most 192x288: past 2.5x its pixels a zoom is only blur, so a
+    # small garment is shown with more of its surroundings instead
+    stored = min(192 / width, 288 / height, 1.0)
+    scale = min(scale, 2.5 * stored)
     left = -x1 * scale + (_CARD_W - (x2 - x1) * scale) / 2
     top = -y1 * scale + (_CARD_H - (y2 - y1) * scale) / 2
     data = base64.b64encode(example.jpeg).decode("ascii")
