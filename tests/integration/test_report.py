@@ -5,13 +5,17 @@ thumbnails, the closest-catalogue-items hook, and an empty period."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+from pathlib import Path
 
 import psycopg2.extensions
 import pytest
 
+from fashionstream.app.cli import main
 from fashionstream.app.report import CatalogueMatch, StreetGarmentRef, build_report
 from fashionstream.core.settings import Settings
+from sinks.queries import tracker_caught_up
 from sinks.report_queries import Dimension
 from tests.support.report_scene import DAY0, EXPECTED, SINCE, UNTIL, write_scene
 
@@ -116,3 +120,36 @@ def test_an_empty_period_says_so_instead_of_failing(scene: Settings) -> None:
 def test_a_bad_period_is_refused(scene: Settings, since: dt.datetime, until: dt.datetime) -> None:
     with pytest.raises(ValueError, match="Window"):
         build_report(scene.database_url, since, until)
+
+
+def test_the_command_writes_the_page_and_prints_json(
+    scene: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FASHIONSTREAM_DATABASE_URL", scene.database_url)
+    page = tmp_path / "week.html"
+    period = ["--since", SINCE.isoformat(), "--until", UNTIL.isoformat()]
+    assert main(["report", *period, "-o", str(page)]) == 0
+    assert "9 people on 2 cameras, 5 catalogue images from 1 feed" in capsys.readouterr().out
+    assert "Popular items" in page.read_text()
+    assert main(["report", *period, "--sources", "cam-street", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["totals"]["sightings"] == 3
+    assert main(["report", "--since", "soon"]) == 2
+    assert "neither a duration" in capsys.readouterr().err
+
+
+def test_the_demo_waits_until_the_tracker_has_closed_a_cameras_sightings(
+    scene: Settings, db: psycopg2.extensions.connection
+) -> None:
+    just_now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    assert tracker_caught_up(db, "cam-entrance", just_now)
+    assert not tracker_caught_up(db, "cam-never-seen", just_now)
+    with db.cursor() as cur:  # an open track: not yet
+        cur.execute(
+            "UPDATE tracker_states SET open_tracks = 1 WHERE camera_pk ="
+            " (SELECT id FROM sources WHERE source_id = 'cam-entrance')"
+        )
+    assert not tracker_caught_up(db, "cam-entrance", just_now)
