@@ -2,7 +2,8 @@
 person, not per frame) and what the catalogue feeds hold (from tagged images), over a time window
 and optionally some sources. Parameterised SQL only; the few fragments that vary (which column a
 dimension is) are fixed `sql.SQL` constants chosen by an enum, never text from a caller. Days are
-UTC days. Garments of one image tagged by several model versions are each counted."""
+UTC days. A stream or an image processed again by another model version counts once, by the
+model that processed it last."""
 
 from __future__ import annotations
 
@@ -121,21 +122,40 @@ class TopGarment:
 # the scoped rows of each side
 
 _SOURCES = sql.SQL("(%(sources)s::text[] IS NULL OR s.source_id = ANY(%(sources)s::text[]))")
+# A video or a catalogue tagged again by a new model must not count twice: only a sighting (x) of
+# the model that last processed its camera's stream, and only the latest tagging of an image (i)
+_LATEST_SIGHTING = sql.SQL(
+    "NOT EXISTS (SELECT 1 FROM sightings n WHERE n.source_pk = x.source_pk"
+    " AND n.stream_ref = x.stream_ref AND n.model_version <> x.model_version"
+    " AND n.written_at > x.written_at)"
+)
+_LATEST_IMAGE = sql.SQL(
+    "NOT EXISTS (SELECT 1 FROM images n WHERE n.event_id = i.event_id"
+    " AND n.written_at > i.written_at)"
+)
+_SIGHTINGS_IN_SCOPE = sql.SQL(
+    "sightings x JOIN sources s ON s.id = x.source_pk WHERE s.kind = 'camera'"
+    " AND x.first_seen_at >= %(since)s AND x.first_seen_at < %(until)s AND {sources} AND {latest}"
+).format(sources=_SOURCES, latest=_LATEST_SIGHTING)
+_IMAGES_IN_SCOPE = sql.SQL(
+    "images i JOIN sources s ON s.id = i.source_pk WHERE s.kind = 'feed'"
+    " AND i.captured_at >= %(since)s AND i.captured_at < %(until)s AND {sources} AND {latest}"
+).format(sources=_SOURCES, latest=_LATEST_IMAGE)
 _STREET = sql.SQL(
     "SELECT sg.*, s.source_id, sg.attributes->'articleType'->>'label' AS article_type_label"
-    " FROM sighting_garments sg JOIN sources s ON s.id = sg.source_pk"
+    " FROM sighting_garments sg JOIN sightings x ON x.id = sg.sighting_pk"
+    " JOIN sources s ON s.id = sg.source_pk"
     " WHERE s.kind = 'camera' AND sg.first_seen_at >= %(since)s AND sg.first_seen_at < %(until)s"
-    " AND {sources}"
-).format(sources=_SOURCES)
+    " AND {sources} AND {latest}"
+).format(sources=_SOURCES, latest=_LATEST_SIGHTING)
 _CATALOGUE = sql.SQL(
     "SELECT g.*, s.source_id, g.article_type AS article_type_label, i.item_pk,"
     " i.width AS image_width, i.height AS image_height"
     " FROM garments g JOIN images i ON i.id = g.image_id JOIN sources s ON s.id = g.source_pk"
     " WHERE s.kind = 'feed' AND g.captured_at >= %(since)s AND g.captured_at < %(until)s"
-    " AND {sources}"
-).format(sources=_SOURCES)
+    " AND {sources} AND {latest}"
+).format(sources=_SOURCES, latest=_LATEST_IMAGE)
 _SCOPED = {Side.STREET: _STREET, Side.CATALOGUE: _CATALOGUE}
-_TIME = {Side.STREET: sql.SQL("first_seen_at"), Side.CATALOGUE: sql.SQL("captured_at")}
 _COLUMN = {
     Dimension.CATEGORY: sql.SQL("category"),
     Dimension.COLOUR: sql.SQL("colour_name"),
@@ -176,10 +196,8 @@ def per_source_day(conn: Connection, window: Window, side: Side) -> list[DayCoun
     if side is Side.STREET:
         query = sql.SQL(
             "SELECT s.source_id, (x.first_seen_at AT TIME ZONE 'UTC')::date, count(*)"
-            " FROM sightings x JOIN sources s ON s.id = x.source_pk"
-            " WHERE s.kind = 'camera' AND x.first_seen_at >= %(since)s"
-            " AND x.first_seen_at < %(until)s AND {sources} GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(sources=_SOURCES)
+            " FROM {sightings} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(sightings=_SIGHTINGS_IN_SCOPE)
     else:
         query = sql.SQL(
             "WITH scoped AS ({scoped}) SELECT source_id, (captured_at AT TIME ZONE 'UTC')::date,"
@@ -205,21 +223,18 @@ def per_source_labels(
 def totals(conn: Connection, window: Window) -> Totals:
     query = sql.SQL(
         "SELECT"
-        " (SELECT count(DISTINCT x.source_pk) FROM sightings x JOIN sources s ON s.id = x.source_pk"
-        "  WHERE s.kind = 'camera' AND x.first_seen_at >= %(since)s AND x.first_seen_at < %(until)s"
-        "  AND {sources}),"
-        " (SELECT count(*) FROM sightings x JOIN sources s ON s.id = x.source_pk"
-        "  WHERE s.kind = 'camera' AND x.first_seen_at >= %(since)s AND x.first_seen_at < %(until)s"
-        "  AND {sources}),"
+        " (SELECT count(DISTINCT x.source_pk) FROM {sightings}),"
+        " (SELECT count(*) FROM {sightings}),"
         " (SELECT count(*) FROM ({street}) st),"
-        " (SELECT count(DISTINCT i.source_pk) FROM images i JOIN sources s ON s.id = i.source_pk"
-        "  WHERE s.kind = 'feed' AND i.captured_at >= %(since)s AND i.captured_at < %(until)s"
-        "  AND {sources}),"
-        " (SELECT count(*) FROM images i JOIN sources s ON s.id = i.source_pk"
-        "  WHERE s.kind = 'feed' AND i.captured_at >= %(since)s AND i.captured_at < %(until)s"
-        "  AND {sources}),"
+        " (SELECT count(DISTINCT i.source_pk) FROM {images}),"
+        " (SELECT count(*) FROM {images}),"
         " (SELECT count(*) FROM ({catalogue}) ct)"
-    ).format(street=_STREET, catalogue=_CATALOGUE, sources=_SOURCES)
+    ).format(
+        sightings=_SIGHTINGS_IN_SCOPE,
+        images=_IMAGES_IN_SCOPE,
+        street=_STREET,
+        catalogue=_CATALOGUE,
+    )
     (row,) = _rows(conn, query, window.params())
     return Totals(*(int(v) for v in row))
 

@@ -17,7 +17,18 @@ from fashionstream.app.report import CatalogueMatch, StreetGarmentRef, build_rep
 from fashionstream.core.settings import Settings
 from sinks.queries import tracker_caught_up
 from sinks.report_queries import Dimension
-from tests.support.report_scene import DAY0, EXPECTED, SINCE, UNTIL, write_scene
+from tests.support.report_scene import (
+    DAY0,
+    EXPECTED,
+    FRAMES_PER_VISIT,
+    PREVIOUS_VISITS,
+    PRODUCTS,
+    SINCE,
+    UNTIL,
+    VISITS,
+    write_scene,
+)
+from tests.support.stack import count_rows
 
 
 @pytest.fixture
@@ -52,6 +63,23 @@ def test_the_report_counts_people_not_frames_and_compares_with_the_previous_peri
     assert all(e.jpeg is not None and e.jpeg.startswith(b"\xff\xd8") for e in top.examples)
     assert len(top.examples) == 4
     assert report.top_catalogue[0].examples[0].jpeg is not None
+
+
+def test_a_new_model_tagging_everything_again_counts_nothing_twice(
+    scene: Settings, db: psycopg2.extensions.connection
+) -> None:
+    write_scene(scene, model_version="test-v2")
+    # both models' rows are stored (sighting ids and image rows are per model version)
+    assert count_rows(db, "sightings") == 2 * (len(VISITS) + len(PREVIOUS_VISITS))
+    frames = (len(VISITS) + len(PREVIOUS_VISITS)) * FRAMES_PER_VISIT
+    assert count_rows(db, "images") == 2 * (frames + len(PRODUCTS))
+    report = build_report(scene.database_url, SINCE, UNTIL)
+    assert report.totals.sightings == EXPECTED["sightings"]
+    assert report.totals.catalogue_images == EXPECTED["catalogue_images"]
+    assert report.totals.catalogue_garments == EXPECTED["catalogue_images"]
+    categories = {t.label: t.count for t in report.street[Dimension.CATEGORY]}
+    assert categories == EXPECTED["street_categories"]
+    assert report.previous_totals.sightings == EXPECTED["previous_sightings"]
 
 
 def test_sources_narrow_the_report_and_unknown_ones_are_named(scene: Settings) -> None:

@@ -116,7 +116,9 @@ def _garment(
     )
 
 
-def _visit_frames(n: int, visit: tuple[str, int, str, str, str]) -> list[TaggedImage]:
+def _visit_frames(
+    n: int, visit: tuple[str, int, str, str, str], model_version: str
+) -> list[TaggedImage]:
     camera, day, top, article, bottom = visit
     start = DAY0 + dt.timedelta(days=day, hours=9 + n % 8, minutes=7 * (n % 8))
     stream = f"visit-{n}.mp4"
@@ -124,7 +126,9 @@ def _visit_frames(n: int, visit: tuple[str, int, str, str, str]) -> list[TaggedI
     style = "Casual" if article != "Shirts" else "Formal"
     frames = []
     for i in range(FRAMES_PER_VISIT):
-        base = tagged_image(index=i, source_id=camera, people=1, garments=0)
+        base = tagged_image(
+            index=i, source_id=camera, people=1, garments=0, model_version=model_version
+        )
         person = dataclasses.replace(base.people[0], score=0.8 + 0.02 * i, thumbnail=crop)
         garments = (
             _garment(0, "top", article, top, style, 0),
@@ -146,10 +150,17 @@ def _visit_frames(n: int, visit: tuple[str, int, str, str, str]) -> list[TaggedI
     return frames
 
 
-def _product(n: int, product: tuple[str, int, str, str, str]) -> TaggedImage:
+def _product(n: int, product: tuple[str, int, str, str, str], model_version: str) -> TaggedImage:
     item_id, day, category, article, colour = product
     captured = (DAY0 + dt.timedelta(days=day, hours=8, minutes=n)).timestamp()
-    base = tagged_image(index=n, source_kind=SourceKind.FEED, source_id=FEED, people=0, garments=0)
+    base = tagged_image(
+        index=n,
+        source_kind=SourceKind.FEED,
+        source_id=FEED,
+        people=0,
+        garments=0,
+        model_version=model_version,
+    )
     return dataclasses.replace(
         base,
         item_id=item_id,
@@ -161,8 +172,9 @@ def _product(n: int, product: tuple[str, int, str, str, str]) -> TaggedImage:
     )
 
 
-def write_scene(settings: Settings) -> None:
-    """Write the scene through the real sinks and the real tracker."""
+def write_scene(settings: Settings, model_version: str = "test-v1") -> None:
+    """Write the scene through the real sinks and the real tracker (again with another
+    `model_version`: the same frames and products tagged by a new model)."""
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
     rows = PostgresSink.from_settings(settings, metrics)
     sightings = SightingSink.from_settings(settings, metrics)
@@ -172,11 +184,15 @@ def write_scene(settings: Settings) -> None:
     try:
         for n, visit in visits:
             camera = visit[0]
-            frames = _visit_frames(abs(n) + 100 * (n < 0), visit)
+            frames = _visit_frames(abs(n) + 100 * (n < 0), visit, model_version)
             for record in frames:
                 rows.add(record)
             rows.flush()
-            tracker = trackers.setdefault(camera, CameraTracker(camera, TrackingConfig(fps=2.0)))
+            if camera not in trackers:
+                stored = sightings.load(camera)
+                trackers[camera] = CameraTracker(camera, TrackingConfig(fps=2.0))
+                versions[camera] = 0 if stored is None else stored.version
+            tracker = trackers[camera]
             closed = []
             links = []
             for record in frames:
@@ -194,15 +210,15 @@ def write_scene(settings: Settings) -> None:
                     stream_ref=tracker.stream_ref,
                     last_frame=tracker.last_frame,
                     open_tracks=tracker.open_tracks,
-                    expected_version=versions.get(camera, 0),
+                    expected_version=versions[camera],
                     sightings=tuple(closed),
                     frames=tuple(links),
                 )
             )
             sightings.flush()
-            versions[camera] = versions.get(camera, 0) + 1
+            versions[camera] += 1
         for n, product in enumerate(PRODUCTS):
-            rows.add(_product(n, product))
+            rows.add(_product(n, product, model_version))
         rows.flush()
     finally:
         rows.close()
