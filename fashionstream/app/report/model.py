@@ -5,6 +5,7 @@ itself as JSON (`to_json`) or as one self-contained HTML page (`to_html`)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,8 +120,8 @@ class Report:
             "sources": None if w.sources is None else list(w.sources),
             "unknown_sources": list(self.unknown_sources),
             "generated_at": self.generated_at.isoformat(),
-            "totals": vars(self.totals),
-            "previous_totals": vars(self.previous_totals),
+            "totals": dataclasses.asdict(self.totals),
+            "previous_totals": dataclasses.asdict(self.previous_totals),
             "street": {d.value: [_trend(t) for t in rows] for d, rows in self.street.items()},
             "catalogue": {d.value: [_trend(t) for t in rows] for d, rows in self.catalogue.items()},
             "people_per_camera_day": [
