@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from fashionstream.app.commands import (
     Commands,
+    api,
     attributes,
     demo,
     detector,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.register(commands, bench)
     video.register(commands, bench)
     demo.register(commands, bench)
+    api.register(commands)
     return parser
 
 
