@@ -82,7 +82,7 @@ def _group(commands: Commands, name: str, help: str) -> Commands:
 
 
 def _print_settings(settings: Settings, _args: argparse.Namespace) -> int:
-    rows = settings.describe()
+    rows = settings.describe(redacted=True)
     width = max(len(name) for name, _, _ in rows)
     for name, value, help_text in rows:
         print(f"{name:<{width}}  {value}\n{'':<{width}}  {help_text}")

@@ -253,10 +253,16 @@ class Settings:
         if not 0.0 <= self.person_threshold <= 1.0:
             raise ValueError(f"person_threshold must be in [0, 1], got {self.person_threshold}")
 
-    def describe(self) -> list[tuple[str, str, str]]:
-        """(env var, value in effect, description) for every setting, in declaration order."""
+    def describe(self, *, redacted: bool = False) -> list[tuple[str, str, str]]:
+        """(env var, value in effect, description) for every setting, in declaration order.
+        `redacted`: secrets (API keys) show only how many are set, for printing; without it the
+        values are exact, as handing settings to a child process needs."""
         return [
-            (env_name(f.name), _show(getattr(self, f.name), f.metadata), f.metadata["help"])
+            (
+                env_name(f.name),
+                _show(getattr(self, f.name), f.metadata if redacted else {}),
+                f.metadata["help"],
+            )
             for f in dataclasses.fields(self)
         ]
 
