@@ -73,13 +73,13 @@ def api(local_stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield Running(server.url, client, images, worker, settings)
 
 
-def submit(api: Running, *, wait: float = 0.0, **body: Any) -> httpx.Response:
+def submit(api: Running, body: dict[str, Any], *, wait: float = 0.0) -> httpx.Response:
     return api.client.post("/v1/images", params={"wait": wait}, json=body)
 
 
-def tagged(api: Running, **body: Any) -> dict[str, Any]:
+def tagged(api: Running, body: dict[str, Any]) -> dict[str, Any]:
     """Submit and wait for the tagged result (200)."""
-    response = submit(api, wait=TIMEOUT_S, **body)
+    response = submit(api, body, wait=TIMEOUT_S)
     assert response.status_code == 200, f"{response.status_code} {response.text}\n" + (
         api.worker.tail()
     )
@@ -108,7 +108,7 @@ def test_a_submitted_url_becomes_a_tagged_row_that_the_queries_serve(
         "feed": feed,
         "attributes": {"title": "Red dress", "brand": "sample", "price": "19.99 EUR"},
     }
-    queued = submit(api, **body)
+    queued = submit(api, body)
     assert queued.status_code == 202, queued.text
     event_id = event_id_for_item(feed, "sku-1", url)  # the feed path's id
     assert queued.json() == {
@@ -118,7 +118,7 @@ def test_a_submitted_url_becomes_a_tagged_row_that_the_queries_serve(
     }
     assert queued.headers["location"] == f"/v1/images/{event_id}"
 
-    result = tagged(api, **body)
+    result = tagged(api, body)
     assert result["status"] == "tagged"
     assert result["event_id"] == event_id
     image = result["image"]
@@ -146,9 +146,9 @@ def test_the_same_id_submitted_twice_is_one_row(
 ) -> None:
     feed = unique("api-twice")
     body = {"url": api.images.base_url + "dress-2.jpg", "id": "sku-2", "feed": feed}
-    first = tagged(api, **body)
+    first = tagged(api, body)
     [(event_id, written_before)] = image_rows(db, feed)
-    again = submit(api, **body)
+    again = submit(api, body)
     assert again.status_code == 202
     assert again.json()["event_id"] == first["event_id"] == event_id
     # wait until the second request was processed (the row is rewritten), then count
@@ -164,7 +164,7 @@ def test_the_same_id_submitted_twice_is_one_row(
 
     # without an id, the URL is the item: the same URL twice is one event too
     url_only = {"url": api.images.base_url + "dress-2.jpg", "feed": feed}
-    assert submit(api, **url_only).json()["event_id"] == submit(api, **url_only).json()["event_id"]
+    assert submit(api, url_only).json()["event_id"] == submit(api, url_only).json()["event_id"]
 
 
 def test_garments_are_paged_with_an_opaque_cursor(
@@ -173,7 +173,7 @@ def test_garments_are_paged_with_an_opaque_cursor(
     feed = unique("api-pages")
     names = sorted(api.images.images)[:4]
     for n, name in enumerate(names):
-        tagged(api, url=api.images.base_url + name, id=f"p-{n}", feed=feed)
+        tagged(api, {"url": api.images.base_url + name, "id": f"p-{n}", "feed": feed})
     with db.cursor() as cur:
         cur.execute(
             "SELECT g.id FROM garments g JOIN sources s ON s.id = g.source_pk"
@@ -239,7 +239,7 @@ def test_garments_are_paged_with_an_opaque_cursor(
 def test_hostile_submissions_are_refused_up_front_with_a_json_error(
     api: Running, body: dict[str, Any], status: int, error: str
 ) -> None:
-    response = submit(api, **body)
+    response = submit(api, body)
     assert response.status_code == status, response.text
     answer = response.json()
     assert answer["error"] == error
@@ -279,7 +279,7 @@ def test_what_only_a_fetch_can_tell_becomes_a_dead_letter(api: Running) -> None:
         unreachable = f"http://{IMAGE_HOST}:1/nothing.jpg"  # nothing listens on port 1
         not_an_image = api.images.base_url + "not-an-image.jpg"
         for n, url in enumerate((unreachable, not_an_image)):
-            response = submit(api, url=url, id=f"dead-{n}", feed=feed)
+            response = submit(api, {"url": url, "id": f"dead-{n}", "feed": feed})
             assert response.status_code == 202, response.text
         wanted = {unreachable: "connect_error", not_an_image: "not_an_image"}
         got = letters.wait_for(lambda seen: wanted.keys() <= {d.reference for d in seen}, TIMEOUT_S)
