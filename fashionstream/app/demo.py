@@ -65,6 +65,8 @@ class DemoResult:
     database_url: str = ""
     metrics_url: str | None = None
     worker_log: str = ""
+    api_url: str | None = None  # the HTTP API left serving the demo's data
+    api_error: str | None = None  # why it could not be started
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +114,7 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
         top = queries.top_attribute_values(conn, scope, limit=3)
         timings = queries.mean_timings(conn, scope)
         latencies = queries.latencies(conn, scope)
+    api_url, api_error = _start_api(settings)
     return DemoResult(
         images=counts["images"],
         frames=counts["frames"],
@@ -136,7 +139,21 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
             else None
         ),
         worker_log=str(log_file),
+        api_url=api_url,
+        api_error=api_error,
     )
+
+
+def _start_api(settings: Settings) -> tuple[str | None, str | None]:
+    """The API over the demo's data, left running like the stack: (its URL, None), or
+    (None, why not) -- the demo's results stand without it."""
+    from fashionstream.app.api.background import ensure_api
+    from fashionstream.app.local_run import RunError
+
+    try:
+        return ensure_api(settings).url, None
+    except RunError as exc:
+        return None, str(exc).splitlines()[0]
 
 
 def format_summary(result: DemoResult) -> str:
@@ -171,7 +188,14 @@ def format_summary(result: DemoResult) -> str:
         "   (tables: sources, catalogue_items, images, people, garments, sightings)",
         f"metrics:  {result.metrics_url or 'off'} (served by `fashionstream worker` while it runs)",
         f"worker log: {result.worker_log}",
-        "The local stack keeps running: `fashionstream down` stops it.",
+        (
+            f"API:      {result.api_url}   (docs: {result.api_url}/docs; e.g."
+            f" {result.api_url}/v1/garments?source={FEED}; submissions are tagged while"
+            " `fashionstream worker` runs)"
+            if result.api_url
+            else f"API:      not started: {result.api_error}"
+        ),
+        "The local stack and the API keep running: `fashionstream down` stops them.",
     ]
     return "\n".join(lines)
 

@@ -18,11 +18,12 @@ import httpx
 import psycopg2.extensions
 import pytest
 
+from fashionstream.app.api.background import ensure_api, stop_api
 from fashionstream.app.api.server import ApiServer
 from fashionstream.app.local_run import WorkerProcess, start_group_at_end
 from fashionstream.core.records import event_id_for_item
 from fashionstream.core.settings import Settings
-from infra.processes import free_port
+from infra.processes import free_port, tail
 from tests.support import fake_worker
 from tests.support.pipeline import (
     IMAGE_HOST,
@@ -364,3 +365,24 @@ def test_an_uploaded_photo_is_tagged_synchronously_within_the_fetch_limits(api: 
         assert refused.json()["error"] == error
     missing = api.client.post("/v1/images:tag", data={"other": "x"})
     assert missing.status_code == 422
+
+
+def test_the_demo_leaves_one_api_serving_until_down(local_stack: Settings, tmp_path: Path) -> None:
+    settings = dataclasses.replace(
+        local_stack, api_host="127.0.0.1", api_port=free_port(), state_dir=tmp_path
+    )
+    first = ensure_api(settings)
+    try:
+        assert first.started
+        assert first.pid is not None
+        health = httpx.get(first.url + "/healthz", timeout=30)
+        assert health.status_code == 200, tail(first.log_file)
+        again = ensure_api(settings)  # a second demo reuses it
+        assert not again.started
+        assert again.pid == first.pid
+    finally:
+        stopped = stop_api(settings)
+    assert stopped is True
+    with pytest.raises(httpx.TransportError):
+        httpx.get(first.url + "/healthz", timeout=5)
+    assert stop_api(settings) is None
