@@ -67,8 +67,9 @@ def call(
 
 def test_a_submission_is_sent_as_a_feed_row_with_its_catalogue_columns() -> None:
     submitter = FakeSubmitter()
-    body = {
-        "url": "https://shop.example/a.jpg",
+    url = "https://shop.example/a.jpg"
+    body: dict[str, Any] = {
+        "url": url,
         "id": " sku-9 ",
         "feed": "shop",
         "attributes": {"title": "Coat", "price": "49.50 GBP", "in_stock": True, "empty": ""},
@@ -83,7 +84,7 @@ def test_a_submission_is_sent_as_a_feed_row_with_its_catalogue_columns() -> None
     assert item.catalogue.title == "Coat"
     assert str(item.catalogue.price) == "49.50"
     assert item.catalogue.currency == "GBP"
-    assert response.json()["event_id"] == event_id_for_item("shop", "sku-9", body["url"])
+    assert response.json()["event_id"] == event_id_for_item("shop", "sku-9", url)
 
 
 def test_without_an_id_or_feed_the_url_is_the_item_of_the_api_feed() -> None:
