@@ -17,10 +17,13 @@ from typing import Any
 import httpx
 import psycopg2.extensions
 import pytest
+from prometheus_client import CollectorRegistry
 
 from fashionstream.app.api.background import ensure_api, stop_api
 from fashionstream.app.api.server import ApiServer
+from fashionstream.app.api.services import Services
 from fashionstream.app.local_run import WorkerProcess, start_group_at_end
+from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import event_id_for_item
 from fashionstream.core.settings import Settings
 from infra.processes import free_port, tail
@@ -65,12 +68,15 @@ def api(local_stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         api_wait_max_s=TIMEOUT_S,
     )
     log = tmp_path_factory.mktemp("api") / "worker.log"
+    services = Services.from_settings(settings, Metrics(CollectorRegistry()))
     with (
         ImageServer() as images,
         running_worker(local_stack, group, log, fake_worker.command()) as worker,
-        ApiServer(settings, port=free_port()) as server,
+        ApiServer(settings, port=free_port(), services=services) as server,
         httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=120) as client,
     ):
+        assert services.dead_letter_tail is not None
+        assert services.dead_letter_tail.ready.wait(30), "the API never reached the broker"
         yield Running(server.url, client, images, worker, settings)
 
 
@@ -286,6 +292,21 @@ def test_what_only_a_fetch_can_tell_becomes_a_dead_letter(api: Running) -> None:
         got = letters.wait_for(lambda seen: wanted.keys() <= {d.reference for d in seen}, TIMEOUT_S)
         reasons = {d.reference: d.reason.value for d in got if d.reference in wanted}
         assert reasons == wanted, api.worker.tail()
+        # the API read the same letters: its status URL says why, with the same code
+        for n, (url, reason) in enumerate(wanted.items()):
+            status_url = f"/v1/images/{event_id_for_item(feed, f'dead-{n}', url)}"
+            deadline = time.monotonic() + 15
+            answer = api.client.get(status_url)
+            while answer.status_code == 404 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                answer = api.client.get(status_url)
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"] == reason
+            assert answer.json()["status"] == "failed"
+        # and a submission that waits hears of its failure instead of timing out
+        waited = submit(api, {"url": not_an_image, "id": "dead-wait", "feed": feed}, wait=60)
+        assert waited.status_code == 422, waited.text
+        assert waited.json()["error"] == "not_an_image"
     finally:
         letters.close()
 

@@ -13,9 +13,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fashionstream.app.api.app import create_app
+from fashionstream.app.api.failures import (
+    Failure,
+    RecentFailures,
+    submission_event_id,
+)
 from fashionstream.app.api.services import Services
+from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.metrics import Metrics
-from fashionstream.core.records import ImageRequest, event_id_for_item
+from fashionstream.core.records import DeadLetter, ImageRequest, Origin, event_id_for_item
 from fashionstream.core.settings import Settings
 from infra.processes import free_port
 from producers.feed import FeedItem
@@ -38,8 +44,19 @@ class FakeSubmitter:
         pass
 
 
+class EmptyDatabase(QueryPool):
+    """Postgres up, holding no image: every lookup finds nothing."""
+
+    def run(self, query: Callable[..., Any]) -> Any:
+        return None
+
+
 def call(
-    submitter: FakeSubmitter, request: Callable[[httpx.AsyncClient], Any], **settings: Any
+    submitter: FakeSubmitter,
+    request: Callable[[httpx.AsyncClient], Any],
+    failures: RecentFailures | None = None,
+    pool: type[QueryPool] = QueryPool,
+    **settings: Any,
 ) -> httpx.Response:
     # Postgres on a port nothing listens on: every query is an outage
     config = Settings(database_url=f"postgresql://x@127.0.0.1:{free_port()}/x", **settings)
@@ -47,9 +64,10 @@ def call(
         config,
         Metrics(CollectorRegistry()),
         submitter=submitter,
-        pool=QueryPool(config.database_url, application_name="test"),
+        pool=pool(config.database_url, application_name="test"),
         kafka_ready=lambda: True,
         tagger_factory=lambda: pytest.fail("no test here tags"),
+        failures=failures,
     )
     app = create_app(config, services)
 
@@ -147,3 +165,64 @@ def test_a_body_streamed_past_the_limit_is_cut_off() -> None:
     assert response.status_code == 413
     assert response.json()["error"] == "too_large"
     assert submitter.sent == []
+
+
+def _letter(topic: str = "fashion.images.v1", **fields: Any) -> DeadLetter:
+    values: dict[str, Any] = {
+        "reason": DeadLetterReason.NOT_AN_IMAGE,
+        "detail": "no image signature",
+        "stage": "decode",
+        "failed_at": 5.0,
+        "source_id": "shop",
+        "key": "sku-1",
+        "reference": "https://shop.example/a.jpg",
+        "origin": Origin(topic, 0, 7),
+        **fields,
+    }
+    return DeadLetter(**values)
+
+
+@pytest.mark.parametrize(
+    ("letter", "expected"),
+    [
+        (_letter(), event_id_for_item("shop", "sku-1", "https://shop.example/a.jpg")),
+        (_letter(topic="fashion.frames.v1"), None),  # a later stage: not a submission's letter
+        (_letter(origin=None), None),
+        (_letter(key=None), None),
+        (_letter(source_id=None), None),
+        (_letter(reference=None), None),
+    ],
+)
+def test_a_fetch_dead_letter_names_its_submission(letter: DeadLetter, expected: str | None) -> None:
+    assert submission_event_id(letter) == expected
+
+
+def test_recent_failures_are_bounded_and_a_resubmission_forgets_one() -> None:
+    failures = RecentFailures(capacity=2)
+    failure = Failure("not_an_image", "x", "decode", 1.0)
+    for n in range(3):
+        failures.record(f"00000000-0000-0000-0000-00000000000{n}", failure)
+    assert failures.get("00000000-0000-0000-0000-000000000000") is None  # the oldest went
+    assert failures.get("00000000-0000-0000-0000-00000000000A".lower()) is None
+    assert failures.get("00000000-0000-0000-0000-000000000002") == failure
+    failures.forget("00000000-0000-0000-0000-000000000002")
+    assert failures.get("00000000-0000-0000-0000-000000000002") is None
+
+
+def test_a_failed_submission_is_a_422_with_the_dead_letters_reason() -> None:
+    failures = RecentFailures()
+    failures.add_letters([_letter()])
+    event_id = event_id_for_item("shop", "sku-1", "https://shop.example/a.jpg")
+    response = call(
+        FakeSubmitter(),
+        lambda c: c.get(f"/v1/images/{event_id.upper()}"),
+        failures=failures,
+        pool=EmptyDatabase,
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "not_an_image",
+        "detail": "the pipeline could not tag this image (decode): no image signature",
+        "status": "failed",
+        "event_id": event_id,
+    }

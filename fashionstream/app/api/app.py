@@ -52,6 +52,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        built.start()
         try:
             yield
         finally:

@@ -16,11 +16,12 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    """Raised by a route: answered as `status` with `{"error": code, "detail": detail}`."""
+    """Raised by a route: answered as `http_status` with `{"error": code, "detail": detail}` and
+    any `extra` fields."""
 
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
-        super().__init__(f"{status} {code}: {detail}")
-        self.status = status
+    def __init__(self, http_status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(f"{http_status} {code}: {detail}")
+        self.http_status = http_status
         self.code = code
         self.detail = detail
         self.extra = extra
@@ -30,8 +31,8 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
 
-def error_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(error_body(code, detail, **extra), status_code=status)
+def error_response(http_status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(error_body(code, detail, **extra), status_code=http_status)
 
 
 _STATUS_CODES = {
@@ -47,7 +48,7 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        return error_response(exc.http_status, exc.code, exc.detail, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from fashionstream.app.api.failures import DeadLetterTail, RecentFailures
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import ImageRequest
 from fashionstream.core.settings import Settings
@@ -45,8 +46,12 @@ class Services:
         pool: QueryPool,
         kafka_ready: Callable[[], bool],
         tagger_factory: Callable[[], Tagger],
+        failures: RecentFailures | None = None,
+        dead_letter_tail: DeadLetterTail | None = None,
     ) -> None:
         self.settings = settings
+        self.failures = failures or RecentFailures()
+        self.dead_letter_tail = dead_letter_tail
         self.metrics = metrics
         self.submitter = submitter
         self.pool = pool
@@ -63,6 +68,7 @@ class Services:
         from infra.topics import kafka_ready
         from producers.image_feed import FeedProducer
 
+        failures = RecentFailures()
         return cls(
             settings,
             metrics,
@@ -70,7 +76,14 @@ class Services:
             pool=QueryPool(settings.database_url, application_name="fashionstream-api"),
             kafka_ready=functools.partial(kafka_ready, settings.kafka_bootstrap, 3.0),
             tagger_factory=functools.partial(_real_tagger, settings),
+            failures=failures,
+            dead_letter_tail=DeadLetterTail.from_settings(settings, failures),
         )
+
+    def start(self) -> None:
+        """Background work that lives as long as the app: the dead-letter tail."""
+        if self.dead_letter_tail is not None:
+            self.dead_letter_tail.start()
 
     async def query(self, fn: Callable[[Connection], T]) -> T:
         """`fn(conn)` on a pooled connection in a worker thread (psycopg2 blocks)."""
@@ -95,6 +108,8 @@ class Services:
         return fn(tagger)
 
     def close(self) -> None:
+        if self.dead_letter_tail is not None:
+            self.dead_letter_tail.stop()
         self._tagger_executor.shutdown(wait=False, cancel_futures=True)
         self.submitter.close()
         self.pool.close()

@@ -5,6 +5,8 @@ same key, so the fetch agent applies the SSRF guard, the limits and the dead let
 event id (feed, item id, URL) makes the same submission one row however often it is sent.
 What can be judged without fetching is judged here first (URL syntax, scheme, length, an IP
 literal in a refused range) so the caller hears about it at once instead of in a dead letter.
+What only the fetch can tell arrives later as a dead letter (failures.py): the status URL and a
+`?wait` then answer 422 with its reason.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fashionstream.app.api.errors import ApiError
 from fashionstream.app.api.services import Services, services
 from fashionstream.core.errors import DeadLetterReason, FetchError, PipelineError
-from fashionstream.core.records import MAX_ID_CHARS
+from fashionstream.core.records import MAX_ID_CHARS, event_id_for_item, normal_event_id
 from producers.feed import SkippedRow, submitted_item
 from producers.image_feed import DeliveryFailedError
 from sinks.errors import PostgresUnavailableError
@@ -70,7 +72,10 @@ class Submitted(BaseModel):
     "/v1/images",
     status_code=202,
     response_model=Submitted,
-    responses={200: {"model": Submitted, "description": "tagged within ?wait"}},
+    responses={
+        200: {"model": Submitted, "description": "tagged within ?wait"},
+        422: {"description": "invalid input, or the pipeline dead-lettered it within ?wait"},
+    },
 )
 async def submit_image(
     body: ImageSubmission,
@@ -93,6 +98,8 @@ async def submit_image(
     if isinstance(item, SkippedRow):
         raise ApiError(422, item.reason.value, item.detail)
     feed = body.feed or DEFAULT_FEED
+    # a new submission of an image that failed before starts over
+    svc.failures.forget(event_id_for_item(feed, item.item_id, item.image_url))
     try:
         request = await svc.blocking(svc.submitter.send_one, item, feed)
     except PipelineError as exc:  # over max_message_bytes
@@ -109,6 +116,8 @@ async def submit_image(
                 event_id=event_id, status="tagged", status_url=status_url, image=_image(stored)
             )
             return JSONResponse(body_out.model_dump(mode="json"), status_code=200)
+        if wait > 0:
+            _raise_if_failed(svc, event_id)
         if time.monotonic() + WAIT_POLL_S > deadline:
             break
         await asyncio.sleep(WAIT_POLL_S)
@@ -125,12 +134,26 @@ async def get_image(event_id: str, svc: Annotated[Services, Depends(services)]) 
     """The stored tags of one image or frame (its latest write)."""
     stored = await _stored(svc, event_id)
     if stored is None:
+        _raise_if_failed(svc, event_id)
         raise ApiError(
             404,
             "not_found",
             f"no tagged image with event id {event_id[:100]!r} (unknown, or not tagged yet)",
         )
     return _image(stored)
+
+
+def _raise_if_failed(svc: Services, event_id: str) -> None:
+    """422 with the dead letter's reason when the pipeline gave up on this submission."""
+    failure = svc.failures.get(event_id)
+    if failure is not None:
+        raise ApiError(
+            422,
+            failure.reason,
+            f"the pipeline could not tag this image ({failure.stage}): {failure.detail}",
+            status="failed",
+            event_id=normal_event_id(event_id),
+        )
 
 
 async def _stored(svc: Services, event_id: str) -> StoredImage | None:
