@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaTimeoutError  # a send when no broker answers within max_block_ms
+from kafka.errors import (  # a send when no broker answers within max_block_ms
+    KafkaError,
+    KafkaTimeoutError,
+)
 
 from fashionstream.core.errors import DeadLetterReason, PipelineError
 from fashionstream.core.metrics import Metrics
@@ -218,10 +221,10 @@ class FeedProducer:
                 f" max_message_bytes={self._max_message_bytes}",
             )
         deliveries = Deliveries()
-        deliveries.track(self._producer.send(Topic.IMAGES.value, value=value, key=key))
         try:
+            deliveries.track(self._producer.send(Topic.IMAGES.value, value=value, key=key))
             deliveries.wait(self._producer, self._flush_timeout_s)
-        except KafkaTimeoutError as exc:
+        except KafkaError as exc:  # no broker (NoBrokersAvailable, KafkaTimeoutError, ...)
             raise DeliveryFailedError(f"the broker did not answer: {exc}") from exc
         if deliveries.delivered < 1:
             failed = ", ".join(sorted(deliveries.failed)) or "no acknowledgement"

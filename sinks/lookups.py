@@ -28,6 +28,8 @@ from sinks.postgres import Connection
 T = TypeVar("T")
 
 MAX_PAGE = 500  # the largest page a caller may ask for
+WAIT_FOR_CONNECTION_S = 10.0  # longest wait for a free pooled connection
+STATEMENT_TIMEOUT_S = 15.0  # longest a lookup may run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -38,12 +40,25 @@ class QueryPool:
     """Up to `size` read-only connections to `database_url`, made on first use (so a service
     starts while Postgres is still down) and dropped when they break."""
 
-    def __init__(self, database_url: str, *, size: int = 4, application_name: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        size: int = 4,
+        application_name: str,
+        wait_s: float = WAIT_FOR_CONNECTION_S,
+        statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+    ) -> None:
         self._database_url = database_url
         self._size = size
         self._application_name = application_name
+        self._wait_s = wait_s
+        self._statement_timeout_ms = max(1, int(statement_timeout_s * 1000))
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._lock = threading.Lock()
+        # psycopg2's pool refuses rather than waits when every connection is out: callers queue
+        # here for a free one instead
+        self._slots = threading.BoundedSemaphore(size)
 
     def run(self, query: Callable[[Connection], T]) -> T:
         """`query(conn)` on a pooled connection. Raises PostgresUnavailableError when Postgres
@@ -59,6 +74,18 @@ class QueryPool:
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise PostgresUnavailableError(
+                f"all {self._size} database connections stayed busy for {self._wait_s} s"
+            )
+        try:
+            with self._pooled() as conn:
+                yield conn
+        finally:
+            self._slots.release()
+
+    @contextmanager
+    def _pooled(self) -> Iterator[Connection]:
         pool = self._get_pool()
         try:
             conn = pool.getconn()
@@ -91,6 +118,8 @@ class QueryPool:
                     self._database_url,
                     connect_timeout=5,
                     application_name=self._application_name,
+                    # a query that runs away is cancelled rather than holding a connection
+                    options=f"-c statement_timeout={self._statement_timeout_ms}",
                 )
             return self._pool
 
