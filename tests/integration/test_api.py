@@ -25,7 +25,7 @@ from fashionstream.app.api.services import Services
 from fashionstream.app.local_run import WorkerProcess, start_group_at_end
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import event_id_for_item
-from fashionstream.core.settings import Settings
+from fashionstream.core.settings import REPO_ROOT, Settings
 from infra.processes import free_port, tail
 from tests.support import fake_worker
 from tests.support.pipeline import (
@@ -36,10 +36,13 @@ from tests.support.pipeline import (
     decompression_bomb_png,
     real_tagger_available,
     running_worker,
+    send_video,
     unique,
+    wait_for_sightings,
 )
 
 KEY = "test-key-0123456789"
+CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"  # 8 frames at 2 fps
 TIMEOUT_S = 90.0
 SHARED_PHOTO = Path(__file__).resolve().parents[3] / "shared" / "data" / "products" / "images"
 UPLOAD_LIMIT = 2 * 1024 * 1024  # the API's fetch_max_bytes here: uploads over it are refused
@@ -407,3 +410,36 @@ def test_the_demo_leaves_one_api_serving_until_down(local_stack: Settings, tmp_p
     with pytest.raises(httpx.TransportError):
         httpx.get(first.url + "/healthz", timeout=5)
     assert stop_api(settings) is None
+
+
+def test_sightings_are_paged_and_filtered_by_camera(
+    api: Running, db: psycopg2.extensions.connection
+) -> None:
+    cameras = [unique("api-cam") for _ in range(3)]
+    for camera in cameras:
+        send_video(api.settings, CLIP, camera, fps=2.0)
+    for camera in cameras:  # the fake tagger sees one person in every frame: one sighting each
+        wait_for_sightings(db, camera, 1, TIMEOUT_S, api.worker)
+    with db.cursor() as cur:
+        cur.execute("SELECT id FROM sightings ORDER BY first_seen_at DESC, id DESC")
+        expected = [r[0] for r in cur.fetchall()]
+    assert len(expected) == 3  # the same clip: equal times, so the pages' order rests on the id
+
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": 1}
+    for _ in range(len(expected) + 1):
+        page = api.client.get("/v1/sightings", params=params).json()
+        seen.extend(s["id"] for s in page["sightings"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert seen == expected
+
+    one = api.client.get("/v1/sightings", params={"camera": cameras[1]}).json()
+    [sighting] = one["sightings"]
+    assert sighting["camera"] == cameras[1]
+    assert sighting["frames_seen"] >= 2
+    assert sighting["garments"], "the fake tagger's garment is voted into the sighting"
+    best = api.client.get(f"/v1/images/{sighting['best_view']['event_id']}")
+    assert best.status_code == 200  # the best view is a stored frame
+    assert best.json()["source_id"] == cameras[1]
