@@ -218,7 +218,9 @@ class Metrics:
         )
 
         # --- HTTP API (route: the route's template, e.g. /v1/images/{event_id}; "unmatched"
-        # for paths no route serves, so a scan of random paths adds no series)
+        # when no route served the request -- an unknown path, or one refused before routing
+        # (401 without a key, 413 over the body limit) -- so a scan of random paths adds no
+        # series)
         self.api_requests = counter(
             "api_requests",
             "HTTP API requests answered, per route template, method and status code",
