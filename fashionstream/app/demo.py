@@ -68,6 +68,8 @@ class DemoResult:
     metrics_url: str | None = None
     worker_log: str = ""
     report: str = ""  # the popular-items report this run wrote (HTML)
+    api_url: str | None = None  # the HTTP API left serving the demo's data
+    api_error: str | None = None  # why it could not be started
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +123,7 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
         top = queries.top_attribute_values(conn, scope, limit=3)
         timings = queries.mean_timings(conn, scope)
         latencies = queries.latencies(conn, scope)
+    api_url, api_error = _start_api(settings)
     return DemoResult(
         images=counts["images"],
         frames=counts["frames"],
@@ -146,6 +149,8 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
         ),
         worker_log=str(log_file),
         report=str(report_path),
+        api_url=api_url,
+        api_error=api_error,
     )
 
 
@@ -177,6 +182,18 @@ def _write_report(settings: Settings) -> Path:
     report = build_report(settings.database_url, since, until, [FEED, CAMERA])
     path.write_text(report.to_html(), encoding="utf-8")
     return path
+
+
+def _start_api(settings: Settings) -> tuple[str | None, str | None]:
+    """The API over the demo's data, left running like the stack: (its URL, None), or
+    (None, why not) -- the demo's results stand without it."""
+    from fashionstream.app.api.background import ensure_api
+    from fashionstream.app.local_run import RunError
+
+    try:
+        return ensure_api(settings).url, None
+    except RunError as exc:
+        return None, str(exc).splitlines()[0]
 
 
 def format_summary(result: DemoResult) -> str:
@@ -212,7 +229,14 @@ def format_summary(result: DemoResult) -> str:
         f"metrics:  {result.metrics_url or 'off'} (served by `fashionstream worker` while it runs)",
         f"worker log: {result.worker_log}",
         f"report:   {result.report}   (`fashionstream report --since 7d -o FILE` for another)",
-        "The local stack keeps running: `fashionstream down` stops it.",
+        (
+            f"API:      {result.api_url}   (docs: {result.api_url}/docs; e.g."
+            f" {result.api_url}/v1/garments?source={FEED}; submissions are tagged while"
+            " `fashionstream worker` runs)"
+            if result.api_url
+            else f"API:      not started: {result.api_error}"
+        ),
+        "The local stack and the API keep running: `fashionstream down` stops them.",
     ]
     return "\n".join(lines)
 

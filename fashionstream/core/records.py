@@ -192,6 +192,11 @@ class ImageRequest:
     def to_json(self) -> bytes:
         return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
 
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        """The one way a request becomes a `fashion.images.v1` message: (key, value), keyed by
+        item id. Used by the feed producer and the API's submit alike."""
+        return self.item_id.encode("utf-8"), self.to_json()
+
     @classmethod
     def from_json(cls, value: bytes | None) -> ImageRequest:
         data = _load(value, cls.SCHEMA)
