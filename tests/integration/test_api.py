@@ -443,3 +443,27 @@ def test_sightings_are_paged_and_filtered_by_camera(
     best = api.client.get(f"/v1/images/{sighting['best_view']['event_id']}")
     assert best.status_code == 200  # the best view is a stored frame
     assert best.json()["source_id"] == cameras[1]
+
+
+def test_the_report_serves_what_was_tagged_as_json_and_as_one_html_page(api: Running) -> None:
+    feed = unique("api-report")
+    tagged(api, {"url": api.images.base_url + "dress-1.jpg", "id": "sku-r", "feed": feed})
+
+    body = api.client.get("/v1/report", params={"since": "1h", "sources": feed}).json()
+    assert body["sources"] == [feed]
+    assert body["totals"]["catalogue_images"] == 1
+    assert body["totals"]["sightings"] == 0
+    assert body["top_catalogue_garments"], "the fake tagger's garment is a top catalogue garment"
+
+    page = api.client.get("/v1/report", params={"since": "1h", "sources": feed, "format": "html"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert feed in page.text
+    assert "<svg" in page.text
+
+    missing = api.client.get("/v1/report", params={"since": "1h", "sources": "no-such-feed"})
+    assert missing.json()["unknown_sources"] == ["no-such-feed"]
+    bad = api.client.get("/v1/report", params={"since": "yesterday-ish"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_period"
+    assert api.client.get("/v1/report", params={"format": "pdf"}).status_code == 422

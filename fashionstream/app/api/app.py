@@ -18,7 +18,7 @@ from fashionstream.app.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
 )
-from fashionstream.app.api.routes import garments, health, images, sightings, tag
+from fashionstream.app.api.routes import garments, health, images, report, sightings, tag
 from fashionstream.app.api.services import Services
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.settings import Settings
@@ -29,6 +29,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tag.router,
     garments.router,
     sightings.router,
+    report.router,
 )
 # an upload's multipart framing (boundaries, part headers) beyond the image bytes themselves
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
