@@ -330,7 +330,15 @@ def test_keys_are_required_everywhere_but_health(api: Running) -> None:
         health = bare.get("/healthz")
         assert health.status_code == 200, health.text
         assert health.json() == {"status": "ok", "checks": {"kafka": "ok", "postgres": "ok"}}
-        assert bare.get("/docs", headers={"X-API-Key": KEY}).status_code == 200
+        docs = bare.get("/docs", headers={"X-API-Key": KEY})
+        assert docs.status_code == 200
+        # the docs page draws with the wheel's own Swagger UI: no CDN
+        assert "/docs-assets/swagger-ui-bundle.js" in docs.text
+        assert "cdn." not in docs.text
+        assert bare.get("/docs-assets/swagger-ui-bundle.js").status_code == 401
+        script = bare.get("/docs-assets/swagger-ui-bundle.js", headers={"X-API-Key": KEY})
+        assert script.status_code == 200
+        assert "SwaggerUIBundle" in script.text
     finally:
         bare.close()
 

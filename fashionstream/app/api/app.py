@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from fashionstream.app.api.errors import install_error_handlers
 from fashionstream.app.api.middleware import (
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 # an upload's multipart framing (boundaries, part headers) beyond the image bytes themselves
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_PATHS = frozenset({"/v1/images:tag"})
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(
@@ -59,7 +61,10 @@ def create_app(
         finally:
             built.close()
 
-    app = FastAPI(
+    # the docs pages (/docs, /redoc) from the wheel's own Swagger UI and ReDoc files: FastAPI's
+    # defaults load them from a CDN, which these machines (and many deployments) cannot reach
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="fashionstream",
         summary="Submit fashion images for tagging and query what the pipeline found.",
         version="1",
