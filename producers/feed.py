@@ -273,9 +273,41 @@ def _parse_urls(lines: _LineCounter, base_url: str | None) -> Iterator[FeedRow]:
             yield SkippedRow(lines.line, SkipReason.NOT_UTF8, f"line {lines.line}: {NOT_UTF8}")
             continue
         url = _resolve(text, base_url)
-        # A URL list has no ids: the URL itself is the item's identity.
-        item_id = "url-" + hashlib.sha256(url.encode()).hexdigest()[:16]
-        yield FeedItem(lines.line, item_id, url, {})
+        yield FeedItem(lines.line, item_id_for_url(url), url, {})
+
+
+def item_id_for_url(url: str) -> str:
+    """The item id of an image that came without one (a URL list, an API submission without
+    `id`): the URL itself is the item's identity, so the same URL is one item."""
+    return "url-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def submitted_item(
+    url: str, item_id: str | None = None, attributes: Mapping[str, Any] | None = None
+) -> FeedRow:
+    """One item submitted on its own (the API's POST /v1/images), read as a one-row feed: the
+    same id, UTF-8 and attribute rules and the same catalogue columns as a feed row."""
+    record: dict[str, Any] = dict(attributes or {})
+    if not _all_utf8(record) or not _all_utf8(url) or not _all_utf8(item_id or ""):
+        return SkippedRow(1, SkipReason.NOT_UTF8, NOT_UTF8)
+    url = url.strip()
+    if not url:
+        return SkippedRow(1, SkipReason.MISSING_URL, "no URL")
+    item_id = item_id_for_url(url) if item_id is None else item_id.strip()
+    if not item_id:
+        return SkippedRow(1, SkipReason.MISSING_ID, "the item id is empty")
+    if len(item_id) > MAX_ID_CHARS:
+        return SkippedRow(
+            1,
+            SkipReason.ID_TOO_LONG,
+            f"the item id is {len(item_id)} characters, over the limit of {MAX_ID_CHARS}",
+        )
+    kept: dict[str, AttributeValue] = {}
+    for name, value in record.items():
+        attribute = _attribute(value)
+        if attribute is not None:
+            kept[str(name)] = attribute
+    return FeedItem(1, item_id, url, kept, catalogue_fields(kept))
 
 
 NOT_UTF8 = "text that is not UTF-8 (undecodable bytes or a lone surrogate)"

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaTimeoutError  # a send when no broker answers within max_block_ms
+from kafka.errors import (  # a send when no broker answers within max_block_ms
+    KafkaError,
+    KafkaTimeoutError,
+)
 
+from fashionstream.core.errors import DeadLetterReason, PipelineError
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import ImageRequest, Topic
 from fashionstream.core.settings import Settings
@@ -37,6 +41,10 @@ log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 60.0
 DELIVERY_FAILED = "delivery_failed"  # skip reason for records the broker never acknowledged
 SKIPPED_ROWS_KEPT = 20  # skipped rows listed in the summary; the rest are only counted
+
+
+class DeliveryFailedError(Exception):
+    """A request the broker did not acknowledge (unreachable, or it refused the record)."""
 
 
 @dataclass
@@ -169,16 +177,8 @@ class FeedProducer:
         out_metric: Any,
         bytes_metric: Any,
     ) -> None:
-        request = ImageRequest(
-            feed=feed,
-            item_id=item.item_id,
-            image_url=item.image_url,
-            submitted_at=self._clock(),
-            attributes=dict(item.attributes),
-            catalogue=item.catalogue,
-        )
-        value = request.to_json()
-        key = item.item_id.encode("utf-8")
+        request = self._request(item, feed)
+        key, value = request.to_kafka()
         if len(value) + len(key) > self._max_message_bytes:
             self._skip(
                 report,
@@ -204,6 +204,45 @@ class FeedProducer:
             skipped_metric.labels(feed, DELIVERY_FAILED).inc()
 
         deliveries.track(future, delivered, failed)
+
+    def send_one(self, item: FeedItem, feed: str) -> ImageRequest:
+        """One item, sent and acknowledged by the broker before this returns: the API's submit,
+        the same request, key and topic as a feed row. Blocks: call it from a worker thread.
+
+        Raises PipelineError(OVERSIZE_MESSAGE) for a request over max_message_bytes, and
+        DeliveryFailedError when the broker did not acknowledge it within the flush timeout.
+        """
+        request = self._request(item, feed)
+        key, value = request.to_kafka()
+        if len(value) + len(key) > self._max_message_bytes:
+            raise PipelineError(
+                DeadLetterReason.OVERSIZE_MESSAGE,
+                f"the request would be {len(value) + len(key)} bytes, over"
+                f" max_message_bytes={self._max_message_bytes}",
+            )
+        deliveries = Deliveries()
+        try:
+            deliveries.track(self._producer.send(Topic.IMAGES.value, value=value, key=key))
+            deliveries.wait(self._producer, self._flush_timeout_s)
+        except KafkaError as exc:  # no broker (NoBrokersAvailable, KafkaTimeoutError, ...)
+            raise DeliveryFailedError(f"the broker did not answer: {exc}") from exc
+        if deliveries.delivered < 1:
+            failed = ", ".join(sorted(deliveries.failed)) or "no acknowledgement"
+            raise DeliveryFailedError(f"the broker did not acknowledge the request ({failed})")
+        self._metrics.items_sent.labels(feed).inc()
+        self._metrics.messages_out.labels(Topic.IMAGES).inc()
+        self._metrics.message_bytes_out.labels(Topic.IMAGES).inc(len(value))
+        return request
+
+    def _request(self, item: FeedItem, feed: str) -> ImageRequest:
+        return ImageRequest(
+            feed=feed,
+            item_id=item.item_id,
+            image_url=item.image_url,
+            submitted_at=self._clock(),
+            attributes=dict(item.attributes),
+            catalogue=item.catalogue,
+        )
 
     def _skip(self, report: FeedReport, row: SkippedRow) -> None:
         report.skipped[row.reason.value] += 1

@@ -148,8 +148,12 @@ class VideoProducer:
         progress: bool = False,
         pace: bool = False,
         repeat: int = 0,
+        recorded_at: float | None = None,
     ) -> VideoReport:
         """Every sampled frame of a recording; frame numbers and event ids repeat on re-runs.
+
+        `recorded_at`: epoch seconds of the first frame, for a recording whose metadata has no
+        `creation_time` (otherwise it starts at the Unix epoch); the ids do not depend on it.
 
         `pace`: send each frame when its presentation time comes (a recording standing in for
         a live camera). `repeat` > 0: the k-th replay of the same file in one run (benchmarks):
@@ -160,7 +164,13 @@ class VideoProducer:
             raise FileNotFoundError(f"no such video file: {path}")
         stream_ref = recording_ref(path) + (f"#{repeat}" if repeat else "")
         return self._send_recording(
-            str(path), camera, stream_ref, progress, pace=pace, repeat=repeat
+            str(path),
+            camera,
+            stream_ref,
+            progress,
+            pace=pace,
+            repeat=repeat,
+            recorded_at=recorded_at,
         )
 
     def send_folder(self, folder: Path, camera: str, *, progress: bool = False) -> VideoReport:
@@ -221,6 +231,7 @@ class VideoProducer:
         *,
         pace: bool = False,
         repeat: int = 0,
+        recorded_at: float | None = None,
     ) -> VideoReport:
         report = VideoReport(camera=camera, source=redact(location))
         reference = redact(location)
@@ -240,6 +251,8 @@ class VideoProducer:
                 return report
             self._metrics.set_source_state(camera, SourceState.STREAMING)
             start = recording_start(dict(container.metadata))
+            if recorded_at is not None:
+                start = recorded_at
             if repeat:  # the k-th replay follows the previous one in capture time
                 start += repeat * (container.duration / 1e6 if container.duration else 0.0)
             paced = (time.monotonic(), self._clock()) if pace else None
@@ -602,12 +615,13 @@ def produce_video(
     *,
     fps: float | None = None,
     metrics: Metrics | None = None,
+    recorded_at: float | None = None,
 ) -> VideoReport:
     """Send a video file's (or stream's) sampled frames and wait for the broker.
 
     For the demo and benchmarks: builds a producer, sends, flushes, closes. `report.frames_sent`
-    counts frames the broker acknowledged. A live source runs until `fashionstream` is stopped,
-    so pass files here.
+    counts frames the broker acknowledged. `recorded_at`: see `VideoProducer.send_file`. A live
+    source runs until `fashionstream` is stopped, so pass files here.
     """
     from prometheus_client import CollectorRegistry
 
@@ -615,6 +629,8 @@ def produce_video(
         settings, metrics or Metrics(CollectorRegistry(), process_metrics=False), fps=fps
     )
     try:
+        if recorded_at is not None:  # a file played as if recorded then (the demo: now)
+            return producer.send_file(Path(source), camera, recorded_at=recorded_at)
         return producer.send(str(source), camera)
     finally:
         producer.close()

@@ -59,6 +59,7 @@ from sinks.errors import (
     SchemaNotReadyError,
     is_outage,
 )
+from sinks.thumbnails import UPSERT_IMAGE_THUMBNAILS, thumbnail_row
 
 log = logging.getLogger(__name__)
 
@@ -465,6 +466,16 @@ class PostgresSink:
             )
             rows["garments"] += len(garments)
             rows["garment_embeddings"] += self._write_embeddings(cur, returned, wire)
+        thumbnails = [
+            row
+            for t in ordered
+            if t.thumbnail is not None
+            and (row := thumbnail_row(image_id[(_uuid_text(t.event_id), t.model_version)],
+                                      t.thumbnail)) is not None
+        ]  # fmt: skip
+        if thumbnails:
+            execute_values(cur, UPSERT_IMAGE_THUMBNAILS, thumbnails, page_size=PAGE_SIZE)
+            rows["image_thumbnails"] += len(thumbnails)
         # a rewrite with fewer detections than before removes the extra rows
         execute_values(
             cur,

@@ -211,3 +211,18 @@ def garments_for_event(
         )
         for r in rows
     ]
+
+
+def tracker_caught_up(conn: Connection, camera: str, since: dt.datetime) -> bool:
+    """Whether the camera's tracker has processed its last frame written since `since` and has
+    no open track left (a recording's end closes them): its sightings are all written."""
+    rows = _rows(
+        conn,
+        "SELECT t.last_frame >= max(i.frame_number) AND t.open_tracks = 0"
+        " FROM images i JOIN sources s ON s.id = i.source_pk"
+        " JOIN tracker_states t ON t.camera_pk = s.id"
+        " WHERE s.kind = 'camera' AND s.source_id = %s AND i.written_at >= %s"
+        " GROUP BY t.last_frame, t.open_tracks",
+        (camera, since),
+    )
+    return bool(rows) and rows[0][0] is True

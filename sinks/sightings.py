@@ -48,6 +48,7 @@ from sinks.postgres import (
     connection_factory,
     upsert_sql,
 )
+from sinks.thumbnails import UPSERT_SIGHTING_THUMBNAILS, thumbnail_row
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +352,15 @@ class SightingSink:
                 page_size=PAGE_SIZE,
             )
             rows["sightings"] += len(sightings)
+            thumbnails = [
+                row
+                for s in sightings
+                if s.best.thumbnail is not None
+                and (row := thumbnail_row(pk_of[s.sighting_id], s.best.thumbnail)) is not None
+            ]
+            if thumbnails:  # the best view of a sighting commits with it
+                execute_values(cur, UPSERT_SIGHTING_THUMBNAILS, thumbnails, page_size=PAGE_SIZE)
+                rows["sighting_thumbnails"] += len(thumbnails)
             rows["sighting_garments"] += len(garments)
 
         unique_frames = {

@@ -17,9 +17,15 @@ from fashionstream.core.records import (
     WirePerson,
 )
 from models.tags import GarmentTags, ImageTags, PersonTags, RleMask
+from stream_processors.thumbnails import Thumbnails
 
 
-def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) -> TaggedImage:
+def tagged_image(
+    frame: Frame,
+    tags: ImageTags,
+    timings: Mapping[str, float],
+    thumbnails: Thumbnails | None = None,
+) -> TaggedImage:
     """Convert the tagger's answer for one frame into the `fashion.items.v1` record.
 
     Input contract (what `Tagger.tag` returns for the RGB array decoded from `frame.jpeg`):
@@ -43,14 +49,22 @@ def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) ->
     tagger's output order is deterministic for a given image and model, and (event_id,
     model_version, index) is the garment's idempotency key in Postgres. ``timings`` merges the
     tagger's own stages with the pipeline's (`timings` argument: fetch, decode, queue, infer).
-    Identity and provenance fields are copied from `frame`.
+    Identity and provenance fields are copied from `frame`. `thumbnails` (cut from the same
+    pixels by stream_processors.thumbnails) give each person its crop and a catalogue image its
+    picture; a person list of another length than ``tags.people`` is a fault (ValueError).
 
     Raises ModelError(MODEL_ERROR) when the answer breaks this contract.
     """
     if tags.width <= 0 or tags.height <= 0:
         raise ModelError(DeadLetterReason.MODEL_ERROR, f"image size {tags.width}x{tags.height}")
     size = (tags.height, tags.width)
-    people = tuple(_person(j, p, size) for j, p in enumerate(tags.people))
+    thumbs = thumbnails or Thumbnails()
+    if thumbs.people and len(thumbs.people) != len(tags.people):
+        raise ValueError(f"{len(thumbs.people)} person thumbnails for {len(tags.people)} people")
+    people = tuple(
+        _person(j, p, size, thumbs.people[j] if thumbs.people else None)
+        for j, p in enumerate(tags.people)
+    )
     garments = tuple(_garment(i, g, size, len(people)) for i, g in enumerate(tags.garments))
     merged = {str(k): _finite(f"timings[{k}]", v) for k, v in tags.timings.items()}
     merged.update({str(k): _finite(f"timings[{k}]", v) for k, v in timings.items()})
@@ -75,6 +89,7 @@ def tagged_image(frame: Frame, tags: ImageTags, timings: Mapping[str, float]) ->
         stream_ref=frame.stream_ref,
         end_of_stream=frame.end_of_stream,
         catalogue=frame.catalogue,
+        thumbnail=thumbs.image,
     )
 
 
@@ -117,12 +132,15 @@ def _embedding(index: int, g: GarmentTags) -> WireEmbedding | None:
     return WireEmbedding.encode(g.embedding.version, values)
 
 
-def _person(index: int, p: PersonTags, size: tuple[int, int]) -> WirePerson:
+def _person(
+    index: int, p: PersonTags, size: tuple[int, int], thumbnail: bytes | None
+) -> WirePerson:
     return WirePerson(
         index=index,
         score=_prob(f"person {index} score", p.score),
         box=_box(f"person {index}", p.box, size),
         mask=_mask(f"person {index}", p.mask, size),
+        thumbnail=thumbnail,
     )
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from fashionstream.core.errors import BadRecordError, DeadLetterReason, ModelError, PipelineError
 from fashionstream.core.metrics import Metrics, Stage
-from fashionstream.core.records import Frame, TaggedImage, Topic
+from fashionstream.core.records import Frame, SourceKind, TaggedImage, Topic
 from fashionstream.core.settings import Settings
 from models.tags import ImageTags, Tagger
 from stream_processors.acks import HeldBatch, Holds
@@ -31,6 +31,7 @@ from stream_processors.adapters import tagged_image
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 from stream_processors.images import decode_jpeg
 from stream_processors.sending import Send
+from stream_processors.thumbnails import Thumbnails, thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,11 @@ class TaggingStage:
         tagger = await self._tagger()
         ready = [item for item in items if item.image is not None]
         results = await self._infer(tagger, ready) if ready else []
+        thumbs = await self._thumbnails(ready, results)
         if previous is not None:
             await previous  # keeps results in batch order; raises if the previous batch failed
         deliveries: list[Awaitable[Any]] = []
-        for item, (tags, infer_s) in zip(ready, results, strict=True):
+        for item, (tags, infer_s), thumb in zip(ready, results, thumbs, strict=True):
             if isinstance(tags, PipelineError):
                 item.error, item.stage = tags, Stage.INFER
                 continue
@@ -170,6 +172,7 @@ class TaggingStage:
                     frame,
                     tags,
                     {"decode": item.decode_s, "infer": infer_s, "queue": item.queued_s},
+                    thumb,
                 )
             except PipelineError as exc:
                 item.error, item.stage = exc, Stage.TAG
@@ -197,6 +200,29 @@ class TaggingStage:
                 )
         await asyncio.gather(*deliveries)
         held.release()
+
+    async def _thumbnails(
+        self, items: list[_Item], results: list[tuple[ImageTags | PipelineError, float]]
+    ) -> list[Thumbnails | None]:
+        """Cut the batch's thumbnails (people of camera frames, the whole catalogue photo) in
+        the decode thread, while the pixels are still here; None for a failed image."""
+
+        def cut_all() -> list[Thumbnails | None]:
+            out: list[Thumbnails | None] = []
+            for item, (tags, _) in zip(items, results, strict=True):
+                if isinstance(tags, PipelineError) or item.image is None or item.frame is None:
+                    out.append(None)
+                    continue
+                try:
+                    whole = item.frame.source_kind is SourceKind.FEED
+                    out.append(thumbnails(item.image, tags, whole_image=whole))
+                except (ValueError, OSError) as exc:  # a thumbnail is never worth the record
+                    log.warning("no thumbnails for %s: %r", item.frame.reference, exc)
+                    out.append(None)
+            return out
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decode_executor, cut_all)
 
     async def _publish(self, record: TaggedImage) -> Awaitable[Any]:
         value = record.to_json()

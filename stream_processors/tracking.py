@@ -3,8 +3,9 @@
 Why it reads `fashion.items.v1` (and not the frames inside the tagging agent): items are keyed by
 camera id, so one camera's tagged frames arrive in order on one partition, and tracking (cheap,
 sequential per camera) runs beside inference without changing the tagging agent's batching or its
-contract. The price: no pixels reach this stage, so a sighting's best crop is a reference (the
-frame's event id and the person's index), not image bytes.
+contract. The price: no frames reach this stage, so a sighting's best view is a reference (the
+frame's event id and the person's index) plus the small crop the tagging agent cut for each
+person while it had the pixels (stream_processors/thumbnails.py), kept with the best view.
 
 Where a camera's track state lives, and why: in Postgres (`tracker_states`), written in the SAME
 transaction as the sightings and sighting frames the batch produced (sinks/sightings.py), and

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 
 from fashionstream.app.commands import (
     Commands,
+    api,
     attributes,
     demo,
     detector,
     people,
     pipeline,
+    report,
     similar,
     stack,
     tagger,
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.register(commands, bench)
     video.register(commands, bench)
     demo.register(commands, bench)
+    api.register(commands)
+    report.register(commands)
     similar.register(commands, train, evaluate, bench, data)
     return parser
 
@@ -82,7 +86,7 @@ def _group(commands: Commands, name: str, help: str) -> Commands:
 
 
 def _print_settings(settings: Settings, _args: argparse.Namespace) -> int:
-    rows = settings.describe()
+    rows = settings.describe(redacted=True)
     width = max(len(name) for name, _, _ in rows)
     for name, value, help_text in rows:
         print(f"{name:<{width}}  {value}\n{'':<{width}}  {help_text}")

@@ -29,6 +29,7 @@ from fashionstream.app.local_run import (
 )
 from fashionstream.core.settings import Settings
 from infra.local_stack import LocalStack
+from infra.processes import wait_until
 from producers.image_feed import produce_feed
 from producers.video import produce_video
 from sinks import queries
@@ -42,6 +43,7 @@ SAMPLE_HOST = "127.0.0.1"
 # A fixed port keeps the sample URLs, and so the catalogue items' event ids, the same from run to
 # run: a re-run then rewrites its rows instead of adding new ones.
 SAMPLE_PORT = 18765
+SIGHTINGS_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class DemoResult:
     database_url: str = ""
     metrics_url: str | None = None
     worker_log: str = ""
+    report: str = ""  # the popular-items report this run wrote (HTML)
+    api_url: str | None = None  # the HTTP API left serving the demo's data
+    api_error: str | None = None  # why it could not be started
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +92,11 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
         try:
             since = time.time()
             feed = produce_feed(settings, catalogue_rows(), feed=FEED, base_url=base_url)
-            video = produce_video(settings, CAMERA_CLIP, CAMERA, fps=settings.video_fps)
+            # the clip has no recording time: play it as recorded now, so this week's report
+            # shows it beside the catalogue
+            video = produce_video(
+                settings, CAMERA_CLIP, CAMERA, fps=settings.video_fps, recorded_at=since
+            )
             expected = feed.sent + video.frames_sent
             with _progress_bar(expected, enabled=progress) as show:
                 wait_for_sources(
@@ -101,17 +110,20 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
                     on_progress=show,
                 )
             letters = [d for d in watch.letters if d.source_id in (FEED, CAMERA)]
+            _wait_for_sightings(settings, dt.datetime.fromtimestamp(since, dt.UTC), worker)
         finally:
             watch.close()
     scope = queries.Scope(
         sources=(FEED, CAMERA), written_since=dt.datetime.fromtimestamp(since, dt.UTC)
     )
+    report_path = _write_report(settings)
     with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
         counts = queries.image_counts(conn, scope)
         per_category = queries.garments_per_category(conn, scope)
         top = queries.top_attribute_values(conn, scope, limit=3)
         timings = queries.mean_timings(conn, scope)
         latencies = queries.latencies(conn, scope)
+    api_url, api_error = _start_api(settings)
     return DemoResult(
         images=counts["images"],
         frames=counts["frames"],
@@ -136,7 +148,52 @@ def run_demo(settings: Settings, *, timeout_s: float, progress: bool) -> DemoRes
             else None
         ),
         worker_log=str(log_file),
+        report=str(report_path),
+        api_url=api_url,
+        api_error=api_error,
     )
+
+
+def _wait_for_sightings(settings: Settings, since: dt.datetime, worker: WorkerProcess) -> None:
+    """The track agent writes a person's sighting after the frames' rows: wait (bounded) until
+    it has closed the clip's tracks, so the report shows them."""
+
+    def caught_up() -> bool:
+        if not worker.alive():
+            return True  # wait_for_sources already reported a dead worker
+        with contextlib.closing(psycopg2.connect(settings.database_url)) as conn:
+            return queries.tracker_caught_up(conn, CAMERA, since)
+
+    if not wait_until(caught_up, SIGHTINGS_TIMEOUT_S, 0.5):
+        print(
+            f"fashionstream demo: the tracker had not closed every sighting after"
+            f" {SIGHTINGS_TIMEOUT_S:.0f} s; the report may miss some",
+            file=sys.stderr,
+        )
+
+
+def _write_report(settings: Settings) -> Path:
+    """This week's popular-items report of the demo's feed and camera, in the state dir."""
+    from fashionstream.app.report import build_report
+
+    until = dt.datetime.now(dt.UTC)
+    path = settings.state_dir / "demo-report.html"
+    since = until - dt.timedelta(days=7)
+    report = build_report(settings.database_url, since, until, [FEED, CAMERA])
+    path.write_text(report.to_html(), encoding="utf-8")
+    return path
+
+
+def _start_api(settings: Settings) -> tuple[str | None, str | None]:
+    """The API over the demo's data, left running like the stack: (its URL, None), or
+    (None, why not) -- the demo's results stand without it."""
+    from fashionstream.app.api.background import ensure_api
+    from fashionstream.app.local_run import RunError
+
+    try:
+        return ensure_api(settings).url, None
+    except RunError as exc:
+        return None, str(exc).splitlines()[0]
 
 
 def format_summary(result: DemoResult) -> str:
@@ -171,7 +228,15 @@ def format_summary(result: DemoResult) -> str:
         "   (tables: sources, catalogue_items, images, people, garments, sightings)",
         f"metrics:  {result.metrics_url or 'off'} (served by `fashionstream worker` while it runs)",
         f"worker log: {result.worker_log}",
-        "The local stack keeps running: `fashionstream down` stops it.",
+        f"report:   {result.report}   (`fashionstream report --since 7d -o FILE` for another)",
+        (
+            f"API:      {result.api_url}   (docs: {result.api_url}/docs; e.g."
+            f" {result.api_url}/v1/garments?source={FEED}; submissions are tagged while"
+            " `fashionstream worker` runs)"
+            if result.api_url
+            else f"API:      not started: {result.api_error}"
+        ),
+        "The local stack and the API keep running: `fashionstream down` stops them.",
     ]
     return "\n".join(lines)
 

@@ -38,6 +38,7 @@ from producers.decoding import (
 )
 from stream_processors.adapters import tagged_image
 from stream_processors.images import decode_jpeg
+from stream_processors.thumbnails import thumbnails
 
 MAX_PIXELS = 40_000_000
 
@@ -120,7 +121,9 @@ def track_recording(
                 camera, stream_ref, submitted_at=sampled.captured_at, end_of_stream=last
             )
             event_id = frame.event_id
-            detections = frame_detections(tagged_image(frame, tags, {}))
+            # the people's crops too (about 1 ms a frame), so a sighting carries its picture
+            cut = thumbnails(image, tags, whole_image=False)
+            detections = frame_detections(tagged_image(frame, tags, {}, cut))
             result = tracker.update(detections)
             run.frames += 1
             run.model_version = tags.model_version

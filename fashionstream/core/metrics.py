@@ -217,6 +217,22 @@ class Metrics:
             ("camera", "outcome"),
         )
 
+        # --- HTTP API (route: the route's template, e.g. /v1/images/{event_id}; "unmatched"
+        # when no route served the request -- an unknown path, or one refused before routing
+        # (401 without a key, 413 over the body limit) -- so a scan of random paths adds no
+        # series)
+        self.api_requests = counter(
+            "api_requests",
+            "HTTP API requests answered, per route template, method and status code",
+            ("route", "method", "status"),
+        )
+        self.api_request_duration = histogram(
+            "api_request_duration_seconds",
+            "HTTP API request latency, per route template and method",
+            ("route", "method"),
+            STAGE_BUCKETS_S,
+        )
+
     def set_source_state(self, camera: str, state: SourceState) -> None:
         """Mark `state` as the camera's current source state (1), every other state 0."""
         for other in SourceState:

@@ -13,8 +13,9 @@ The JSON records carry `schema` (the record type, its major version: a new one i
 and `version` (additive changes within it; absent means 1). Version 2 of `ImageRequest` and
 `TaggedImage` adds `catalogue` (`CatalogueFields`: title, brand, price, currency, product link,
 read once from the feed row by the producer); a version 1 record decodes with empty ones.
-Version 3 of `TaggedImage` adds each garment's appearance `embedding` (`WireEmbedding`:
-float16 little-endian, base64, with its model version); a garment without one decodes as None.
+Version 3 of `TaggedImage` adds thumbnails (the image's and each person's, base64 JPEG); version
+4 adds each garment's appearance `embedding` (`WireEmbedding`: float16 little-endian, base64,
+with its model version); a garment without one decodes as None.
 
 Every decoder raises `BadRecordError` naming what is wrong; nothing here touches Kafka itself.
 """
@@ -194,6 +195,11 @@ class ImageRequest:
 
     def to_json(self) -> bytes:
         return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
+
+    def to_kafka(self) -> tuple[bytes, bytes]:
+        """The one way a request becomes a `fashion.images.v1` message: (key, value), keyed by
+        item id. Used by the feed producer and the API's submit alike."""
+        return self.item_id.encode("utf-8"), self.to_json()
 
     @classmethod
     def from_json(cls, value: bytes | None) -> ImageRequest:
@@ -383,6 +389,8 @@ class WirePerson:
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the tagged image
     mask: WireMask
+    # a small JPEG crop of the person (base64 on the wire); the tracker keeps its track's best
+    thumbnail: bytes | None = None
 
 
 # an embedding longer than this is refused: pgvector indexes at most 2,000 dimensions
@@ -455,7 +463,9 @@ class TaggedImage:
     """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
 
     SCHEMA = "fashion.tagged_image.v1"
-    VERSION = 3  # 2: `catalogue`; 3: garments' `embedding`
+    # 2: `catalogue`; 3: `thumbnail` and `people[].thumbnail` (base64 JPEG); 4: garments'
+    # `embedding`
+    VERSION = 4
 
     event_id: str
     source_kind: SourceKind
@@ -475,6 +485,7 @@ class TaggedImage:
     stream_ref: str | None = None  # copied from the Frame (cameras)
     end_of_stream: bool = False
     catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # copied from the Frame
+    thumbnail: bytes | None = None  # a small JPEG of the whole image (catalogue photos)
 
     @property
     def key(self) -> str:
@@ -510,6 +521,7 @@ class TaggedImage:
                 stream_ref=_optional_str(data, "stream_ref"),
                 end_of_stream=data.get("end_of_stream") is True,
                 catalogue=catalogue,
+                thumbnail=_thumbnail(data),
             )
         except BadRecordError:
             raise
@@ -529,8 +541,28 @@ def _box(values: Sequence[Any]) -> tuple[float, float, float, float]:
 
 def _person(d: Mapping[str, Any]) -> WirePerson:
     return WirePerson(
-        index=int(d["index"]), score=float(d["score"]), box=_box(d["box"]), mask=_mask(d["mask"])
+        index=int(d["index"]),
+        score=float(d["score"]),
+        box=_box(d["box"]),
+        mask=_mask(d["mask"]),
+        thumbnail=_thumbnail(d),
     )
+
+
+def _thumbnail(d: Mapping[str, Any]) -> bytes | None:
+    """A record's base64 `thumbnail` (absent before version 3), checked to be a JPEG."""
+    value = d.get("thumbnail")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRecordError("thumbnail must be a base64 string or null")
+    try:
+        jpeg = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise BadRecordError(f"thumbnail is not base64: {exc}") from None
+    if not jpeg.startswith(b"\xff\xd8\xff"):
+        raise BadRecordError("thumbnail is not a JPEG")
+    return jpeg
 
 
 def _garment(d: Mapping[str, Any]) -> WireGarment:
@@ -645,6 +677,8 @@ def _default(value: Any) -> Any:
         return value.value
     if isinstance(value, Decimal):
         return str(value)  # exact: a price is never a float on the wire
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")  # thumbnails
     raise TypeError(f"not serialisable: {type(value).__name__}")
 
 

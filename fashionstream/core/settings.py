@@ -52,6 +52,11 @@ def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _secret_setting(default: Any, help: str) -> Any:
+    """A setting whose value `describe` (and so `fashionstream settings`) never prints."""
+    return field(default=default, metadata={"help": help, "secret": True})
+
+
 def _setting_factory(factory: Callable[[], Any], help: str) -> Any:
     return field(default_factory=factory, metadata={"help": help})
 
@@ -177,6 +182,22 @@ class Settings:
     worker_metrics_port: int = _setting(9464, "port of the worker's /metrics; 0 = none")
     producer_metrics_port: int = _setting(9465, "port of a producer's /metrics; 0 = none")
 
+    # --- HTTP API (`fashionstream api`)
+    api_host: str = _setting("127.0.0.1", "address the HTTP API listens on (0.0.0.0 to expose)")
+    api_port: int = _setting(8080, "port of the HTTP API")
+    api_keys: tuple[str, ...] = _secret_setting(
+        (),
+        "API keys, comma-separated; when set, every API call but /healthz needs one"
+        " (header X-API-Key or Authorization: Bearer); empty: no key is asked for",
+    )
+    api_max_body_bytes: int = _setting(
+        1024 * 1024,
+        "largest JSON request body the API reads (uploads to /v1/images:tag: fetch_max_bytes)",
+    )
+    api_wait_max_s: float = _setting(
+        30.0, "longest ?wait= of POST /v1/images; longer waits are cut to this"
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from FASHIONSTREAM_* variables (then `overrides`), with clear errors."""
@@ -197,11 +218,15 @@ class Settings:
         positive = (
             "topic_partitions", "max_message_bytes", "fetch_max_bytes", "fetch_max_pixels",
             "image_max_side", "video_max_side", "batch_size", "sink_batch_size",
-            "fetch_total_timeout_s", "shutdown_timeout_s",
+            "fetch_total_timeout_s", "shutdown_timeout_s", "api_max_body_bytes",
         )  # fmt: skip
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.api_port < 65536:
+            raise ValueError(f"api_port must be in 1..65535, got {self.api_port}")
+        if self.api_wait_max_s < 0:
+            raise ValueError(f"api_wait_max_s must be >= 0, got {self.api_wait_max_s}")
         if not 0.0 < self.video_fps <= 120.0:
             raise ValueError(f"video_fps must be in (0, 120], got {self.video_fps}")
         if not 1 <= self.jpeg_quality <= 100:
@@ -228,10 +253,16 @@ class Settings:
         if not 0.0 <= self.person_threshold <= 1.0:
             raise ValueError(f"person_threshold must be in [0, 1], got {self.person_threshold}")
 
-    def describe(self) -> list[tuple[str, str, str]]:
-        """(env var, value in effect, description) for every setting, in declaration order."""
+    def describe(self, *, redacted: bool = False) -> list[tuple[str, str, str]]:
+        """(env var, value in effect, description) for every setting, in declaration order.
+        `redacted`: secrets (API keys) show only how many are set, for printing; without it the
+        values are exact, as handing settings to a child process needs."""
         return [
-            (env_name(f.name), _show(getattr(self, f.name)), f.metadata["help"])
+            (
+                env_name(f.name),
+                _show(getattr(self, f.name), f.metadata if redacted else {}),
+                f.metadata["help"],
+            )
             for f in dataclasses.fields(self)
         ]
 
@@ -240,7 +271,10 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, metadata: Mapping[str, Any]) -> str:
+    if metadata.get("secret"):
+        count = len(value) if isinstance(value, tuple) else int(bool(value))
+        return f"({count} set, not shown)" if count else ""
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return str(value)

@@ -79,6 +79,8 @@ class BestView:
     person_index: int
     score: float
     box: Box
+    # a small JPEG crop of the person in that frame (None when the tagger cut none)
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ class FrameDetections:
     `garments[i].person_index` indexes those people (or is None). `stream_ref` names the
     recording or live session the frame belongs to; `frame_number` counts frames decoded from it
     (0 = its first frame); `captured_at` is epoch seconds; `end_of_stream` marks the last frame
-    a recording will ever send.
+    a recording will ever send. `person_thumbnails` (empty, or one per person) are the
+    people's small JPEG crops cut at tagging time; a track keeps the one of its best view.
     """
 
     event_id: str
@@ -78,8 +79,14 @@ class FrameDetections:
     person_scores: np.ndarray
     garments: tuple[GarmentSeen, ...] = ()
     end_of_stream: bool = False
+    person_thumbnails: tuple[bytes | None, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.person_thumbnails and len(self.person_thumbnails) != len(self.person_scores):
+            raise ValueError(
+                f"FrameDetections.person_thumbnails: expected 0 or {len(self.person_scores)}, "
+                f"got {len(self.person_thumbnails)}"
+            )
         n = len(self.person_scores)
         if self.person_boxes.shape != (n, 4):
             raise ValueError(
@@ -113,6 +120,9 @@ class FrameDetections:
 
     def __len__(self) -> int:
         return len(self.person_scores)
+
+    def thumbnail_of(self, person_index: int) -> bytes | None:
+        return self.person_thumbnails[person_index] if self.person_thumbnails else None
 
     def garments_of(self, person_index: int) -> list[GarmentSeen]:
         return [g for g in self.garments if g.person_index == person_index]
@@ -174,6 +184,9 @@ def frame_detections(record: TaggedImage) -> FrameDetections:
         person_scores=scores,
         garments=tuple(garments),
         end_of_stream=record.end_of_stream,
+        person_thumbnails=tuple(p.thumbnail for p in record.people)
+        if any(p.thumbnail is not None for p in record.people)
+        else (),
     )
 
 

@@ -45,7 +45,9 @@ from models.tracking.assignment import assign
 from models.tracking.frames import Box, FrameDetections
 from models.tracking.votes import GarmentSlots, SlotRules
 
-# Bump when the pickled layout changes; a state of another format is not loaded.
+# Bump when the pickled layout changes; a state of another format is not loaded. Adding a field
+# with a default (BestView.thumbnail) does not change it: a dataclass default is also a class
+# attribute, so a BestView unpickled from an older state reads it as None (tested).
 STATE_FORMAT = f"fashionstream.tracking/2 supervision/{sv.__version__}"
 
 
@@ -188,7 +190,14 @@ class _Track:
         key = _view_quality(box, score, frame.width, frame.height)
         if key > self.best_key:
             self.best_key = key
-            self.best = BestView(frame.event_id, frame.frame_number, person_index, score, box)
+            self.best = BestView(
+                frame.event_id,
+                frame.frame_number,
+                person_index,
+                score,
+                box,
+                frame.thumbnail_of(person_index),
+            )
         self.garments.observe(worn, box, frame.event_id, frame.frame_number)
         link = SightingFrame(
             sighting_id=self.sighting_id,

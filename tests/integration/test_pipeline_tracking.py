@@ -48,6 +48,20 @@ def test_a_recording_becomes_the_offline_sightings_and_sending_it_again_adds_no_
         assert wait_for_sightings(db, camera, len(expected), TIMEOUT_S, worker) == expected
         first = sighting_rows(db)
         assert first["sighting_frames"] == sum(k[3] for k in expected)
+        # each sighting's best view came with its crop, cut by the tagging agent
+        with db.cursor() as cur:
+            cur.execute(
+                "SELECT t.width, t.height, octet_length(t.jpeg) FROM sighting_thumbnails t"
+                " JOIN sightings x ON x.id = t.sighting_pk JOIN sources s ON s.id = x.source_pk"
+                " WHERE s.source_id = %s",
+                (camera,),
+            )
+            pictures = cur.fetchall()
+        assert len(pictures) == len(expected)
+        for width, height, size in pictures:
+            assert 0 < width <= 96
+            assert 0 < height <= 144
+            assert 200 < size < 16384
 
         # the same recording again: tracked again from its first frame, same sightings
         with db.cursor() as cur:

@@ -135,6 +135,11 @@ def test_tagging_agent_tags_frames_off_the_event_loop(tmp_path: Path) -> None:
     assert len(first.garments) == 1
     assert {"decode", "infer", "queue"} <= set(first.timings)
     assert send.dead_letters() == []
+    # each person's crop is cut while the pixels are here; a camera frame has no whole picture
+    person = first.people[0]
+    assert person.thumbnail is not None
+    assert person.thumbnail.startswith(b"\xff\xd8\xff")
+    assert first.thumbnail is None
 
 
 def test_garbage_and_undecodable_frames_are_dead_lettered_and_the_rest_tagged(

@@ -122,3 +122,40 @@ def test_the_produce_commands_start_without_the_model_and_pipeline_stacks(comman
     )
     assert result.returncode == 0, result.stderr
     assert f"produce {command}" in result.stdout
+
+
+# an API install (`pip install 'fashionstream[api]'`) adds FastAPI, uvicorn, the Postgres client
+# and yarl (the SSRF guard's URL parser) to a producer install, and still no model stack: only
+# the synchronous tag endpoint needs the models, imported when it is first called
+NOT_IN_AN_API_INSTALL = tuple(
+    name for name in NOT_IN_A_PRODUCER_INSTALL if name not in {"psycopg2"}
+)
+
+
+def test_an_api_install_serves_submit_and_queries_without_the_model_stack() -> None:
+    script = BLOCKER.format(blocked=NOT_IN_AN_API_INSTALL) + textwrap.dedent(
+        """
+        from fashionstream.app.cli import main
+        from fashionstream.app.api.app import create_app
+        from fashionstream.core.settings import Settings
+
+        try:
+            main(["api", "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        app = create_app(Settings())
+        paths = app.openapi()["paths"]
+        assert "/v1/images" in paths and "/v1/garments" in paths, sorted(paths)
+        import fastapi, uvicorn, multipart, psycopg2, yarl, kafka
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fashionstream api" in result.stdout

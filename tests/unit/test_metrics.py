@@ -25,6 +25,7 @@ CONTRACT = {
     "items_sent", "items_skipped", "bytes_fetched", "frames_decoded", "frames_sent",
     "frames_dropped", "video_decode_errors", "source_lag", "reconnects",
     "source_state", "tracks_active", "sightings", "tracks_discarded", "tracking_frames",
+    "api_requests", "api_request_duration",
 }  # fmt: skip
 
 

@@ -25,6 +25,8 @@ def test_defaults_are_valid_and_every_setting_is_described() -> None:
         ("fetch_allow_networks", "", ()),
         ("state_dir", "/tmp/fs-state", Path("/tmp/fs-state")),
         ("kafka_bootstrap", "a:1,b:2", "a:1,b:2"),
+        ("api_keys", "k1, k2", ("k1", "k2")),
+        ("api_keys", "", ()),
     ],
 )
 def test_env_values_are_parsed_to_their_types(field: str, raw: str, expected: object) -> None:
@@ -52,3 +54,12 @@ def test_bad_env_values_name_the_variable_and_the_rule(field: str, raw: str, mes
 def test_overrides_win_over_environment() -> None:
     settings = Settings.from_env({env_name("batch_size"): "3"}, batch_size=5)
     assert settings.batch_size == 5
+
+
+def test_api_keys_are_redacted_when_printed_but_handed_on_exactly() -> None:
+    settings = Settings.from_env({env_name("api_keys"): "secret-one,secret-two"})
+    printed = {name: value for name, value, _ in settings.describe(redacted=True)}
+    assert printed[env_name("api_keys")] == "(2 set, not shown)"
+    assert "secret" not in " ".join(printed.values())
+    exact = {name: value for name, value, _ in settings.describe()}
+    assert Settings.from_env(exact).api_keys == ("secret-one", "secret-two")

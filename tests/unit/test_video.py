@@ -184,6 +184,18 @@ def test_a_file_without_creation_time_is_stamped_from_the_epoch(tmp_path: Path) 
     assert [f.frame_number for f in frames] == [0, 4, 8]
 
 
+def test_a_file_played_as_recorded_at_a_time_keeps_its_ids(tmp_path: Path) -> None:
+    # the demo plays its clip as recorded now: capture times move, event ids do not
+    clip = tmp_path / "plain.mp4"
+    make_clip(clip)
+    plain, shifted = FakeProducer(), FakeProducer()
+    producer_for(plain, fps=1.0).send_file(clip, "cam-x")
+    producer_for(shifted, fps=1.0).send_file(clip, "cam-x", recorded_at=1_750_000_000.0)
+    frames = frames_sent(shifted)
+    assert [f.captured_at for f in frames] == pytest.approx([1.75e9, 1.75e9 + 1, 1.75e9 + 2])
+    assert [f.event_id for f in frames] == [f.event_id for f in frames_sent(plain)]
+
+
 def test_not_a_video_is_dead_lettered_not_raised(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 500)

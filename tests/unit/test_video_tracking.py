@@ -49,6 +49,9 @@ def test_a_recording_is_tracked_to_its_end_and_reported_in_the_documented_shape(
     (sighting,) = run.sightings
     assert (sighting.first_frame, sighting.frames) == (0, 80)
     assert sighting.end_reason is EndReason.END_OF_STREAM
+    # offline tracking cuts the people's crops as the pipeline does: the best view carries one
+    assert sighting.best.thumbnail is not None
+    assert sighting.best.thumbnail.startswith(b"\xff\xd8\xff")
     report = json.loads(json.dumps(run.to_json()))
     assert report["frames"] == 80
     (j,) = report["sightings"]

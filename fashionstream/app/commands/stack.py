@@ -54,9 +54,13 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _down(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.app.api.background import api_url, stop_api
     from infra.errors import StackError
     from infra.local_stack import LocalStack
 
+    api_stopped = stop_api(settings)
+    if api_stopped is not None:
+        print(f"{'API':<9} {api_url(settings)}  {'stopped' if api_stopped else 'still running'}")
     try:
         status = LocalStack.from_settings(settings).stop(timeout_s=args.timeout)
     except StackError as exc:
@@ -69,7 +73,7 @@ def _down(settings: Settings, args: argparse.Namespace) -> int:
             state = "external, left running" if component.running else "external, not answering"
         print(f"{name:<9} {component.address}  {state}")
     still = [c for c in (status.kafka, status.postgres) if c.managed and c.running]
-    return 1 if still else 0
+    return 1 if still or api_stopped is False else 0
 
 
 def _origin(managed: bool, detail: str, pid: int | None) -> str:

@@ -1,0 +1,45 @@
+"""GET /v1/report: the popular-items report (fashionstream/app/report) as JSON or one HTML page,
+the same report `fashionstream report` writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from fashionstream.app.api.errors import ApiError
+from fashionstream.app.api.routes.pages import fetch_page
+from fashionstream.app.api.services import Services, services
+from fashionstream.app.report import build_report, parse_period
+
+router = APIRouter(tags=["report"])
+MAX_SOURCES = 50
+
+
+@router.get("/v1/report", response_model=None)
+async def get_report(
+    svc: Annotated[Services, Depends(services)],
+    since: Annotated[
+        str, Query(max_length=64, description="a duration before `until` (7d, 24h, 2w) or ISO time")
+    ] = "7d",
+    until: Annotated[str, Query(max_length=64, description="an ISO time, or now")] = "now",
+    sources: Annotated[
+        str | None, Query(max_length=4096, description="comma-separated camera ids and feeds")
+    ] = None,
+    format: Annotated[Literal["json", "html"], Query(description="json or html")] = "json",
+) -> dict[str, Any] | HTMLResponse:
+    """What people on camera wore and what the catalogue feeds hold over a period, with trends
+    against the period of the same length before it."""
+    try:
+        start, end = parse_period(since, until, dt.datetime.now(dt.UTC))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_period", str(exc)) from None
+    names = [s.strip() for s in (sources or "").split(",") if s.strip()]
+    if len(names) > MAX_SOURCES:
+        raise ApiError(400, "too_many_sources", f"at most {MAX_SOURCES} sources per report")
+    report = await fetch_page(svc, lambda conn: build_report(conn, start, end, names or None))
+    if format == "html":
+        return HTMLResponse(report.to_html())
+    return report.to_json()
