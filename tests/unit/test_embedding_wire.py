@@ -86,3 +86,7 @@ def test_an_embedding_that_is_not_an_object_is_a_bad_record() -> None:
 def test_a_value_beyond_float16_is_refused_when_encoding() -> None:
     with pytest.raises(BadRecordError, match="float16"):
         WireEmbedding.encode("emb-v1", [1e6, 0.0])
+
+
+def test_the_record_version_says_garments_may_carry_embeddings() -> None:
+    assert json.loads(tagged_image().to_json())["version"] == 4

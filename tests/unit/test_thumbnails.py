@@ -67,7 +67,7 @@ def test_thumbnails_round_trip_on_the_wire_as_base64() -> None:
     people = (dataclasses.replace(record.people[0], thumbnail=jpeg), record.people[1])
     record = dataclasses.replace(record, people=people, thumbnail=jpeg)
     data = json.loads(record.to_json())
-    assert data["version"] == 3
+    assert data["version"] >= 3  # thumbnails came with version 3
     assert base64.b64decode(data["people"][0]["thumbnail"]) == jpeg
     assert data["people"][1]["thumbnail"] is None
     back = TaggedImage.from_json(record.to_json())
