@@ -53,7 +53,7 @@ WHERE g.id = %(id)s
 # a sighting's garments -> their best view's garment row (the newest tagging of that frame)
 SIGHTING = """
 SELECT DISTINCT ON (sg.garment_index)
-       g.id, g.category, g.gender, e.model_version, e.embedding::text
+       g.id, g.category, g.gender, e.model_version, e.embedding::text, sg.garment_index
 FROM sightings si
 JOIN sighting_garments sg ON sg.sighting_pk = si.id
 JOIN images i ON i.event_id = sg.best_event_id
@@ -105,6 +105,7 @@ class StoredGarment:
     gender: str | None
     model_version: str | None
     vector: tuple[float, ...] | None = field(default=None, repr=False)
+    sighting_garment_index: int | None = None  # its index among its sighting's garments
 
 
 class SimilarityIndex:
@@ -232,6 +233,8 @@ def _best_per_product(rows: Sequence[tuple[Any, ...]], k: int) -> list[Catalogue
 
 
 def _stored(row: tuple[Any, ...]) -> StoredGarment:
-    gid, category, gender, version, text = row
+    gid, category, gender, version, text, *index = row
     vector = None if text is None else tuple(float(v) for v in text.strip("[]").split(","))
-    return StoredGarment(int(gid), category, gender, version, vector)
+    return StoredGarment(
+        int(gid), category, gender, version, vector, int(index[0]) if index else None
+    )

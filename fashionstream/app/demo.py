@@ -175,11 +175,18 @@ def _wait_for_sightings(settings: Settings, since: dt.datetime, worker: WorkerPr
 def _write_report(settings: Settings) -> Path:
     """This week's popular-items report of the demo's feed and camera, in the state dir."""
     from fashionstream.app.report import build_report
+    from fashionstream.app.similar import SimilarSearch
 
     until = dt.datetime.now(dt.UTC)
     path = settings.state_dir / "demo-report.html"
     since = until - dt.timedelta(days=7)
-    report = build_report(settings.database_url, since, until, [FEED, CAMERA])
+    search = SimilarSearch.from_settings(settings)  # stored vectors only: no tagger is loaded
+    try:
+        report = build_report(
+            settings.database_url, since, until, [FEED, CAMERA], similar=search.report_matches
+        )
+    finally:
+        search.close()
     path.write_text(report.to_html(), encoding="utf-8")
     return path
 

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fashionstream.app.report.model import CatalogueMatch as ReportMatch
+from fashionstream.app.report.model import StreetGarmentRef
 from fashionstream.core.settings import Settings
 from models.tags import ImageTags
 from sinks.similar import CatalogueMatch, SimilarityIndex, StoredGarment
@@ -228,6 +230,28 @@ class SimilarSearch:
         found = tuple(self._search(g, k, category, gender) for g in with_vectors)
         versions = sorted({str(g.model_version) for g in with_vectors})
         return SimilarResult("sighting", ",".join(versions), k, category, gender, found)
+
+    def report_matches(self, ref: StreetGarmentRef, k: int) -> list[ReportMatch]:
+        """The report's `SimilarItems` (fashionstream.app.report.model): the k catalogue
+        products closest to one garment of a sighting, seen in its best view; none when that
+        garment has no vector."""
+        garments = self.index.sighting(_uuid(ref.sighting_id))
+        mine = [g for g in garments if g.sighting_garment_index == ref.garment_index]
+        if not mine or mine[0].vector is None or mine[0].model_version is None:
+            return []
+        found = self._search(mine[0], k, None, None)
+        return [
+            ReportMatch(
+                item_id=m.item_id,
+                distance=m.distance,
+                title=m.title,
+                link=m.link,
+                source_id=m.feed,
+                category=m.category,
+                colour=m.colour,
+            )
+            for m in found.matches
+        ]
 
     def _search(
         self,

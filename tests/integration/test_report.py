@@ -108,6 +108,10 @@ def test_the_closest_catalogue_items_come_from_the_search_it_is_given(scene: Set
     assert "sku-Black-0" in page
     assert "sku-Blue-2" in page
     assert "Not available" not in page
+    first = report.top_street[0].examples[0]
+    as_json = json.loads(json.dumps(report.to_json()))  # tuple keys once broke this
+    closest = as_json["closest_catalogue_items"][f"{first.reference}/{first.garment_index}"]
+    assert [m["item_id"] for m in closest][:1] == [f"sku-{report.top_street[0].colour}-0"]
     without = build_report(scene.database_url, SINCE, UNTIL)
     assert without.matches is None
     assert "Not available" in without.to_html()

@@ -226,5 +226,15 @@ def test_a_sighting_searches_from_its_garments_best_views(
     nearest = {g.garment.category: g.matches[0].item_id for g in found.garments}
     assert nearest == {"top": "sku-0", "trousers": "sku-1"}
     assert json.loads(json.dumps(found.to_json()))["garments"][0]["matches"]
+
+    # the popular-items report asks the same search about one garment of a sighting
+    from fashionstream.app.report.model import StreetGarmentRef
+
+    for index_in_sighting, (category, item) in enumerate([("top", "sku-0"), ("trousers", "sku-1")]):
+        ref = StreetGarmentRef(sighting_id, index_in_sighting, category, None, "Navy Blue")
+        matches = search.report_matches(ref, 2)
+        assert [m.item_id for m in matches][:1] == [item]
+        assert matches[0].source_id == "shop"
+    assert search.report_matches(StreetGarmentRef(sighting_id, 9, "top", None, "Blue"), 2) == []
     with pytest.raises(UnknownGarmentError):
         search.for_sighting("00000000-0000-4000-8000-000000000000")

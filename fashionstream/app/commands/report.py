@@ -44,6 +44,7 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg2
 
     from fashionstream.app.report import build_report, parse_period
+    from fashionstream.app.similar import SimilarSearch
 
     try:
         since, until = parse_period(args.since, args.until, dt.datetime.now(dt.UTC))
@@ -51,11 +52,17 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
         print(f"fashionstream report: {exc}", file=sys.stderr)
         return 2
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    # the closest catalogue items of the top street garments (their stored vectors; no tagger)
+    search = SimilarSearch.from_settings(settings)
     try:
-        report = build_report(settings.database_url, since, until, sources or None)
+        report = build_report(
+            settings.database_url, since, until, sources or None, similar=search.report_matches
+        )
     except psycopg2.Error as exc:
         print(f"fashionstream report: Postgres: {str(exc).strip()}", file=sys.stderr)
         return 1
+    finally:
+        search.close()
     output = args.output or (None if args.json else Path("report.html"))
     if output is not None:
         output.write_text(report.to_html(), encoding="utf-8")

@@ -138,9 +138,13 @@ class Report:
             ],
             "top_street_garments": [_top(t) for t in self.top_street],
             "top_catalogue_garments": [_top(t) for t in self.top_catalogue],
+            # keyed by "<sighting id>/<garment index>" (JSON keys are strings)
             "closest_catalogue_items": None
             if self.matches is None
-            else {sid: [_match(m) for m in found] for sid, found in sorted(self.matches.items())},
+            else {
+                f"{sid}/{index}": [_match(m) for m in found]
+                for (sid, index), found in sorted(self.matches.items())
+            },
         }
 
     def to_html(self) -> str:
