@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
 from fashionstream.app.api.errors import ApiError
-from fashionstream.app.api.routes.pages import fetch_page
 from fashionstream.app.api.services import Services, services
 from fashionstream.app.report import build_report, parse_period
+from sinks.errors import PostgresUnavailableError
 
 router = APIRouter(tags=["report"])
 MAX_SOURCES = 50
@@ -39,7 +39,10 @@ async def get_report(
     names = [s.strip() for s in (sources or "").split(",") if s.strip()]
     if len(names) > MAX_SOURCES:
         raise ApiError(400, "too_many_sources", f"at most {MAX_SOURCES} sources per report")
-    report = await fetch_page(svc, lambda conn: build_report(conn, start, end, names or None))
+    try:
+        report = await svc.query(lambda conn: build_report(conn, start, end, names or None))
+    except PostgresUnavailableError as exc:
+        raise ApiError(503, "database_unavailable", str(exc)) from None
     if format == "html":
         return HTMLResponse(report.to_html())
     return report.to_json()
