@@ -14,15 +14,17 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from fashionstream.app.report.model import CatalogueMatch as ReportMatch
 from fashionstream.app.report.model import StreetGarmentRef
 from fashionstream.core.settings import Settings
-from models.tags import ImageTags
 from sinks.similar import CatalogueMatch, SimilarityIndex, StoredGarment
+
+if TYPE_CHECKING:  # the API imports this module without the model stack installed
+    from models.tags import ImageTags
 
 DEFAULT_K = 10
 

@@ -227,3 +227,54 @@ def test_the_similar_command_prints_catalogue_products_for_a_demo_frame(
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(["similar", str(tmp_path / "missing.jpg")]) == 2
+
+
+def test_the_api_answers_shop_the_look_from_an_upload_and_a_stored_garment(
+    tagged_catalogue: tuple[Settings, FashionTagger, list[str]],
+) -> None:
+    import httpx
+
+    from fashionstream.app.api.server import ApiServer
+    from fashionstream.app.api.services import Services
+    from infra.processes import free_port
+
+    settings, _, ids = tagged_catalogue
+    settings = dataclasses.replace(settings, api_host="127.0.0.1")
+    services = Services.from_settings(settings, Metrics(CollectorRegistry(), process_metrics=False))
+    with (
+        ApiServer(settings, port=free_port(), services=services) as server,
+        httpx.Client(base_url=server.url, timeout=120) as client,
+    ):
+        frame = ("frame.jpg", _jpeg(_camera_frame()), "image/jpeg")
+        upload = client.post("/v1/similar", params={"k": 3}, files={"file": frame})
+        assert upload.status_code == 200, upload.text
+        body = upload.json()
+        assert body["query"] == "image"
+        assert body["garments"], "the store camera frame has garments"
+        for found in body["garments"]:
+            assert len(found["matches"]) == 3
+            assert {m["item_id"] for m in found["matches"]} <= set(ids)
+
+        garment_id = _garment_ids(settings, "feed")[0]
+        stored = client.get("/v1/similar", params={"garment": garment_id, "k": 4})
+        assert stored.status_code == 200, stored.text
+        (found,) = stored.json()["garments"]
+        assert len(found["matches"]) == 4
+        assert garment_id not in {m["garment_id"] for m in found["matches"]}
+
+        def refused(response: httpx.Response) -> tuple[int, str]:
+            return response.status_code, response.json()["error"]
+
+        assert refused(client.get("/v1/similar", params={"garment": 10**12})) == (404, "not_found")
+        assert refused(client.get("/v1/similar")) == (422, "invalid_request")
+        both = client.get("/v1/similar", params={"garment": garment_id, "sighting": "x"})
+        assert refused(both) == (422, "invalid_request")
+        assert refused(client.get("/v1/similar", params={"sighting": "nope"})) == (
+            400,
+            "bad_request",
+        )
+        private = client.get("/v1/similar", params={"url": "http://10.0.0.1/a.jpg"})
+        assert refused(private) == (400, "refused_address")
+        junk = client.post("/v1/similar", files={"file": ("x.jpg", b"not an image", "image/jpeg")})
+        assert junk.status_code == 422
+        assert client.get("/v1/similar", params={"garment": garment_id, "k": 0}).status_code == 422

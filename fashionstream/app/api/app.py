@@ -19,7 +19,15 @@ from fashionstream.app.api.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
 )
-from fashionstream.app.api.routes import garments, health, images, report, sightings, tag
+from fashionstream.app.api.routes import (
+    garments,
+    health,
+    images,
+    report,
+    sightings,
+    similar,
+    tag,
+)
 from fashionstream.app.api.services import Services
 from fashionstream.core.metrics import Metrics
 from fashionstream.core.settings import Settings
@@ -30,6 +38,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tag.router,
     garments.router,
     sightings.router,
+    similar.router,
     report.router,
 )
 # an upload's multipart framing (boundaries, part headers) beyond the image bytes themselves

@@ -23,6 +23,7 @@ from sinks.lookups import QueryPool
 from sinks.postgres import Connection
 
 if TYPE_CHECKING:  # the model stack is imported only when the tag endpoint is first used
+    from fashionstream.app.similar import SimilarSearch
     from models.tags import Tagger
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ class Services:
         tagger_factory: Callable[[], Tagger],
         failures: RecentFailures | None = None,
         dead_letter_tail: DeadLetterTail | None = None,
+        similar: SimilarSearch | None = None,
     ) -> None:
         self.settings = settings
         self.failures = failures or RecentFailures()
@@ -62,6 +64,8 @@ class Services:
         # one thread for the tagger: it loads once and runs one batch at a time (a model is not
         # made faster by concurrent calls on the same cores, and not every backend is reentrant)
         self._tagger_executor = ThreadPoolExecutor(1, thread_name_prefix="api-tagger")
+        self._similar = similar
+        self._similar_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -101,11 +105,31 @@ class Services:
         return loop.run_in_executor(self._tagger_executor, self._with_tagger, fn)
 
     def _with_tagger(self, fn: Callable[[Tagger], T]) -> T:
+        return fn(self._shared_tagger())
+
+    def _shared_tagger(self) -> Tagger:
         with self._tagger_lock:
             if self._tagger is None:
                 self._tagger = self._tagger_factory()
-            tagger = self._tagger
-        return fn(tagger)
+            return self._tagger
+
+    def similar(self) -> SimilarSearch:
+        """The shop-the-look search, built on first use. It tags query photos with the one
+        tagger the tag endpoint loads (one model in memory), so a photo search must run on the
+        tagger's thread: `await svc.tag(lambda _: svc.similar().for_image(...))`."""
+        with self._similar_lock:
+            if self._similar is None:
+                from fashionstream.app.similar import SimilarSearch, decode_like_the_pipeline
+                from sinks.postgres import connection_factory
+                from sinks.similar import SimilarityIndex
+
+                settings = self.settings
+                self._similar = SimilarSearch(
+                    SimilarityIndex(connection_factory(settings, "fashionstream-api-similar")),
+                    self._shared_tagger,  # type: ignore[arg-type]  # FashionTagger in practice
+                    decode=lambda data: decode_like_the_pipeline(data, settings),
+                )
+            return self._similar
 
     def close(self) -> None:
         if self.dead_letter_tail is not None:
@@ -113,6 +137,8 @@ class Services:
         self._tagger_executor.shutdown(wait=False, cancel_futures=True)
         self.submitter.close()
         self.pool.close()
+        if self._similar is not None:
+            self._similar.close()
 
 
 def _real_tagger(settings: Settings) -> Tagger:

@@ -40,7 +40,10 @@ async def get_report(
     if len(names) > MAX_SOURCES:
         raise ApiError(400, "too_many_sources", f"at most {MAX_SOURCES} sources per report")
     try:
-        report = await svc.query(lambda conn: build_report(conn, start, end, names or None))
+        closest = svc.similar().report_matches  # stored vectors only: loads no model
+        report = await svc.query(
+            lambda conn: build_report(conn, start, end, names or None, similar=closest)
+        )
     except PostgresUnavailableError as exc:
         raise ApiError(503, "database_unavailable", str(exc)) from None
     if format == "html":
