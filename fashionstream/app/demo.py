@@ -174,7 +174,7 @@ def _wait_for_sightings(settings: Settings, since: dt.datetime, worker: WorkerPr
 
 def _write_report(settings: Settings) -> Path:
     """This week's popular-items report of the demo's feed and camera, in the state dir."""
-    from fashionstream.app.report import build_report
+    from fashionstream.app.report import build_report, render_html
     from fashionstream.app.similar import SimilarSearch
 
     until = dt.datetime.now(dt.UTC)
@@ -187,7 +187,7 @@ def _write_report(settings: Settings) -> Path:
         )
     finally:
         search.close()
-    path.write_text(report.to_html(), encoding="utf-8")
+    path.write_text(render_html(report), encoding="utf-8")
     return path
 
 

@@ -13,7 +13,7 @@ import psycopg2.extensions
 import pytest
 
 from fashionstream.app.cli import main
-from fashionstream.app.report import CatalogueMatch, StreetGarmentRef, build_report
+from fashionstream.app.report import CatalogueMatch, StreetGarmentRef, build_report, render_html
 from fashionstream.core.settings import Settings
 from sinks.queries import tracker_caught_up
 from sinks.report_queries import Dimension
@@ -104,7 +104,7 @@ def test_the_closest_catalogue_items_come_from_the_search_it_is_given(scene: Set
         first = garment.examples[0]
         found = report.matches[(first.reference, first.garment_index)]
         assert [m.item_id for m in found] == [f"sku-{garment.colour}-{n}" for n in range(3)]
-    page = report.to_html()
+    page = render_html(report)
     assert "sku-Black-0" in page
     assert "sku-Blue-2" in page
     assert "Not available" not in page
@@ -114,7 +114,7 @@ def test_the_closest_catalogue_items_come_from_the_search_it_is_given(scene: Set
     assert [m["item_id"] for m in closest][:1] == [f"sku-{report.top_street[0].colour}-0"]
     without = build_report(scene.database_url, SINCE, UNTIL)
     assert without.matches is None
-    assert "Not available" in without.to_html()
+    assert "Not available" in render_html(without)
     assert without.to_json()["closest_catalogue_items"] is None
 
 
@@ -122,7 +122,7 @@ def test_the_html_is_self_contained_and_the_json_carries_the_same_figures(
     scene: Settings,
 ) -> None:
     report = build_report(scene.database_url, SINCE, UNTIL)
-    page = report.to_html()
+    page = render_html(report)
     assert page.startswith("<!DOCTYPE html>")
     # nothing to fetch: no http(s) or protocol-relative URL in any src, href or CSS url()
     assert not re.search(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", page, re.IGNORECASE)
@@ -140,7 +140,7 @@ def test_an_empty_period_says_so_instead_of_failing(scene: Settings) -> None:
     since = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     report = build_report(scene.database_url, since, since + dt.timedelta(days=7))
     assert report.empty
-    page = report.to_html()
+    page = render_html(report)
     assert "No data in this period" in page
     assert report.to_json()["top_street_garments"] == []
 

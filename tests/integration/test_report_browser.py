@@ -15,7 +15,7 @@ import psycopg2.extensions
 import pytest
 from PIL import Image
 
-from fashionstream.app.report import build_report
+from fashionstream.app.report import build_report, render_html
 from fashionstream.core.settings import Settings
 from tests.support.report_scene import SINCE, UNTIL, write_scene
 
@@ -56,7 +56,7 @@ def test_the_report_renders_as_a_real_page_with_no_network(
 ) -> None:
     write_scene(local_stack)
     page = tmp_path / "report.html"
-    html = build_report(local_stack.database_url, SINCE, UNTIL).to_html()
+    html = render_html(build_report(local_stack.database_url, SINCE, UNTIL))
     page.write_text(html, encoding="utf-8")
     # the page asks for nothing: no http(s)/protocol-relative src, href, or CSS url()
     assert not re.search(r"""(src|href)\s*=\s*['"]?\s*(https?:)?//""", html, re.IGNORECASE)
@@ -79,7 +79,7 @@ def test_an_empty_report_renders_its_no_data_message(
     local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
 ) -> None:
     page = tmp_path / "empty.html"
-    page.write_text(build_report(local_stack.database_url, SINCE, UNTIL).to_html())
+    page.write_text(render_html(build_report(local_stack.database_url, SINCE, UNTIL)))
     pixels = screenshot(page, tmp_path / "empty.png", height=600)
     assert pixels.shape == (600, WIDTH, 3)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # text was drawn

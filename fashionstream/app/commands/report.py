@@ -43,7 +43,7 @@ def register(commands: Commands) -> None:
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg2
 
-    from fashionstream.app.report import build_report, parse_period
+    from fashionstream.app.report import build_report, parse_period, render_html
     from fashionstream.app.similar import SimilarSearch
 
     try:
@@ -65,7 +65,7 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
         search.close()
     output = args.output or (None if args.json else Path("report.html"))
     if output is not None:
-        output.write_text(report.to_html(), encoding="utf-8")
+        output.write_text(render_html(report), encoding="utf-8")
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -1,4 +1,5 @@
-"""The popular-items report: `build_report(...)` -> `Report` (`.to_json()`, `.to_html()`)."""
+"""The popular-items report: `build_report(...)` -> `Report` (data; `.to_json()`), drawn as one
+HTML page by `render_html(report)`."""
 
 from fashionstream.app.report.model import (
     CatalogueMatch,
@@ -8,6 +9,7 @@ from fashionstream.app.report.model import (
     Trend,
     build_report,
 )
+from fashionstream.app.report.page import render_html
 from fashionstream.app.report.period import parse_period
 
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     "Trend",
     "build_report",
     "parse_period",
+    "render_html",
 ]

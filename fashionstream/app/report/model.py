@@ -1,6 +1,6 @@
 """The popular-items report as data: `build_report` runs the queries (sinks/report_queries.py)
-for a period and the period of the same length before it, and returns a `Report` that renders
-itself as JSON (`to_json`) or as one self-contained HTML page (`to_html`)."""
+for a period and the period of the same length before it, and returns a `Report`: data, also as
+JSON (`to_json`). page.py draws it as one self-contained HTML page (`render_html`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg2
 
-from fashionstream.app.report.page import render
 from sinks.postgres import Connection
 from sinks.report_queries import (
     DayCount,
@@ -146,10 +145,6 @@ class Report:
                 for (sid, index), found in sorted(self.matches.items())
             },
         }
-
-    def to_html(self) -> str:
-        """One self-contained HTML page (inline CSS, SVG charts, data: thumbnails)."""
-        return render(self)
 
 
 def build_report(

@@ -66,7 +66,8 @@ footer{margin-top:36px;color:#9ca3af;font-size:12px}
 """
 
 
-def render(report: Report) -> str:
+def render_html(report: Report) -> str:
+    """One self-contained HTML page (inline CSS, SVG charts, data: thumbnails)."""
     w = report.window
     since, until = w.since.astimezone(dt.UTC), w.until.astimezone(dt.UTC)
     previous = w.previous().since.astimezone(dt.UTC)

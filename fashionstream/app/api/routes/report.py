@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from fashionstream.app.api.errors import ApiError
 from fashionstream.app.api.services import Services, services
-from fashionstream.app.report import build_report, parse_period
+from fashionstream.app.report import build_report, parse_period, render_html
 from sinks.errors import PostgresUnavailableError
 
 router = APIRouter(tags=["report"])
@@ -47,5 +47,5 @@ async def get_report(
     except PostgresUnavailableError as exc:
         raise ApiError(503, "database_unavailable", str(exc)) from None
     if format == "html":
-        return HTMLResponse(report.to_html())
+        return HTMLResponse(render_html(report))
     return report.to_json()
