@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from fashionstream.app.api.errors import ApiError
+from fashionstream.app.api.routes.uploads import no_model_stack, read_upload, undecodable
 from fashionstream.app.api.services import Services, services
 from fashionstream.core.errors import DeadLetterReason, DecodeError, FetchError, PipelineError
 from fashionstream.core.records import MAX_ID_CHARS
@@ -78,12 +79,7 @@ async def similar_from_upload(
     gender: Annotated[str | None, _GENDER] = None,
 ) -> dict[str, Any]:
     """`GET /v1/similar?url=` for an uploaded photo."""
-    limit = svc.settings.fetch_max_bytes
-    photo = await file.read(limit + 1)
-    if len(photo) > limit:
-        raise ApiError(413, "too_large", f"the image is over fetch_max_bytes={limit}")
-    if not photo:
-        raise ApiError(422, "not_an_image", "the uploaded file is empty")
+    photo = await read_upload(file, svc.settings.fetch_max_bytes)
     return await _from_photo(svc, photo, k, category, gender)
 
 
@@ -95,8 +91,8 @@ async def _from_photo(
 
 
 async def _answer(pending: Any) -> dict[str, Any]:
-    """The search's JSON, its refusals as 4xx (SimilarError.status), an undecodable photo as
-    413/422 like the tag endpoint, a missing model stack or database as 503."""
+    """The search's JSON, its refusals as 4xx (SimilarError.status), an undecodable photo and a
+    missing model stack as the tag endpoint answers them, a database outage as 503."""
     from fashionstream.app.similar import SimilarError
     from sinks.errors import PostgresUnavailableError
 
@@ -105,14 +101,9 @@ async def _answer(pending: Any) -> dict[str, Any]:
     except SimilarError as exc:
         raise ApiError(exc.status, _CODES.get(exc.status, "bad_request"), str(exc)) from None
     except DecodeError as exc:
-        status = 413 if exc.reason is DeadLetterReason.DECOMPRESSION_BOMB else 422
-        raise ApiError(status, exc.reason.value, exc.detail) from None
+        raise undecodable(exc) from None
     except ImportError as exc:
-        raise ApiError(
-            503,
-            "tagger_unavailable",
-            f"the model stack is not installed ({exc.name}): pip install 'fashionstream[all]'",
-        ) from None
+        raise no_model_stack(exc) from None
     except PostgresUnavailableError as exc:
         raise ApiError(503, "database_unavailable", str(exc)) from None
     except PipelineError as exc:

@@ -16,15 +16,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from fashionstream.app.api.errors import ApiError
+from fashionstream.app.api.routes.uploads import no_model_stack, read_upload, undecodable
 from fashionstream.app.api.services import Services, services
-from fashionstream.core.errors import DeadLetterReason, DecodeError, PipelineError
+from fashionstream.core.errors import DecodeError, PipelineError
 from fashionstream.core.records import Frame, SourceKind, event_id_for_item
 from fashionstream.core.settings import Settings
 
 router = APIRouter(tags=["images"])
 
 UPLOAD_FEED = "api-upload"  # the source id the answer names
-_DECODE_STATUS = {DeadLetterReason.DECOMPRESSION_BOMB: (413, "too_large")}
 
 
 @router.post("/v1/images:tag")
@@ -34,27 +34,16 @@ async def tag_image(
 ) -> dict[str, Any]:
     """Tag one uploaded image synchronously: its garments, people and attributes."""
     settings = svc.settings
-    data = await file.read(settings.fetch_max_bytes + 1)
-    if len(data) > settings.fetch_max_bytes:
-        raise ApiError(
-            413, "too_large", f"the image is over fetch_max_bytes={settings.fetch_max_bytes}"
-        )
-    if not data:
-        raise ApiError(422, "not_an_image", "the uploaded file is empty")
+    data = await read_upload(file, settings.fetch_max_bytes)
     received_at = time.time()
     try:
         frame = await svc.blocking(_frame, data, settings, received_at)
     except DecodeError as exc:
-        status, code = _DECODE_STATUS.get(exc.reason, (422, exc.reason.value))
-        raise ApiError(status, code, exc.detail) from None
+        raise undecodable(exc) from None
     try:
         return await svc.tag(lambda tagger: _tag(tagger, frame, settings))
     except ImportError as exc:
-        raise ApiError(
-            503,
-            "tagger_unavailable",
-            f"the model stack is not installed ({exc.name}): pip install 'fashionstream[all]'",
-        ) from None
+        raise no_model_stack(exc) from None
     except PipelineError as exc:
         raise ApiError(500, exc.reason.value, exc.detail) from None
 
