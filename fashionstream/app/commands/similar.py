@@ -73,7 +73,9 @@ def register(
         description="Embeds every photo of --index and --queries (catalogue layout: "
         "styles.csv + images/<id>.jpg) as the tagger does a catalogue product shot (the "
         "attribute classifier's crop of the product mask, its forward giving the embedding; "
-        "--embed tagger: the whole tagger, detector first, its largest garment's embedding) "
+        "--embed tagger: what the pipeline stores and searches, the whole tagger, detector "
+        "first: an index photo by its product vector, a query photo by its garment of the "
+        "product's own category, else its largest) "
         "and prints precision@k of the k nearest index photos by cosine distance: same "
         "articleType, and same articleType and baseColour. --ccp DIR adds street queries: "
         "the held-out CCP garment regions, relevant = same garment category.",
@@ -226,7 +228,8 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     labels = lambda rows: [{k: (r.get(k) or "").strip() or None for k in r} for r in rows]  # noqa: E731
     started = time.monotonic()
     # every photo gives vectors, each owned by its photo's row: one per photo for the crop
-    # path, one per garment found for the tagger path (a product is as near as its nearest)
+    # path; for the tagger path, what the pipeline stores and searches on the index side (a
+    # catalogue photo's product vector) and one per garment found on the query side
     Embedded = tuple[np.ndarray, np.ndarray, list[str | None], list[int]]
     if args.embed == "crop":
         classifier = AttributeClassifier.from_weights(args.weights)
@@ -249,13 +252,25 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         )
         version = tagger.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+        def embed(folder: Path, rows: list[dict[str, str]], catalogue: bool = False) -> Embedded:
+            """`catalogue`: the index side, as the pipeline stores a feed photo (its product
+            vector, what the search compares); else the query side, as `fashionstream similar`
+            tags a photo (its garments)."""
             vectors, owners, areas = [], [], []
             categories: list[str | None] = []
             for n, r in enumerate(rows, 1):
                 # the photo as the pipeline would fetch, resize and decode it
                 data = (folder / "images" / f"{r['id']}.jpg").read_bytes()
-                (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)])
+                (tags,) = tagger.tag(
+                    [decode_like_the_pipeline(data, settings)], catalogue=[catalogue]
+                )
+                if catalogue:
+                    if tags.product is not None:
+                        vectors.append(tags.product.embedding.vector)
+                        owners.append(n - 1)
+                        categories.append(tags.product.category)
+                        areas.append(1)
+                    continue
                 for g in tags.garments:
                     if g.embedding is not None:
                         vectors.append(g.embedding.vector)
@@ -283,7 +298,11 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
             photos.append(row)
         return picked, photos
 
-    index_embedded = embed(args.index, index_rows)
+    index_embedded = (
+        embed(args.index, index_rows)
+        if args.embed == "crop"
+        else embed(args.index, index_rows, True)
+    )
     query_embedded = embed(args.queries, query_rows)
     picked, photos = query_rows_of(query_rows, query_embedded)
     neighbours = nearest_products(
