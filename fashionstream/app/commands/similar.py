@@ -235,7 +235,8 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         classifier = AttributeClassifier.from_weights(args.weights)
         version = classifier.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+        def embed(folder: Path, rows: list[dict[str, str]], catalogue: bool = False) -> Embedded:
+            """Index and query photos alike: their product crop."""
             vectors = F.catalogue_embeddings(
                 classifier,
                 folder,
@@ -298,11 +299,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
             photos.append(row)
         return picked, photos
 
-    index_embedded = (
-        embed(args.index, index_rows)
-        if args.embed == "crop"
-        else embed(args.index, index_rows, True)
-    )
+    index_embedded = embed(args.index, index_rows, catalogue=True)
     query_embedded = embed(args.queries, query_rows)
     picked, photos = query_rows_of(query_rows, query_embedded)
     neighbours = nearest_products(
