@@ -231,6 +231,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     # path; for the tagger path, what the pipeline stores and searches on the index side (a
     # catalogue photo's product vector) and one per garment found on the query side
     Embedded = tuple[np.ndarray, np.ndarray, list[str | None], list[int]]
+    query_products: dict[int, np.ndarray] = {}  # query row -> its product vector (--embed tagger)
     if args.embed == "crop":
         classifier = AttributeClassifier.from_weights(args.weights)
         version = classifier.embedding_version
@@ -256,15 +257,19 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         def embed(folder: Path, rows: list[dict[str, str]], catalogue: bool = False) -> Embedded:
             """`catalogue`: the index side, as the pipeline stores a feed photo (its product
             vector, what the search compares); else the query side, as `fashionstream similar`
-            tags a photo (its garments)."""
+            tags a photo (its garments). Query photos are tagged as catalogue photos too (their
+            garments are the same; the product crop is one more crop of the call), so that
+            their stored product vectors can query as well (`product_queries`)."""
             vectors, owners, areas = [], [], []
             categories: list[str | None] = []
             for n, r in enumerate(rows, 1):
                 # the photo as the pipeline would fetch, resize and decode it
                 data = (folder / "images" / f"{r['id']}.jpg").read_bytes()
-                (tags,) = tagger.tag(
-                    [decode_like_the_pipeline(data, settings)], catalogue=[catalogue]
-                )
+                (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)], catalogue=[True])
+                if n % 100 == 0:
+                    _progress(f"tagging {folder}", n, len(rows))
+                if tags.product is not None and not catalogue:
+                    query_products[n - 1] = tags.product.embedding.vector
                 if catalogue:
                     if tags.product is not None:
                         vectors.append(tags.product.embedding.vector)
@@ -278,8 +283,6 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
                         owners.append(n - 1)
                         categories.append(g.category)
                         areas.append(g.mask.area())
-                if n % 100 == 0:
-                    _progress(f"tagging {folder}", n, len(rows))
             return np.stack(vectors), np.asarray(owners), categories, areas
 
     def query_rows_of(
@@ -317,6 +320,21 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         "embed": args.embed,
         "embedding_version": version,
     }
+    if query_products:
+        # the same index queried by each query photo's own stored product vector (a catalogue
+        # product's "more like this"), not by one of its garments
+        rows_with = sorted(query_products)
+        by_product = nearest_products(
+            np.stack([query_products[i] for i in rows_with]),
+            index_embedded[0],
+            index_embedded[1],
+            len(index_rows),
+            args.k,
+        )
+        report[f"precision_at_{args.k}_product_queries"] = product_figures(
+            by_product, labels([query_rows[i] for i in rows_with]), labels(index_rows)
+        )
+        report["product_queries"] = len(rows_with)
     if args.ccp is not None:
         classifier = AttributeClassifier.from_weights(args.weights)
         crops, street_labels = [], []
