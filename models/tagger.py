@@ -43,6 +43,7 @@ from models.tags import (
     ImageTags,
     PersonTags,
     Prediction,
+    ProductTags,
     RleMask,
 )
 from models.taxonomy import GARMENT_CATEGORIES, PERSON
@@ -276,9 +277,17 @@ class FashionTagger:
             return probabilities, vectors
         return self.classifier.predict(crops), None
 
-    def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+    def tag(
+        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+    ) -> list[ImageTags]:
         """RGB uint8 (H, W, 3) images -> one ImageTags each, in order. Runs in chunks of at most
-        `max_batch` images; each stage's time is shared equally by a chunk's images."""
+        `max_batch` images; each stage's time is shared equally by a chunk's images.
+        `catalogue[i]`: image i is a catalogue product photo; with a shipped embedding its
+        ImageTags gets the `product` of its whole-product crop (one more crop in the same
+        classifier call)."""
+        flags = [False] * len(images) if catalogue is None else [bool(c) for c in catalogue]
+        if len(flags) != len(images):
+            raise ValueError(f"{len(flags)} catalogue flags for {len(images)} images")
         for i, image in enumerate(images):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(
@@ -286,10 +295,11 @@ class FashionTagger:
                 )
         out: list[ImageTags] = []
         for start in range(0, len(images), self.max_batch):
-            out.extend(self._tag_chunk(images[start : start + self.max_batch]))
+            chunk = slice(start, start + self.max_batch)
+            out.extend(self._tag_chunk(images[chunk], flags[chunk]))
         return out
 
-    def _tag_chunk(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+    def _tag_chunk(self, images: Sequence[np.ndarray], catalogue: list[bool]) -> list[ImageTags]:
         clock = _StageClock()
         if self.crop_detector is not None:
             found = self._find_per_person(images, clock)
@@ -305,20 +315,35 @@ class FashionTagger:
                 for image, d, p in zip(images, detections, person_boxes, strict=True)
             ]
         found = [(self._with_wearers(garments, people), people) for garments, people in found]
-        # every garment's crop, then the crop of each person wearing one (their gender)
+        # every garment's crop, then the crop of each person wearing one (their gender), then
+        # a catalogue photo's whole-product crop (when the embedding is shipped): all in one call
+        embedding = bool(self.embedding_version)
         crops: list[np.ndarray] = []
         wearers: list[list[int]] = []
-        for image, (garments, people) in zip(images, found, strict=True):
+        # per image: None (no product), the index of its fallback garment (that garment's crop
+        # is the product crop: reused, not cut twice), or -1 (one more crop, after the people)
+        products: list[int | None] = []
+        for image, (garments, people), is_product in zip(images, found, catalogue, strict=True):
             crops.extend(self.classifier.prepare(image, g.box, g.mask) for g in garments)
             worn = sorted({g.person for g in garments if g.person is not None})
             crops.extend(self.classifier.prepare(image, people[j].box, None) for j in worn)
             wearers.append(worn)
+            product: int | None = None
+            if is_product and embedding:
+                fallback = [k for k, g in enumerate(garments) if g.category is None]
+                product = fallback[0] if fallback else -1
+                if product == -1:
+                    crops.append(self._product_crop(image))
+            products.append(product)
         clock.lap("crop")
         probabilities, vectors = self._classify(crops)
         clock.lap("classify")
         assembled = []
         cursor = 0
-        for image, (garments, people), worn in zip(images, found, wearers, strict=True):
+        for image, (garments, people), worn, product in zip(
+            images, found, wearers, products, strict=True
+        ):
+            start = cursor
             probs = probabilities[cursor : cursor + len(garments)]
             embeddings: list[Embedding | None] = [None] * len(garments)
             if vectors is not None:
@@ -329,9 +354,15 @@ class FashionTagger:
             cursor += len(garments)
             person_probs = dict(zip(worn, probabilities[cursor : cursor + len(worn)], strict=True))
             cursor += len(worn)
-            assembled.append(
-                self._assemble(image, garments, people, probs, person_probs, embeddings)
+            product_tags = None
+            if product is not None and vectors is not None:
+                at = start + product if product >= 0 else cursor
+                product_tags = self._product(probabilities[at], vectors[at])
+                cursor += 1 if product == -1 else 0
+            garment_tags, person_tags = self._assemble(
+                image, garments, people, probs, person_probs, embeddings
             )
+            assembled.append((garment_tags, person_tags, product_tags))
         clock.lap("colour_and_assemble")
         share = {stage: seconds / len(images) for stage, seconds in clock.stages.items()}
         share["total"] = sum(share.values())
@@ -343,9 +374,33 @@ class FashionTagger:
                 people=person_tags,
                 model_version=self.model_version,
                 timings=dict(share),
+                product=product_tags,
             )
-            for image, (garment_tags, person_tags) in zip(images, assembled, strict=True)
+            for image, (garment_tags, person_tags, product_tags) in zip(
+                images, assembled, strict=True
+            )
         ]
+
+    def _product_crop(self, image: np.ndarray) -> np.ndarray:
+        """A catalogue photo's whole-product crop: its product mask through the crop rule (the
+        catalogue fallback's crop), or the whole image when it is not a studio shot."""
+        mask = catalogue_product_mask(image, self.thresholds)
+        if mask is None:
+            return self.classifier.prepare(image, None, None)
+        return self.classifier.prepare(image, mask_box(mask), mask)
+
+    def _product(self, probabilities: Mapping[str, np.ndarray], vector: np.ndarray) -> ProductTags:
+        """The product crop's category and gender (the classifier's heads, gender as calibrated)
+        and its embedding."""
+        labels = self.classifier.heads[CATEGORY_HEAD]
+        category = str(labels[int(np.argmax(probabilities[CATEGORY_HEAD]))])
+        gender = None
+        if GENDER_HEAD in self.classifier.heads:
+            stated = self._stated(
+                GENDER_HEAD, self.classifier.heads[GENDER_HEAD], probabilities[GENDER_HEAD]
+            )
+            gender = None if stated.label == UNKNOWN else stated.label
+        return ProductTags(category, gender, Embedding(self.embedding_version, vector))
 
     def _split(
         self, image: np.ndarray, detections: Detections, person_boxes: PersonBoxes | None

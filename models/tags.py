@@ -125,6 +125,23 @@ class Embedding:
 
 
 @dataclass(frozen=True)
+class ProductTags:
+    """A catalogue photo's whole product, for the catalogue side of visual similarity: the
+    embedding of the product crop (the catalogue fallback's crop: product mask, box and mask
+    through the classifier's crop rule) and what the classifier's heads say of that crop. One
+    per catalogue image, so a model shot is found by its product, not by what the model also
+    wears."""
+
+    category: str  # the classifier's category head on the product crop
+    gender: str | None  # its gender head (None: no such head, or under its calibrated threshold)
+    embedding: Embedding
+
+    def __post_init__(self) -> None:
+        if not self.category:
+            raise ValueError("ProductTags.category is empty")
+
+
+@dataclass(frozen=True)
 class PersonTags:
     score: float
     box: tuple[float, float, float, float]
@@ -158,6 +175,7 @@ class ImageTags:
     model_version: str
     timings: Mapping[str, float] = field(default_factory=dict)  # stage -> seconds (this image's
     # share of its batch): detect, classify, ...
+    product: ProductTags | None = None  # catalogue images only, when the embedding is shipped
 
     def __post_init__(self) -> None:
         for g in self.garments:
@@ -175,6 +193,10 @@ class Tagger(Protocol):
     @property
     def model_version(self) -> str: ...
 
-    def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
-        """`images`: RGB uint8 arrays (H, W, 3), any sizes. Returns one ImageTags per image."""
+    def tag(
+        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+    ) -> list[ImageTags]:
+        """`images`: RGB uint8 arrays (H, W, 3), any sizes. Returns one ImageTags per image.
+        `catalogue`: per image, True for a catalogue product photo (a feed row), whose
+        ImageTags then carries its `product` (when the tagger embeds); None: none is."""
         ...

@@ -234,6 +234,14 @@ UPSERT_EMBEDDINGS = upsert_sql("garment_embeddings", _EMBEDDING_COLS, keys=1) + 
 EMBEDDING_TEMPLATE = "(%s, %s, %s, %s, %s, %s::vector)"
 # a garment rewritten without an embedding (a model without the head) loses its old one
 DELETE_EMBEDDINGS = "DELETE FROM garment_embeddings WHERE garment_id = ANY(%s)"
+# a catalogue image's product vector (migration 0005), written with its image
+_PRODUCT_COLS = ["image_id", "model_version", "category", "gender", "embedding"]
+UPSERT_PRODUCTS = upsert_sql("image_embeddings", _PRODUCT_COLS, keys=1) + sql.SQL(
+    ", written_at = now()"
+)
+PRODUCT_TEMPLATE = "(%s, %s, %s, %s, %s::vector)"
+# an image rewritten without one (a camera frame, a model without the head) loses its old one
+DELETE_PRODUCTS = "DELETE FROM image_embeddings WHERE image_id = ANY(%s)"
 GARMENT_TEMPLATE = (
     "("
     + ", ".join(
@@ -266,6 +274,7 @@ SCHEMA_PROBE = sql.SQL(";").join(
         sql.SQL("SELECT {} FROM garment_embeddings WHERE false").format(
             column_list(_EMBEDDING_COLS)
         ),
+        sql.SQL("SELECT {} FROM image_embeddings WHERE false").format(column_list(_PRODUCT_COLS)),
     )
 )
 PAGE_SIZE = 1000
@@ -466,6 +475,7 @@ class PostgresSink:
             )
             rows["garments"] += len(garments)
             rows["garment_embeddings"] += self._write_embeddings(cur, returned, wire)
+        rows["image_embeddings"] += self._write_products(cur, ordered, image_id)
         thumbnails = [
             row
             for t in ordered
@@ -518,6 +528,29 @@ class PostgresSink:
                 with_vectors,
                 template=EMBEDDING_TEMPLATE,
                 page_size=PAGE_SIZE,
+            )
+        return len(with_vectors)
+
+    @staticmethod
+    def _write_products(
+        cur: Any, ordered: Sequence[TaggedImage], image_id: Mapping[tuple[str, str], int]
+    ) -> int:
+        """Each catalogue image's product vector (upserted; removed when it has none now)."""
+        with_vectors: list[tuple[Any, ...]] = []
+        without: list[int] = []
+        for t in ordered:
+            iid = image_id[(_uuid_text(t.event_id), t.model_version)]
+            row = product_row(iid, t)
+            if row is None:
+                without.append(iid)
+            else:
+                with_vectors.append(row)
+        if without:
+            cur.execute(DELETE_PRODUCTS, (sorted(without),))
+        if with_vectors:
+            with_vectors.sort(key=lambda r: r[0])  # lock order, as for every other table
+            execute_values(
+                cur, UPSERT_PRODUCTS, with_vectors, template=PRODUCT_TEMPLATE, page_size=PAGE_SIZE
             )
         return len(with_vectors)
 
@@ -605,6 +638,15 @@ def embedding_row(
         None if gender is None else gender.label,
         vector_literal(e.values()),
     )
+
+
+def product_row(image_id: int, t: TaggedImage) -> tuple[Any, ...] | None:
+    """The image's `image_embeddings` row: catalogue images (feed rows with an item) only."""
+    p = t.product
+    if p is None or t.item_id is None or t.source_kind is not SourceKind.FEED:
+        return None
+    e = p.embedding
+    return (image_id, e.version, p.category, p.gender, vector_literal(e.values()))
 
 
 def vector_literal(values: Sequence[float]) -> str:

@@ -1,7 +1,8 @@
-"""Visual similarity queries over `garment_embeddings` (infra/migrations/0003_embeddings.sql):
-the k catalogue products nearest a vector by cosine distance, one embedding model version at a
-time, optionally filtered by garment category and gender; and the stored vectors of a garment
-or of a sighting's best view, to search from. Parameterised SQL only."""
+"""Visual similarity queries: the k catalogue products nearest a vector by cosine distance, each
+by its product vector (`image_embeddings`, infra/migrations/0005_product_embeddings.sql: one per
+catalogue image, its whole-product crop), one embedding model version at a time, optionally
+filtered by the product's category and gender; and the stored vectors of a garment or of a
+sighting's best view (`garment_embeddings`, 0003), to search from. Parameterised SQL only."""
 
 from __future__ import annotations
 
@@ -20,28 +21,38 @@ from sinks.postgres import ConnectionFactory, ReconnectingConnection, vector_lit
 # run again as an exact scan
 EF_SEARCH_PER_RESULT = 8
 EF_SEARCH_MIN = 64
-# a product photographed with several garments (a model shot) has a vector per garment: fetch
-# more rows than k, keep each product's nearest
+# a product may have several stored images (several photos, or tagged again by another
+# tagger version): fetch more rows than k, keep each product's nearest
 ROWS_PER_RESULT = 3
 
+# Catalogue products by their product vector only: a garment's vector of a catalogue photo is
+# never an answer (a model shot's trousers made a shirt product answer a trousers query). The
+# match shows the photo's garment of the product's category (else its highest-scoring one) for
+# its attributes, colour and style; None for a photo with no garment.
 NEAREST = """
 WITH hits AS (
-    SELECT e.garment_id, e.embedding <=> %(q)s::vector AS distance
-    FROM garment_embeddings e
-    WHERE e.catalogue AND e.model_version = %(version)s
-      AND (%(category)s::text IS NULL OR e.category = %(category)s::text)
-      AND (%(gender)s::text IS NULL OR e.gender = %(gender)s::text)
-    ORDER BY e.embedding <=> %(q)s::vector
+    SELECT p.image_id, p.category, p.embedding <=> %(q)s::vector AS distance
+    FROM image_embeddings p
+    WHERE p.model_version = %(version)s
+      AND (%(category)s::text IS NULL OR p.category = %(category)s::text)
+      AND (%(gender)s::text IS NULL OR p.gender = %(gender)s::text)
+    ORDER BY p.embedding <=> %(q)s::vector
     LIMIT %(rows)s
 )
-SELECT h.distance, g.id, g.category, g.attributes, g.colour_name, g.style,
+SELECT h.distance, g.id, h.category, g.attributes, g.colour_name, g.style,
        c.item_id, c.title, c.link, s.source_id, i.image_url
 FROM hits h
-JOIN garments g ON g.id = h.garment_id
-JOIN images i ON i.id = g.image_id
+JOIN images i ON i.id = h.image_id
 JOIN catalogue_items c ON c.id = i.item_pk
 JOIN sources s ON s.id = c.source_pk
-ORDER BY h.distance, g.id
+LEFT JOIN LATERAL (
+    SELECT g.id, g.attributes, g.colour_name, g.style
+    FROM garments g
+    WHERE g.image_id = h.image_id
+    ORDER BY g.category = h.category DESC, g.score DESC, g.garment_index
+    LIMIT 1
+) g ON true
+ORDER BY h.distance, h.image_id
 """
 
 GARMENT = """
@@ -66,7 +77,8 @@ ORDER BY sg.garment_index, i.written_at DESC
 
 @dataclass(frozen=True)
 class CatalogueMatch:
-    """One catalogue product near a query, with the matched garment's stored tags."""
+    """One catalogue product near a query (by its product vector), with the tags of its photo's
+    garment of the product's category (`garment_id` None and no tags: no garment found)."""
 
     item_id: str
     feed: str
@@ -74,8 +86,8 @@ class CatalogueMatch:
     link: str | None
     image_url: str | None
     distance: float  # cosine distance, 0 = same direction, 2 = opposite
-    garment_id: int
-    category: str
+    garment_id: int | None
+    category: str  # the product's (the classifier's category head on the product crop)
     attributes: Mapping[str, Mapping[str, Any]]  # head -> {label, prob}
     colour: str
     style: str
@@ -128,8 +140,9 @@ class SimilarityIndex:
         category: str | None = None,
         gender: str | None = None,
     ) -> list[CatalogueMatch]:
-        """The k catalogue products nearest `vector` among embeddings of `model_version`,
-        nearest first, one row per product (its nearest garment)."""
+        """The k catalogue products nearest `vector` among product vectors of
+        `model_version`, nearest first, one row per product (its nearest stored photo);
+        `category` and `gender` filter on the product's own."""
         if not 1 <= k <= 1000:
             raise ValueError(f"k must be 1..1000, got {k}")
         if not model_version:
@@ -165,9 +178,9 @@ class SimilarityIndex:
             "rows": k * ROWS_PER_RESULT,
         }
         plan = " ".join(str(r[0]) for r in self._read("EXPLAIN " + NEAREST, params))
-        if "garment_embeddings_catalogue_hnsw" in plan:
-            return "garment_embeddings_catalogue_hnsw"
-        return "exact" if "Seq Scan on garment_embeddings" in plan else plan[:200]
+        if "image_embeddings_hnsw" in plan:
+            return "image_embeddings_hnsw"
+        return "exact" if "Seq Scan on image_embeddings" in plan else plan[:200]
 
     def garment(self, garment_id: int) -> StoredGarment | None:
         rows = self._read(GARMENT, {"id": garment_id})
@@ -220,11 +233,11 @@ def _best_per_product(rows: Sequence[tuple[Any, ...]], k: int) -> list[Catalogue
                 link=link,
                 image_url=url,
                 distance=float(distance),
-                garment_id=int(gid),
+                garment_id=None if gid is None else int(gid),
                 category=category,
                 attributes=attributes or {},
-                colour=colour,
-                style=style,
+                colour=colour or "",
+                style=style or "",
             )
         )
         if len(out) == k:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from fashionstream.core.errors import DeadLetterReason, ModelError
 from fashionstream.core.records import (
     Frame,
+    SourceKind,
     TaggedImage,
     WireColour,
     WireEmbedding,
@@ -15,8 +16,9 @@ from fashionstream.core.records import (
     WireLabel,
     WireMask,
     WirePerson,
+    WireProduct,
 )
-from models.tags import GarmentTags, ImageTags, PersonTags, RleMask
+from models.tags import Embedding, GarmentTags, ImageTags, PersonTags, ProductTags, RleMask
 from stream_processors.thumbnails import Thumbnails
 
 
@@ -43,6 +45,9 @@ def tagged_image(
       ``tags.people`` or None; ``embedding`` (version, (D,) float32 unit vector) or None:
       sent as float16 (``WireEmbedding``); a non-finite value is a model fault.
     - ``tags.people[j]`` (score, box, mask) as above.
+    - ``tags.product`` (catalogue photos, when the embedding is shipped): the whole-product
+      crop's category, gender and embedding, sent as ``WireProduct`` (its embedding as above);
+      None for a camera frame (one there is dropped: cameras hold no catalogue products).
     - ``tags.timings`` stage -> seconds of this image's share of its batch (detect, classify...).
 
     Output: ``WireGarment.index`` / ``WirePerson.index`` = position in the tagger's list. The
@@ -90,6 +95,7 @@ def tagged_image(
         end_of_stream=frame.end_of_stream,
         catalogue=frame.catalogue,
         thumbnail=thumbs.image,
+        product=_product(tags.product) if frame.source_kind is SourceKind.FEED else None,
     )
 
 
@@ -126,10 +132,24 @@ def _garment(index: int, g: GarmentTags, size: tuple[int, int], n_people: int) -
 def _embedding(index: int, g: GarmentTags) -> WireEmbedding | None:
     if g.embedding is None:
         return None
-    values = [float(v) for v in g.embedding.vector]
+    return _wire_embedding(f"garment {index}", g.embedding)
+
+
+def _product(product: ProductTags | None) -> WireProduct | None:
+    if product is None:
+        return None
+    return WireProduct(
+        category=product.category,
+        gender=product.gender,
+        embedding=_wire_embedding("product", product.embedding),
+    )
+
+
+def _wire_embedding(what: str, embedding: Embedding) -> WireEmbedding:
+    values = [float(v) for v in embedding.vector]
     if not all(math.isfinite(v) and abs(v) <= 65504.0 for v in values):
-        raise ModelError(DeadLetterReason.MODEL_ERROR, f"garment {index} embedding is not finite")
-    return WireEmbedding.encode(g.embedding.version, values)
+        raise ModelError(DeadLetterReason.MODEL_ERROR, f"{what} embedding is not finite")
+    return WireEmbedding.encode(embedding.version, values)
 
 
 def _person(

@@ -240,12 +240,17 @@ class TaggingStage:
         for item in items:
             if item.frame is not None:
                 item.queued_s = max(0.0, started - _entered_frames_topic(item))
-        images = [item.image for item in items if item.image is not None]
+        ready = [item for item in items if item.image is not None]
+        images = [item.image for item in ready if item.image is not None]
+        # a feed row is a catalogue product photo: the tagger adds its whole-product vector
+        catalogue = [
+            item.frame is not None and item.frame.source_kind is SourceKind.FEED for item in ready
+        ]
 
         def tag_batch() -> tuple[list[ImageTags] | Exception, float]:
             began = time.perf_counter()
             try:
-                out = tagger.tag(images)
+                out = tagger.tag(images, catalogue=catalogue)
             except Exception as exc:  # judged below, per image, on the loop
                 return exc, time.perf_counter() - began
             return out, time.perf_counter() - began
@@ -262,17 +267,21 @@ class TaggingStage:
         if len(images) == 1:
             return [(_model_error(outcome, 1), seconds)]
         results: list[tuple[ImageTags | PipelineError, float]] = []
-        for image in images:
-            one, one_s = await loop.run_in_executor(self._infer_executor, _tag_one, tagger, image)
+        for image, is_product in zip(images, catalogue, strict=True):
+            one, one_s = await loop.run_in_executor(
+                self._infer_executor, _tag_one, tagger, image, is_product
+            )
             self._metrics.stage_duration.labels(Stage.INFER).observe(one_s)
             results.append((one, one_s))
         return results
 
 
-def _tag_one(tagger: Tagger, image: np.ndarray) -> tuple[ImageTags | PipelineError, float]:
+def _tag_one(
+    tagger: Tagger, image: np.ndarray, is_product: bool
+) -> tuple[ImageTags | PipelineError, float]:
     began = time.perf_counter()
     try:
-        out = tagger.tag([image])
+        out = tagger.tag([image], catalogue=[is_product])
     except Exception as exc:
         log.error("tagging one image failed", exc_info=exc)
         return _model_error(exc, 1), time.perf_counter() - began

@@ -75,7 +75,7 @@ def grown(vectors: np.ndarray, n: int, noise: float, seed: int = 0) -> np.ndarra
 
 
 def _record(row: int, vector: np.ndarray, category: str, version: str) -> TaggedImage:
-    from fashionstream.core.records import WireColour, WireGarment, WireMask
+    from fashionstream.core.records import WireColour, WireGarment, WireMask, WireProduct
 
     mask = WireMask(size=(80, 60), counts="PPYo1k0O2N1O1N2")
     garment = WireGarment(
@@ -91,6 +91,9 @@ def _record(row: int, vector: np.ndarray, category: str, version: str) -> Tagged
         person_index=None,
         embedding=WireEmbedding.encode(version, vector.tolist()),
     )
+    # what the tagger stores for a catalogue photo: its garment's vector and its product's,
+    # the one a search compares (here the same vector)
+    product = WireProduct(category, "Women", WireEmbedding.encode(version, vector.tolist()))
     return TaggedImage(
         event_id=f"00000000-0000-4000-8000-{row:012d}",
         source_kind=SourceKind.FEED,
@@ -104,6 +107,7 @@ def _record(row: int, vector: np.ndarray, category: str, version: str) -> Tagged
         garments=(garment,),
         people=(),
         item_id=f"b{row}",
+        product=product,
     )
 
 
@@ -167,6 +171,7 @@ def _analyse(url: str) -> None:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ANALYZE garment_embeddings")
+            cur.execute("ANALYZE image_embeddings")
 
 
 def _measure(

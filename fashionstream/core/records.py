@@ -15,7 +15,9 @@ and `version` (additive changes within it; absent means 1). Version 2 of `ImageR
 read once from the feed row by the producer); a version 1 record decodes with empty ones.
 Version 3 of `TaggedImage` adds thumbnails (the image's and each person's, base64 JPEG); version
 4 adds each garment's appearance `embedding` (`WireEmbedding`: float16 little-endian, base64,
-with its model version); a garment without one decodes as None.
+with its model version); a garment without one decodes as None. Version 5 adds a catalogue
+image's `product` (`WireProduct`: the whole-product crop's category, gender and embedding); a
+record without one decodes as None.
 
 Every decoder raises `BadRecordError` naming what is wrong; nothing here touches Kafka itself.
 """
@@ -459,13 +461,28 @@ class WireGarment:
 
 
 @dataclass(frozen=True)
+class WireProduct:
+    """A catalogue image's whole product (version 5): its category and gender as the attribute
+    classifier reads its product crop, and that crop's embedding; what a catalogue search
+    matches, rather than each garment the model in the photo wears."""
+
+    category: str
+    gender: str | None
+    embedding: WireEmbedding
+
+    def __post_init__(self) -> None:
+        if not self.category:
+            raise BadRecordError("WireProduct.category is empty")
+
+
+@dataclass(frozen=True)
 class TaggedImage:
     """The tagger's result for one frame or catalogue image, as written to fashion.items.v1."""
 
     SCHEMA = "fashion.tagged_image.v1"
     # 2: `catalogue`; 3: `thumbnail` and `people[].thumbnail` (base64 JPEG); 4: garments'
-    # `embedding`
-    VERSION = 4
+    # `embedding`; 5: `product` (catalogue images)
+    VERSION = 5
 
     event_id: str
     source_kind: SourceKind
@@ -486,6 +503,7 @@ class TaggedImage:
     end_of_stream: bool = False
     catalogue: CatalogueFields = field(default_factory=CatalogueFields)  # copied from the Frame
     thumbnail: bytes | None = None  # a small JPEG of the whole image (catalogue photos)
+    product: WireProduct | None = None  # the whole product's vector (catalogue photos)
 
     @property
     def key(self) -> str:
@@ -522,6 +540,7 @@ class TaggedImage:
                 end_of_stream=data.get("end_of_stream") is True,
                 catalogue=catalogue,
                 thumbnail=_thumbnail(data),
+                product=_product(data.get("product")),
             )
         except BadRecordError:
             raise
@@ -592,6 +611,20 @@ def _embedding(d: object) -> WireEmbedding | None:
     if not isinstance(d, Mapping):
         raise BadRecordError(f"embedding must be an object, not {type(d).__name__}")
     return WireEmbedding(version=_str(d, "version"), dim=int(d["dim"]), data=_str(d, "data"))
+
+
+def _product(d: object) -> WireProduct | None:
+    """A record's `product` (absent before version 5)."""
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise BadRecordError(f"product must be an object, not {type(d).__name__}")
+    embedding = _embedding(d["embedding"])
+    if embedding is None:
+        raise BadRecordError("product.embedding is missing")
+    return WireProduct(
+        category=_str(d, "category"), gender=_optional_str(d, "gender"), embedding=embedding
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -138,10 +138,31 @@ def test_feed_and_video_become_rows_and_a_rerun_adds_none(
                 (feed, camera),
             )
             with_vectors, catalogue_vectors, versions = cur.fetchone()
+            # every catalogue image came with its product vector (the real worker told the
+            # tagger which frames are feed rows), of that same embedding version; no camera
+            # frame has one
+            cur.execute(
+                "SELECT s.source_id, count(*), count(p.image_id), count(DISTINCT p.model_version),"
+                " min(p.model_version), bool_and(p.image_id IS NULL OR i.item_pk IS NOT NULL)"
+                " FROM images i JOIN sources s ON s.id = i.source_pk"
+                " LEFT JOIN image_embeddings p ON p.image_id = i.id"
+                " WHERE s.source_id IN (%s, %s) GROUP BY s.source_id",
+                (feed, camera),
+            )
+            products = {row[0]: row[1:] for row in cur.fetchall()}
+            cur.execute(
+                "SELECT min(e.model_version) FROM garment_embeddings e"
+                " JOIN garments g ON g.id = e.garment_id JOIN images i ON i.id = g.image_id"
+                " JOIN sources s ON s.id = i.source_pk WHERE s.source_id = %s",
+                (feed,),
+            )
+            (garment_version,) = cur.fetchone()
         assert garments_before > 0
         assert with_vectors == garments_before
         assert catalogue_vectors > 0
         assert versions == 1
+        assert products[feed] == (n, n, 1, garment_version, True), products
+        assert products[camera][:2] == (8, 0), products
 
         # the same feed again: every image is written again (written_at moves), none is added
         rerun_at = time.time()

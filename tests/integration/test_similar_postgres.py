@@ -14,7 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fashionstream.core.metrics import Metrics
-from fashionstream.core.records import SourceKind, TaggedImage, WireEmbedding, WireLabel
+from fashionstream.core.records import (
+    SourceKind,
+    TaggedImage,
+    WireEmbedding,
+    WireLabel,
+    WireProduct,
+)
 from fashionstream.core.settings import Settings
 from sinks.postgres import PostgresSink, connection_factory
 from sinks.similar import SimilarityIndex
@@ -41,7 +47,11 @@ def _with_vector(
     embedding = None if vector is None else WireEmbedding.encode(version, vector.tolist())
     attributes = {**g.attributes, "gender": WireLabel(gender, 0.9)}
     garment = dataclasses.replace(g, category=category, attributes=attributes, embedding=embedding)
-    return dataclasses.replace(t, garments=(garment,))
+    # a catalogue photo's product vector: here its one garment's (what a search compares)
+    product = None
+    if embedding is not None and t.source_kind is SourceKind.FEED:
+        product = WireProduct(category, gender, embedding)
+    return dataclasses.replace(t, garments=(garment,), product=product)
 
 
 def _product(
@@ -81,12 +91,12 @@ def test_pgvector_is_the_wheel_s_version_and_the_search_uses_the_hnsw_index(
         cur.execute("SET enable_seqscan = off")
         q = "[" + ",".join(["0.1"] * DIM) + "]"
         cur.execute(
-            "EXPLAIN SELECT garment_id FROM garment_embeddings WHERE catalogue"
-            " ORDER BY embedding <=> %s::vector LIMIT 10",
+            "EXPLAIN SELECT image_id FROM image_embeddings ORDER BY embedding <=> %s::vector"
+            " LIMIT 10",
             (q,),
         )
         plan = "\n".join(r[0] for r in cur.fetchall())
-    assert "garment_embeddings_catalogue_hnsw" in plan
+    assert "image_embeddings_hnsw" in plan
 
 
 def test_the_nearest_catalogue_products_of_one_version_with_filters(
@@ -108,6 +118,7 @@ def test_the_nearest_catalogue_products_of_one_version_with_filters(
                           "top", "Women")  # fmt: skip
     _write(local_stack, *products, camera)
     assert count_rows(db, "garment_embeddings") == 7
+    assert count_rows(db, "image_embeddings") == 6  # the catalogue photos with a vector
 
     query = _near(base[0], 12, 0.05).tolist()
     found = index.nearest(query, model_version="emb-v1", k=10)
@@ -149,8 +160,10 @@ def test_a_stored_garment_gives_its_vector_and_a_rewrite_without_one_removes_it(
     np.testing.assert_allclose(stored.vector, vector, atol=1e-3)
     assert index.garment(garment_id + 1000) is None
 
+    assert count_rows(db, "image_embeddings") == 1
     _write(local_stack, _product(0, None))  # the same image again, now without a vector
     assert count_rows(db, "garment_embeddings") == 0
+    assert count_rows(db, "image_embeddings") == 0
     again = index.garment(garment_id)
     assert again is not None
     assert again.vector is None
@@ -238,3 +251,35 @@ def test_a_sighting_searches_from_its_garments_best_views(
     assert search.report_matches(StreetGarmentRef(sighting_id, 9, "top", None, "Blue"), 2) == []
     with pytest.raises(UnknownGarmentError):
         search.for_sighting("00000000-0000-4000-8000-000000000000")
+
+
+def test_a_model_shot_is_found_by_its_product_not_by_what_the_model_also_wears(
+    local_stack: Settings, db: psycopg2.extensions.connection, index: SimilarityIndex
+) -> None:
+    shirt, trousers = _unit(20), _unit(21)
+    # a shirt product photographed on a model in trousers: the detector stores both garments,
+    # the trousers' vector right by the query; the product vector is the shirt's
+    shot = tagged_image(index=0, source_kind=SourceKind.FEED, source_id="shop", people=1,
+                        garments=2, model_version="tagger-v1")  # fmt: skip
+    worn = [
+        dataclasses.replace(g, category=c, embedding=WireEmbedding.encode("emb-v1", v.tolist()))
+        for g, c, v in zip(shot.garments, ("top", "trousers"), (shirt, trousers), strict=True)
+    ]
+    shot = dataclasses.replace(
+        shot,
+        garments=tuple(worn),
+        product=WireProduct("top", "Women", WireEmbedding.encode("emb-v1", shirt.tolist())),
+    )
+    far_trousers = _near(trousers, 22, 0.9)  # a trousers product, less alike than the worn ones
+    _write(local_stack, shot, _product(1, far_trousers, category="trousers"))
+    query = _near(trousers, 23, 0.05).tolist()
+    # by garments, the shirt product came first (its model's trousers) and passed the filter
+    found = index.nearest(query, model_version="emb-v1", k=2)
+    assert [m.item_id for m in found] == ["sku-1", "sku-0"]
+    assert [m.category for m in found] == ["trousers", "top"]
+    assert found[1].garment_id is not None  # the photo's shirt garment shows its tags
+    filtered = index.nearest(query, model_version="emb-v1", k=10, category="trousers")
+    assert [m.item_id for m in filtered] == ["sku-1"]
+    # a catalogue photo tagged before product vectors (no row) is not an answer
+    _write(local_stack, dataclasses.replace(shot, product=None))
+    assert [m.item_id for m in index.nearest(query, model_version="emb-v1", k=10)] == ["sku-1"]

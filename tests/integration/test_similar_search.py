@@ -108,7 +108,7 @@ def tagged_catalogue(
             attributes=dict(row),
             catalogue=catalogue_fields(row),
         )
-        (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)])
+        (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)], catalogue=[True])
         sink.add(tagged_image(frame, tags, {}))
     camera = _camera_frame()
     (tags,) = tagger.tag([camera])
@@ -169,6 +169,25 @@ def test_every_catalogue_garment_and_camera_garment_has_a_vector(
     assert by_side[False][0] >= 1  # the camera frame's garments, stored but never answers
     assert sum(n for n, _, _ in by_side.values()) == garments
     assert {v for _, _, v in by_side.values()} == {tagger.embedding_version}
+
+
+def test_every_catalogue_photo_has_its_product_vector_and_no_camera_frame_has_one(
+    tagged_catalogue: tuple[Settings, FashionTagger, list[str]],
+) -> None:
+    settings, tagger, ids = tagged_catalogue
+    with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT s.kind, c.item_id, p.model_version, p.category FROM images i"
+            " JOIN sources s ON s.id = i.source_pk"
+            " LEFT JOIN catalogue_items c ON c.id = i.item_pk"
+            " LEFT JOIN image_embeddings p ON p.image_id = i.id"
+        )
+        rows = cur.fetchall()
+    feed = {item: (version, category) for kind, item, version, category in rows if kind == "feed"}
+    assert sorted(feed) == sorted(ids)
+    assert {version for version, _ in feed.values()} == {tagger.embedding_version}
+    assert all(category for _, category in feed.values())
+    assert [version for kind, _, version, _ in rows if kind == "camera"] == [None]
 
 
 def test_a_store_camera_frame_finds_catalogue_products(
@@ -278,3 +297,61 @@ def test_the_api_answers_shop_the_look_from_an_upload_and_a_stored_garment(
         junk = client.post("/v1/similar", files={"file": ("x.jpg", b"not an image", "image/jpeg")})
         assert junk.status_code == 422
         assert client.get("/v1/similar", params={"garment": garment_id, "k": 0}).status_code == 422
+
+
+MODEL_SHOT = REPO_ROOT / "tests" / "fixtures" / "similar" / "model_shot_tshirt_1902.jpg"
+JEANS = REPO_ROOT / "tests" / "fixtures" / "attributes" / "products" / "images" / "10597.jpg"
+
+
+def test_a_tshirt_worn_with_trousers_is_no_answer_to_a_trousers_query(
+    search: SimilarSearch, tagged_catalogue: tuple[Settings, FashionTagger, list[str]]
+) -> None:
+    """A real model shot: catalogue T-shirt 1902 on a model in trousers. The detector stores
+    its top and its trousers; before product vectors, a trousers query found the T-shirt by the
+    model's trousers. Now the product is matched by its own (whole-product) vector."""
+    settings, tagger, _ = tagged_catalogue
+    data = MODEL_SHOT.read_bytes()
+    (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)], catalogue=[True])
+    assert {"top", "trousers"} <= {g.category for g in tags.garments}
+    assert tags.product is not None
+    assert tags.product.category == "top"
+    url = "http://127.0.0.1/model-shot-1902.jpg"
+    frame = Frame(
+        event_id=event_id_for_item(FEED, "shot-1902", url),
+        source_kind=SourceKind.FEED,
+        source_id=FEED,
+        captured_at=time.time(),
+        submitted_at=time.time(),
+        jpeg=data,
+        item_id="shot-1902",
+        image_url=url,
+    )
+    sink = PostgresSink.from_settings(settings, Metrics(CollectorRegistry(), process_metrics=False))
+    sink.add(tagged_image(frame, tags, {}))
+    sink.flush()
+    sink.close()
+    try:
+        result = search.for_image(JEANS.read_bytes(), k=10, category="trousers")
+        (query,) = [g for g in result.garments if g.garment.category == "trousers"]
+        assert query.matches, "the sample catalogue's trousers products answer"
+        assert "shot-1902" not in {m.item_id for m in query.matches}
+        assert {m.category for m in query.matches} == {"trousers"}
+        # the case is real: by garment vectors (what was searched before) the T-shirt is one of
+        # the sample catalogue's 7 products with a trousers garment, so one of those 10 answers
+        (jeans_tags,) = tagger.tag([decode_like_the_pipeline(JEANS.read_bytes(), settings)])
+        (jeans,) = [g for g in jeans_tags.garments if g.category == "trousers"]
+        assert jeans.embedding is not None
+        with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT DISTINCT ON (c.item_id) c.item_id, e.embedding <=> %s::vector AS d"
+                " FROM garment_embeddings e JOIN garments g ON g.id = e.garment_id"
+                " JOIN images i ON i.id = g.image_id JOIN catalogue_items c ON c.id = i.item_pk"
+                " WHERE e.catalogue AND e.category = 'trousers' ORDER BY c.item_id, d",
+                ("[" + ",".join(str(float(v)) for v in jeans.embedding.vector) + "]",),
+            )
+            by_garment = [item for item, _ in sorted(cur.fetchall(), key=lambda r: r[1])]
+        assert "shot-1902" in by_garment[:10]
+    finally:
+        with psycopg2.connect(settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM images WHERE event_id = %s::uuid", (frame.event_id,))
+            cur.execute("DELETE FROM catalogue_items WHERE item_id = 'shot-1902'")

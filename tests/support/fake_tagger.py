@@ -43,14 +43,19 @@ class FakeTagger:
         self._fail_when = fail_when
         self.threads: list[str] = []
         self.batches: list[int] = []
+        self.catalogue: list[list[bool] | None] = []
         self._lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
         return self._model_version
 
-    def tag(self, images: Sequence[np.ndarray]) -> list[ImageTags]:
+    def tag(
+        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+    ) -> list[ImageTags]:
+        """`catalogue` is recorded and otherwise ignored: the fake embeds nothing."""
         with self._lock:
+            self.catalogue.append(None if catalogue is None else list(catalogue))
             self.threads.append(threading.current_thread().name)
             self.batches.append(len(images))
         if self._fail_when is not None and any(self._fail_when(im) for im in images):

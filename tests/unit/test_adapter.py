@@ -19,7 +19,16 @@ from fashionstream.core.records import (
     WireMask,
     event_id_for_item,
 )
-from models.tags import ColourReading, GarmentTags, ImageTags, PersonTags, Prediction, RleMask
+from models.tags import (
+    ColourReading,
+    Embedding,
+    GarmentTags,
+    ImageTags,
+    PersonTags,
+    Prediction,
+    ProductTags,
+    RleMask,
+)
 from stream_processors.adapters import tagged_image
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9"
@@ -173,3 +182,24 @@ def test_mask_of_another_size_is_a_model_error() -> None:
     object.__setattr__(bad, "garments", (garment(mask=other, person_index=None),))
     with pytest.raises(ModelError, match="mask size"):
         tagged_image(feed_frame(), bad, {})
+
+
+def _product(value: float = 0.6) -> ProductTags:
+    return ProductTags("dress", "Women", Embedding("emb-v1", np.array([value, 0.8], np.float32)))
+
+
+def test_a_catalogue_images_product_vector_goes_on_the_wire() -> None:
+    record = tagged_image(feed_frame(), tags(product=_product()), {})
+    assert record.product is not None
+    assert (record.product.category, record.product.gender) == ("dress", "Women")
+    assert record.product.embedding.version == "emb-v1"
+    assert record.product.embedding.values() == pytest.approx((0.6, 0.8), abs=1e-3)
+
+
+def test_a_camera_frame_carries_no_product_and_a_broken_product_is_a_model_error() -> None:
+    camera = dataclasses.replace(
+        feed_frame(), source_kind=SourceKind.CAMERA, item_id=None, frame_number=1
+    )
+    assert tagged_image(camera, tags(product=_product()), {}).product is None
+    with pytest.raises(ModelError, match="product embedding is not finite"):
+        tagged_image(feed_frame(), tags(product=_product(math.nan)), {})

@@ -142,6 +142,26 @@ def test_tagging_agent_tags_frames_off_the_event_loop(tmp_path: Path) -> None:
     assert first.thumbnail is None
 
 
+def test_the_tagger_is_told_which_frames_are_catalogue_photos(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger()
+    p = pipeline(tmp_path, send, tagger=tagger)
+    product = dataclasses.replace(
+        frame(1), source_kind=SourceKind.FEED, source_id="shop", frame_number=None,
+        item_id="sku-1", image_url="https://shop.example/1.jpg",
+    )  # fmt: skip
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            for f in (frame(0), product):
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 2, "2 tagged images")
+
+    run(go())
+    told = [flag for flags in tagger.catalogue for flag in flags or []]
+    assert told == [False, True]
+
+
 def test_garbage_and_undecodable_frames_are_dead_lettered_and_the_rest_tagged(
     tmp_path: Path,
 ) -> None:

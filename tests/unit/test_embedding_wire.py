@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fashionstream.core.errors import BadRecordError
-from fashionstream.core.records import SourceKind, TaggedImage, WireEmbedding
+from fashionstream.core.records import SourceKind, TaggedImage, WireEmbedding, WireProduct
 from tests.support.records import tagged_image
 
 
@@ -88,5 +88,53 @@ def test_a_value_beyond_float16_is_refused_when_encoding() -> None:
         WireEmbedding.encode("emb-v1", [1e6, 0.0])
 
 
-def test_the_record_version_says_garments_may_carry_embeddings() -> None:
-    assert json.loads(tagged_image().to_json())["version"] == 4
+def test_the_record_version_says_images_may_carry_a_product_vector() -> None:
+    assert json.loads(tagged_image().to_json())["version"] == 5
+
+
+def _with_product(gender: str | None = "Women") -> TaggedImage:
+    return dataclasses.replace(
+        tagged_image(source_kind=SourceKind.FEED, garments=2),
+        product=WireProduct("top", gender, WireEmbedding.encode("emb-v1", _unit(256).tolist())),
+    )
+
+
+@pytest.mark.parametrize("gender", ["Women", None])
+def test_a_catalogue_image_with_its_product_vector_round_trips(gender: str | None) -> None:
+    tagged = _with_product(gender)
+    assert TaggedImage.from_json(tagged.to_json()) == tagged
+
+
+@pytest.mark.parametrize("version", [2, 3, 4])
+def test_a_record_before_version_5_decodes_without_a_product(version: int) -> None:
+    data = json.loads(_with_product().to_json())
+    data["version"] = version
+    data.pop("product")
+    assert TaggedImage.from_json(json.dumps(data).encode()).product is None
+
+
+@pytest.mark.parametrize(
+    ("product", "message"),
+    [
+        ([1, 2], "product must be an object"),
+        ({"category": "", "gender": None, "embedding": None}, "product.embedding"),
+        ({"category": "top", "gender": None}, "embedding"),
+        (
+            {
+                "category": "",
+                "gender": None,
+                "embedding": {
+                    "version": "v",
+                    "dim": 1,
+                    "data": base64.b64encode(struct.pack("<e", 1.0)).decode(),
+                },
+            },
+            "category",
+        ),
+    ],
+)
+def test_a_bad_product_is_a_bad_record(product: object, message: str) -> None:
+    data = json.loads(_with_product().to_json())
+    data["product"] = product
+    with pytest.raises(BadRecordError, match=message):
+        TaggedImage.from_json(json.dumps(data).encode())

@@ -173,6 +173,7 @@ def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
         "INSERT people",
         "INSERT garments",
         "DELETE garment_embeddings",  # garments without a vector: none left from before
+        "DELETE image_embeddings",  # images without a product vector: none left either
         "DELETE garments",
         "DELETE people",
     ]
@@ -185,6 +186,7 @@ def test_a_batch_is_one_statement_per_table_and_one_commit() -> None:
         "INSERT people": 10,
         "INSERT garments": 20,
         "DELETE garment_embeddings": 0,  # plain parameters (an id array)
+        "DELETE image_embeddings": 0,
         "DELETE garments": 10,
         "DELETE people": 10,
     }

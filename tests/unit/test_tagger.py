@@ -582,3 +582,65 @@ def test_a_classifier_without_an_embedding_head_leaves_garments_without_one() ->
     assert tagger.embedding_version == ""
     (tags,) = tagger.tag([_street()])
     assert tags.garments[0].embedding is None
+
+
+def _model_shot() -> np.ndarray:
+    """A studio photo: a product (rows 20-100) on a flat white border."""
+    image = np.full((H, W, 3), 250, np.uint8)
+    image[20:100, 40:120] = (20, 40, 160)
+    return image
+
+
+def test_a_catalogue_photo_gets_its_product_vector_from_one_more_crop_of_the_same_call() -> None:
+    # a model shot: the detector finds the model's top and trousers; the product is the whole
+    # product crop, not either garment
+    detections = _detections(
+        [("top", 0.9, (40, 20, 120, 60)), ("trousers", 0.9, (40, 60, 120, 100))]
+    )
+    classifier = EmbeddingFakeClassifier()
+    tagger = _tagger(FakeDetector([detections, detections]), classifier)
+    catalogue, street = tagger.tag([_model_shot(), _street()], catalogue=[True, False])
+    # 2 garments + the product crop, then 2 garments: one call
+    assert classifier.embedded_calls == [5]
+    product = catalogue.product
+    assert product is not None
+    assert int(np.argmax(product.embedding.vector)) == 2  # the third crop of the call
+    assert product.embedding.version == "emb:test"
+    assert (product.category, product.gender) == ("bag", "Women")
+    # the product crop is the product mask's box (the catalogue fallback's crop rule)
+    box, area = classifier.prepared[2]
+    assert box == pytest.approx((40, 20, 120, 100), abs=2)
+    assert area > 0.9 * 80 * 80
+    assert street.product is None
+    assert [int(np.argmax(g.embedding.vector)) for g in street.garments if g.embedding] == [3, 4]
+
+
+def test_a_catalogue_photo_whose_garment_is_the_fallback_reuses_that_crop() -> None:
+    classifier = EmbeddingFakeClassifier()
+    tagger = _tagger(FakeDetector([_detections([])]), classifier)
+    (tags,) = tagger.tag([_model_shot()], catalogue=[True])
+    assert classifier.embedded_calls == [1]  # no second crop of the same pixels
+    assert tags.product is not None
+    (garment,) = tags.garments
+    assert garment.embedding is not None
+    np.testing.assert_array_equal(tags.product.embedding.vector, garment.embedding.vector)
+
+
+def test_a_catalogue_photo_that_is_not_a_studio_shot_is_embedded_whole() -> None:
+    classifier = EmbeddingFakeClassifier()
+    tagger = _tagger(FakeDetector([_detections([("top", 0.9, (15, 20, 55, 60))])]), classifier)
+    (tags,) = tagger.tag([_street()], catalogue=[True])
+    assert tags.product is not None
+    assert classifier.prepared[-1] == (None, 0)  # the whole image, no mask
+
+
+def test_no_product_without_an_embedding_head_or_without_the_catalogue_flag() -> None:
+    detections = _detections([("top", 0.9, (40, 20, 120, 60))])
+    (plain,) = _tagger(FakeDetector([detections])).tag([_model_shot()], catalogue=[True])
+    assert plain.product is None
+    classifier = EmbeddingFakeClassifier()
+    (unflagged,) = _tagger(FakeDetector([detections]), classifier).tag([_model_shot()])
+    assert unflagged.product is None
+    assert classifier.embedded_calls == [1]
+    with pytest.raises(ValueError, match="catalogue flags"):
+        _tagger(FakeDetector([detections])).tag([_model_shot()], catalogue=[True, False])

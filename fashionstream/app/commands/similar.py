@@ -73,7 +73,9 @@ def register(
         description="Embeds every photo of --index and --queries (catalogue layout: "
         "styles.csv + images/<id>.jpg) as the tagger does a catalogue product shot (the "
         "attribute classifier's crop of the product mask, its forward giving the embedding; "
-        "--embed tagger: the whole tagger, detector first, its largest garment's embedding) "
+        "--embed tagger: what the pipeline stores and searches, the whole tagger, detector "
+        "first: an index photo by its product vector, a query photo by its garment of the "
+        "product's own category, else its largest) "
         "and prints precision@k of the k nearest index photos by cosine distance: same "
         "articleType, and same articleType and baseColour. --ccp DIR adds street queries: "
         "the held-out CCP garment regions, relevant = same garment category.",
@@ -226,13 +228,16 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     labels = lambda rows: [{k: (r.get(k) or "").strip() or None for k in r} for r in rows]  # noqa: E731
     started = time.monotonic()
     # every photo gives vectors, each owned by its photo's row: one per photo for the crop
-    # path, one per garment found for the tagger path (a product is as near as its nearest)
+    # path; for the tagger path, what the pipeline stores and searches on the index side (a
+    # catalogue photo's product vector) and one per garment found on the query side
     Embedded = tuple[np.ndarray, np.ndarray, list[str | None], list[int]]
+    query_products: dict[int, np.ndarray] = {}  # query row -> its product vector (--embed tagger)
     if args.embed == "crop":
         classifier = AttributeClassifier.from_weights(args.weights)
         version = classifier.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+        def embed(folder: Path, rows: list[dict[str, str]], catalogue: bool = False) -> Embedded:
+            """Index and query photos alike: their product crop."""
             vectors = F.catalogue_embeddings(
                 classifier,
                 folder,
@@ -249,21 +254,35 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         )
         version = tagger.embedding_version
 
-        def embed(folder: Path, rows: list[dict[str, str]]) -> Embedded:
+        def embed(folder: Path, rows: list[dict[str, str]], catalogue: bool = False) -> Embedded:
+            """`catalogue`: the index side, as the pipeline stores a feed photo (its product
+            vector, what the search compares); else the query side, as `fashionstream similar`
+            tags a photo (its garments). Query photos are tagged as catalogue photos too (their
+            garments are the same; the product crop is one more crop of the call), so that
+            their stored product vectors can query as well (`product_queries`)."""
             vectors, owners, areas = [], [], []
             categories: list[str | None] = []
             for n, r in enumerate(rows, 1):
                 # the photo as the pipeline would fetch, resize and decode it
                 data = (folder / "images" / f"{r['id']}.jpg").read_bytes()
-                (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)])
+                (tags,) = tagger.tag([decode_like_the_pipeline(data, settings)], catalogue=[True])
+                if n % 100 == 0:
+                    _progress(f"tagging {folder}", n, len(rows))
+                if tags.product is not None and not catalogue:
+                    query_products[n - 1] = tags.product.embedding.vector
+                if catalogue:
+                    if tags.product is not None:
+                        vectors.append(tags.product.embedding.vector)
+                        owners.append(n - 1)
+                        categories.append(tags.product.category)
+                        areas.append(1)
+                    continue
                 for g in tags.garments:
                     if g.embedding is not None:
                         vectors.append(g.embedding.vector)
                         owners.append(n - 1)
                         categories.append(g.category)
                         areas.append(g.mask.area())
-                if n % 100 == 0:
-                    _progress(f"tagging {folder}", n, len(rows))
             return np.stack(vectors), np.asarray(owners), categories, areas
 
     def query_rows_of(
@@ -283,7 +302,7 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
             photos.append(row)
         return picked, photos
 
-    index_embedded = embed(args.index, index_rows)
+    index_embedded = embed(args.index, index_rows, catalogue=True)
     query_embedded = embed(args.queries, query_rows)
     picked, photos = query_rows_of(query_rows, query_embedded)
     neighbours = nearest_products(
@@ -301,6 +320,21 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
         "embed": args.embed,
         "embedding_version": version,
     }
+    if query_products:
+        # the same index queried by each query photo's own stored product vector (a catalogue
+        # product's "more like this"), not by one of its garments
+        rows_with = sorted(query_products)
+        by_product = nearest_products(
+            np.stack([query_products[i] for i in rows_with]),
+            index_embedded[0],
+            index_embedded[1],
+            len(index_rows),
+            args.k,
+        )
+        report[f"precision_at_{args.k}_product_queries"] = product_figures(
+            by_product, labels([query_rows[i] for i in rows_with]), labels(index_rows)
+        )
+        report["product_queries"] = len(rows_with)
     if args.ccp is not None:
         classifier = AttributeClassifier.from_weights(args.weights)
         crops, street_labels = [], []
