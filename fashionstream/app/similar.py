@@ -273,7 +273,8 @@ class SimilarSearch:
             category=category,
             gender=gender,
         )
-        kept = tuple(m for m in matches if m.garment_id != exclude)[:k]
+        # (a product whose photo has no garment has garment_id None: never mistaken for it)
+        kept = tuple(m for m in matches if exclude is None or m.garment_id != exclude)[:k]
         query = QueryGarment(category=stored.category, attributes={}, garment_id=stored.garment_id)
         return GarmentMatches(query, kept)
 

@@ -26,6 +26,7 @@ class FakeIndex:
     def __init__(self) -> None:
         self.asked: list[dict[str, Any]] = []
         self.stored: dict[int, StoredGarment] = {}
+        self.sightings: dict[str, list[StoredGarment]] = {}
 
     def nearest(self, vector: Sequence[float], **kw: Any) -> list[CatalogueMatch]:
         self.asked.append({"vector": list(vector), **kw})
@@ -37,7 +38,7 @@ class FakeIndex:
                 link=None,
                 image_url=None,
                 distance=0.1 * i,
-                garment_id=100 + i,
+                garment_id=None if i % 2 else 100 + i,  # odd: a photo with no garment
                 category="top",
                 attributes={"articleType": {"label": "Tshirts", "prob": 0.9}},
                 colour="Blue",
@@ -50,7 +51,7 @@ class FakeIndex:
         return self.stored.get(garment_id)
 
     def sighting(self, sighting_id: str) -> list[StoredGarment]:
-        return []
+        return self.sightings.get(sighting_id, [])
 
     def close(self) -> None:
         pass
@@ -121,7 +122,7 @@ def test_a_stored_garment_searches_with_its_version_and_never_finds_itself() -> 
     result = search.for_garment(100, k=2)
     assert index.asked[0]["model_version"] == "emb-old"
     assert index.asked[0]["k"] == 3  # one more: the garment itself is dropped
-    assert [m.garment_id for m in result.garments[0].matches] == [101, 102]
+    assert [m.item_id for m in result.garments[0].matches] == ["sku-1", "sku-2"]
     with pytest.raises(UnknownGarmentError):
         search.for_garment(8)
     with pytest.raises(NoEmbeddingError):
@@ -153,3 +154,12 @@ def test_a_url_to_a_private_address_is_refused_by_the_ssrf_guard() -> None:
     with pytest.raises(FetchError) as raised:
         fetch_guarded("http://127.0.0.1:1/x.jpg", Settings())
     assert raised.value.reason is DeadLetterReason.ADDRESS_REFUSED
+
+
+def test_a_sighting_gets_k_products_even_those_whose_photo_has_no_garment() -> None:
+    search, index = _search()
+    sid = "00000000-0000-0000-0000-00000000000a"
+    index.sightings[sid] = [StoredGarment(5, "trousers", None, "emb-v1", (0.0, 1.0))]
+    (found,) = search.for_sighting(sid, k=4).garments
+    assert [m.item_id for m in found.matches] == ["sku-0", "sku-1", "sku-2", "sku-3"]
+    assert [m.garment_id for m in found.matches] == [100, None, 102, None]
