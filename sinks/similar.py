@@ -55,6 +55,17 @@ LEFT JOIN LATERAL (
 ORDER BY h.distance, h.image_id
 """
 
+# the stored picture of each of some catalogue products (its newest tagged photo that has one)
+PRODUCT_PICTURES = """
+SELECT DISTINCT ON (s.source_id, c.item_id) s.source_id, c.item_id, t.jpeg
+FROM unnest(%(feeds)s::text[], %(items)s::text[]) AS want (feed, item_id)
+JOIN sources s ON s.kind = 'feed' AND s.source_id = want.feed
+JOIN catalogue_items c ON c.source_pk = s.id AND c.item_id = want.item_id
+JOIN images i ON i.item_pk = c.id
+JOIN image_thumbnails t ON t.image_id = i.id
+ORDER BY s.source_id, c.item_id, i.written_at DESC
+"""
+
 GARMENT = """
 SELECT g.id, g.category, g.gender, e.model_version, e.embedding::text
 FROM garments g LEFT JOIN garment_embeddings e ON e.garment_id = g.id
@@ -181,6 +192,15 @@ class SimilarityIndex:
         if "image_embeddings_hnsw" in plan:
             return "image_embeddings_hnsw"
         return "exact" if "Seq Scan on image_embeddings" in plan else plan[:200]
+
+    def product_pictures(self, products: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """(feed, item id) -> the JPEG the sink kept of that product's photo, for those that
+        have one."""
+        if not products:
+            return {}
+        params = {"feeds": [f for f, _ in products], "items": [i for _, i in products]}
+        rows = self._read(PRODUCT_PICTURES, params)
+        return {(feed, item): bytes(jpeg) for feed, item, jpeg in rows}
 
     def garment(self, garment_id: int) -> StoredGarment | None:
         rows = self._read(GARMENT, {"id": garment_id})

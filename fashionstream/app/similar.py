@@ -242,6 +242,7 @@ class SimilarSearch:
         if not mine or mine[0].vector is None or mine[0].model_version is None:
             return []
         found = self._search(mine[0], k, None, None)
+        pictures = self.index.product_pictures([(m.feed, m.item_id) for m in found.matches])
         return [
             ReportMatch(
                 item_id=m.item_id,
@@ -251,6 +252,7 @@ class SimilarSearch:
                 source_id=m.feed,
                 category=m.category,
                 colour=m.colour,
+                jpeg=pictures.get((m.feed, m.item_id)),
             )
             for m in found.matches
         ]

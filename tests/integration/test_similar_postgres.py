@@ -65,6 +65,15 @@ def _product(
     return _with_vector(t, vector, version, category, gender)
 
 
+def _jpeg_of_product() -> bytes:
+    import cv2
+
+    image = np.full((48, 32, 3), (30, 60, 200), np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    return data.tobytes()
+
+
 def _write(settings: Settings, *records: TaggedImage) -> None:
     sink = PostgresSink.from_settings(settings, Metrics(CollectorRegistry(), process_metrics=False))
     try:
@@ -196,8 +205,9 @@ def test_a_sighting_searches_from_its_garments_best_views(
     from fashionstream.app.similar import SimilarSearch, UnknownGarmentError
     from tests.integration.test_sink_sightings import camera_frames, sinks, track, write_for
 
+    picture = _jpeg_of_product()
     products = [
-        _product(0, _unit(20), category="top"),
+        dataclasses.replace(_product(0, _unit(20), category="top"), thumbnail=picture),
         _product(1, _unit(21), category="trousers"),
         _product(2, _unit(22), category="footwear"),
     ]
@@ -248,6 +258,8 @@ def test_a_sighting_searches_from_its_garments_best_views(
         matches = search.report_matches(ref, 2)
         assert [m.item_id for m in matches][:1] == [item]
         assert matches[0].source_id == "shop"
+        # the report shows each product with the picture the sink kept of its photo
+        assert matches[0].jpeg == (picture if item == "sku-0" else None)
     assert search.report_matches(StreetGarmentRef(sighting_id, 9, "top", None, "Blue"), 2) == []
     with pytest.raises(UnknownGarmentError):
         search.for_sighting("00000000-0000-4000-8000-000000000000")

@@ -53,6 +53,9 @@ class FakeIndex:
     def sighting(self, sighting_id: str) -> list[StoredGarment]:
         return self.sightings.get(sighting_id, [])
 
+    def product_pictures(self, products: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        return {(feed, item): f"jpeg of {item}".encode() for feed, item in products[:1]}
+
     def close(self) -> None:
         pass
 
@@ -163,3 +166,16 @@ def test_a_sighting_gets_k_products_even_those_whose_photo_has_no_garment() -> N
     (found,) = search.for_sighting(sid, k=4).garments
     assert [m.item_id for m in found.matches] == ["sku-0", "sku-1", "sku-2", "sku-3"]
     assert [m.garment_id for m in found.matches] == [100, None, 102, None]
+
+
+def test_the_report_gets_each_matched_product_with_its_stored_picture() -> None:
+    from fashionstream.app.report import StreetGarmentRef
+
+    search, index = _search()
+    sid = "00000000-0000-0000-0000-00000000000b"
+    index.sightings[sid] = [
+        StoredGarment(5, "trousers", None, "emb-v1", (0.0, 1.0), sighting_garment_index=0)
+    ]
+    ref = StreetGarmentRef(sid, 0, "trousers", "Jeans", "Blue")
+    matches = search.report_matches(ref, 2)
+    assert [(m.item_id, m.jpeg) for m in matches] == [("sku-0", b"jpeg of sku-0"), ("sku-1", None)]
