@@ -66,9 +66,15 @@ JOIN image_thumbnails t ON t.image_id = i.id
 ORDER BY s.source_id, c.item_id, i.written_at DESC
 """
 
+# a stored garment, its vector, and the catalogue product its photo shows (NULL: a camera's)
 GARMENT = """
-SELECT g.id, g.category, g.gender, e.model_version, e.embedding::text
-FROM garments g LEFT JOIN garment_embeddings e ON e.garment_id = g.id
+SELECT g.id, g.category, g.gender, e.model_version, e.embedding::text, NULL, s.source_id,
+       c.item_id
+FROM garments g
+LEFT JOIN garment_embeddings e ON e.garment_id = g.id
+JOIN images i ON i.id = g.image_id
+LEFT JOIN catalogue_items c ON c.id = i.item_pk
+LEFT JOIN sources s ON s.id = c.source_pk
 WHERE g.id = %(id)s
 """
 
@@ -129,6 +135,7 @@ class StoredGarment:
     model_version: str | None
     vector: tuple[float, ...] | None = field(default=None, repr=False)
     sighting_garment_index: int | None = None  # its index among its sighting's garments
+    product: tuple[str, str] | None = None  # (feed, item id) when its photo is a catalogue one
 
 
 class SimilarityIndex:
@@ -266,8 +273,16 @@ def _best_per_product(rows: Sequence[tuple[Any, ...]], k: int) -> list[Catalogue
 
 
 def _stored(row: tuple[Any, ...]) -> StoredGarment:
-    gid, category, gender, version, text, *index = row
+    gid, category, gender, version, text, *rest = row
     vector = None if text is None else tuple(float(v) for v in text.strip("[]").split(","))
+    index = rest[0] if rest else None
+    feed, item = rest[1:3] if len(rest) >= 3 else (None, None)
     return StoredGarment(
-        int(gid), category, gender, version, vector, int(index[0]) if index else None
+        int(gid),
+        category,
+        gender,
+        version,
+        vector,
+        None if index is None else int(index),
+        None if feed is None or item is None else (str(feed), str(item)),
     )

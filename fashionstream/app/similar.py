@@ -208,7 +208,7 @@ class SimilarSearch:
             raise UnknownGarmentError(f"no garment {garment_id}")
         if stored.vector is None or stored.model_version is None:
             raise NoEmbeddingError(f"garment {garment_id} was stored without an embedding")
-        found = self._search(stored, k, category, gender, exclude=garment_id)
+        found = self._search(stored, k, category, gender, exclude=stored.product)
         return SimilarResult("garment", stored.model_version, k, category, gender, (found,))
 
     def for_sighting(
@@ -263,11 +263,11 @@ class SimilarSearch:
         k: int,
         category: str | None,
         gender: str | None,
-        exclude: int | None = None,
+        exclude: tuple[str, str] | None = None,
     ) -> GarmentMatches:
         if stored.vector is None or stored.model_version is None:
             raise NoEmbeddingError(f"garment {stored.garment_id} has no embedding")
-        # a catalogue garment is its own nearest neighbour: ask for one more, drop it
+        # a catalogue photo's garment is near its own product: ask for one more, drop that
         matches = self.index.nearest(
             stored.vector,
             model_version=stored.model_version,
@@ -275,8 +275,7 @@ class SimilarSearch:
             category=category,
             gender=gender,
         )
-        # (a product whose photo has no garment has garment_id None: never mistaken for it)
-        kept = tuple(m for m in matches if exclude is None or m.garment_id != exclude)[:k]
+        kept = tuple(m for m in matches if (m.feed, m.item_id) != exclude)[:k]
         query = QueryGarment(category=stored.category, attributes={}, garment_id=stored.garment_id)
         return GarmentMatches(query, kept)
 

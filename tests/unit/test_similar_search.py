@@ -120,7 +120,10 @@ def test_bytes_are_decoded_as_the_pipeline_would() -> None:
 
 def test_a_stored_garment_searches_with_its_version_and_never_finds_itself() -> None:
     search, index = _search()
-    index.stored[100] = StoredGarment(100, "top", "Women", "emb-old", (1.0, 0.0))
+    # a catalogue photo's trousers: its own product (sku-0, a shirt) is not an answer
+    index.stored[100] = StoredGarment(
+        100, "trousers", "Women", "emb-old", (1.0, 0.0), product=("shop", "sku-0")
+    )
     index.stored[7] = StoredGarment(7, "top", None, None, None)
     result = search.for_garment(100, k=2)
     assert index.asked[0]["model_version"] == "emb-old"
