@@ -28,7 +28,7 @@ from fashionstream.core.settings import Settings
 from stream_processors.acks import HeldBatch, Holds
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
 from stream_processors.fetch import ImageFetcher
-from stream_processors.images import PreparedImage, prepare_image
+from stream_processors.images import PreparedImage, prepare_fetched
 from stream_processors.sending import Send, message_size
 
 log = logging.getLogger(__name__)
@@ -207,12 +207,7 @@ class FetchStage:
         loop = asyncio.get_running_loop()
         prepared: PreparedImage = await loop.run_in_executor(
             self._executor,
-            lambda: prepare_image(
-                fetched.body,
-                max_pixels=settings.fetch_max_pixels,
-                max_side=settings.image_max_side,
-                quality=settings.jpeg_quality,
-            ),
+            lambda: prepare_fetched(fetched.body, settings),
         )
         self._metrics.stage_duration.labels(Stage.DECODE).observe(time.perf_counter() - began)
         return Frame(

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from fashionstream.core.errors import DeadLetterReason, DecodeError
+from fashionstream.core.settings import Settings
 
 # (format name Pillow uses, magic prefix test). Content-Type headers lie; the bytes do not.
 _SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
@@ -111,6 +112,18 @@ def prepare_image(data: bytes, *, max_pixels: int, max_side: int, quality: int) 
         source_format=fmt,
         source_width=source_size[0],
         source_height=source_size[1],
+    )
+
+
+def prepare_fetched(data: bytes, settings: Settings) -> PreparedImage:
+    """`prepare_image` with the pipeline's limits (FASHIONSTREAM_FETCH_MAX_PIXELS, _IMAGE_MAX_SIDE,
+    _JPEG_QUALITY): what the fetch agent makes of a fetched image, and so what an uploaded or
+    searched photo must become to be tagged the same way."""
+    return prepare_image(
+        data,
+        max_pixels=settings.fetch_max_pixels,
+        max_side=settings.image_max_side,
+        quality=settings.jpeg_quality,
     )
 
 

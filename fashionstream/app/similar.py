@@ -129,13 +129,25 @@ class SimilarSearch:
         self._fetch = fetch
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SimilarSearch:
-        from models.tagger import FashionTagger
+    def from_settings(
+        cls,
+        settings: Settings,
+        tagger: Callable[[], EmbeddingTagger] | None = None,
+        *,
+        application_name: str = "fashionstream-similar",
+    ) -> SimilarSearch:
+        """`tagger`: where photos are tagged (default: the shipped tagger, loaded on first
+        use); a process that has loaded one already passes it, so one model is in memory."""
         from sinks.postgres import connection_factory
 
+        def shipped_tagger() -> EmbeddingTagger:
+            from models.tagger import FashionTagger
+
+            return FashionTagger.from_settings(settings)
+
         return cls(
-            SimilarityIndex(connection_factory(settings, "fashionstream-similar")),
-            lambda: FashionTagger.from_settings(settings),
+            SimilarityIndex(connection_factory(settings, application_name)),
+            tagger or shipped_tagger,
             decode=lambda data: decode_like_the_pipeline(data, settings),
             fetch=lambda url: fetch_guarded(url, settings),
         )
@@ -297,14 +309,9 @@ def _uuid(text: str) -> str:
 def decode_like_the_pipeline(data: bytes, settings: Settings) -> np.ndarray:
     """Bytes of any supported image -> the RGB array the pipeline would tag for them (the
     fetch stage's prepare_image, then the tag stage's decode). Raises DecodeError."""
-    from stream_processors.images import decode_jpeg, prepare_image
+    from stream_processors.images import decode_jpeg, prepare_fetched
 
-    prepared = prepare_image(
-        bytes(data),
-        max_pixels=settings.fetch_max_pixels,
-        max_side=settings.image_max_side,
-        quality=settings.jpeg_quality,
-    )
+    prepared = prepare_fetched(bytes(data), settings)
     return decode_jpeg(prepared.jpeg, settings.fetch_max_pixels)
 
 

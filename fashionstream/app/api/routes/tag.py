@@ -51,14 +51,9 @@ async def tag_image(
 def _frame(data: bytes, settings: Settings, received_at: float) -> Frame:
     """The upload as the fetch agent would pass it on: sniffed, pixel-checked, upright,
     resized, re-encoded. Raises DecodeError."""
-    from stream_processors.images import prepare_image
+    from stream_processors.images import prepare_fetched
 
-    prepared = prepare_image(
-        data,
-        max_pixels=settings.fetch_max_pixels,
-        max_side=settings.image_max_side,
-        quality=settings.jpeg_quality,
-    )
+    prepared = prepare_fetched(data, settings)
     digest = hashlib.sha256(data).hexdigest()
     item_id = f"sha256-{digest[:32]}"
     return Frame(
