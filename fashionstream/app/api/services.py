@@ -119,15 +119,12 @@ class Services:
         tagger's thread: `await svc.tag(lambda _: svc.similar().for_image(...))`."""
         with self._similar_lock:
             if self._similar is None:
-                from fashionstream.app.similar import SimilarSearch, decode_like_the_pipeline
-                from sinks.postgres import connection_factory
-                from sinks.similar import SimilarityIndex
+                from fashionstream.app.similar import SimilarSearch
 
-                settings = self.settings
-                self._similar = SimilarSearch(
-                    SimilarityIndex(connection_factory(settings, "fashionstream-api-similar")),
+                self._similar = SimilarSearch.from_settings(
+                    self.settings,
                     self._shared_tagger,  # type: ignore[arg-type]  # FashionTagger in practice
-                    decode=lambda data: decode_like_the_pipeline(data, settings),
+                    application_name="fashionstream-api-similar",
                 )
             return self._similar
 
