@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.pool
+from psycopg2 import sql
 
 from fashionstream.core.records import normal_event_id
 from sinks.errors import PostgresUnavailableError, is_outage
@@ -175,8 +176,9 @@ def image_by_event(conn: Connection, event_id: str) -> StoredImage | None:
         if row is None:
             return None
         cur.execute(
-            f"SELECT {_GARMENT_COLUMNS} FROM garments g WHERE g.image_id = %s"  # noqa: S608 - a constant
-            " ORDER BY g.garment_index",
+            sql.SQL(
+                "SELECT {columns} FROM garments g WHERE g.image_id = %s ORDER BY g.garment_index"
+            ).format(columns=_GARMENT_COLUMNS),
             (row[0],),
         )
         garments = [_garment(r) for r in cur.fetchall()]
@@ -239,19 +241,21 @@ def garments_page(conn: Connection, q: GarmentQuery) -> Page:
     limit = _limit(q.limit)
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT {_GARMENT_COLUMNS}, g.id, g.captured_at, i.event_id::text, s.kind,"  # noqa: S608 - constants only
-            " s.source_id, c.item_id, i.image_url, i.frame_number, i.model_version"
-            " FROM garments g JOIN images i ON i.id = g.image_id"
-            " JOIN sources s ON s.id = g.source_pk"
-            " LEFT JOIN catalogue_items c ON c.id = i.item_pk"
-            " WHERE (%(category)s::text IS NULL OR g.category = %(category)s)"
-            " AND (%(colour)s::text IS NULL OR lower(g.colour_name) = lower(%(colour)s)"
-            "      OR lower(g.base_colour) = lower(%(colour)s))"
-            " AND (%(source)s::text IS NULL OR s.source_id = %(source)s)"
-            " AND (%(since)s::timestamptz IS NULL OR g.captured_at >= %(since)s)"
-            " AND (%(after_at)s::timestamptz IS NULL"
-            "      OR (g.captured_at, g.id) < (%(after_at)s, %(after_id)s))"
-            " ORDER BY g.captured_at DESC, g.id DESC LIMIT %(limit)s",
+            sql.SQL(
+                "SELECT {columns}, g.id, g.captured_at, i.event_id::text, s.kind,"
+                " s.source_id, c.item_id, i.image_url, i.frame_number, i.model_version"
+                " FROM garments g JOIN images i ON i.id = g.image_id"
+                " JOIN sources s ON s.id = g.source_pk"
+                " LEFT JOIN catalogue_items c ON c.id = i.item_pk"
+                " WHERE (%(category)s::text IS NULL OR g.category = %(category)s)"
+                " AND (%(colour)s::text IS NULL OR lower(g.colour_name) = lower(%(colour)s)"
+                "      OR lower(g.base_colour) = lower(%(colour)s))"
+                " AND (%(source)s::text IS NULL OR s.source_id = %(source)s)"
+                " AND (%(since)s::timestamptz IS NULL OR g.captured_at >= %(since)s)"
+                " AND (%(after_at)s::timestamptz IS NULL"
+                "      OR (g.captured_at, g.id) < (%(after_at)s, %(after_id)s))"
+                " ORDER BY g.captured_at DESC, g.id DESC LIMIT %(limit)s"
+            ).format(columns=_GARMENT_COLUMNS),
             {
                 "category": q.category,
                 "colour": q.colour,
@@ -366,12 +370,13 @@ def sightings_page(conn: Connection, q: SightingQuery) -> Page:
 # ---------------------------------------------------------------------------------------------
 # helpers
 
+# the garments columns `_garment` reads, in its order (of the table aliased g)
 _GARMENT_FIELDS = (
-    "g.garment_index", "g.person_index", "g.category", "g.score", "g.x1", "g.y1", "g.x2", "g.y2",
-    "g.attributes", "g.colour_name", "g.colour_r", "g.colour_g", "g.colour_b", "g.colour_share",
-    "g.style", "g.style_prob",
+    "garment_index", "person_index", "category", "score", "x1", "y1", "x2", "y2",
+    "attributes", "colour_name", "colour_r", "colour_g", "colour_b", "colour_share",
+    "style", "style_prob",
 )  # fmt: skip
-_GARMENT_COLUMNS = ", ".join(_GARMENT_FIELDS)
+_GARMENT_COLUMNS = sql.SQL(", ").join(sql.Identifier("g", c) for c in _GARMENT_FIELDS)
 
 
 def _garment(r: tuple[Any, ...]) -> dict[str, Any]:
