@@ -43,13 +43,16 @@ What the agents here do about it:
   restarted in-process beside held, never-committable offsets.
 - `broker_commit_interval` is short (1 s) so a restarted worker re-reads little.
 
-Stopping (SIGTERM/SIGINT; see `Holds.stop`): from that moment no batch is released any more, and
-every held message is withdrawn from the consumer's set of messages in flight. Faust's stop
-waits until that set is empty (`Consumer.wait_empty`, point 5) -- without the withdrawal a batch
-held while Postgres is down would keep the worker from stopping for as long as the outage
-lasts. Nothing withdrawn is acked, so nothing of it is committed: the next worker reads it
-again. Releasing nothing after the stop began also keeps acks in offset order (a later batch is
-never acked while an earlier one stays held).
+Stopping (SIGTERM/SIGINT; see `Holds.stop` and `Pipeline.begin_shutdown`): from that moment no
+batch is released any more, so no message is acked any more either -- neither a held one nor one
+still waiting in an agent's take buffer (it would be held, never released, once taken). Faust's
+stop by default waits until every message in flight is acked (`stream_wait_empty`, point 5):
+here that wait could only end at the worker's shutdown bound (a batch held through a Postgres
+outage; records buffered behind a busy agent), so the pipeline turns it off when the stop begins
+and Faust just commits what was acked. Nothing held is acked, so nothing of it is committed: the
+next worker reads it again. Releasing nothing after the stop began also keeps acks in offset
+order (a later batch is never acked while an earlier one stays held). The wait stays on for
+rebalances, where it lets the batches in flight finish before the partitions move.
 """
 
 from __future__ import annotations
@@ -74,28 +77,24 @@ class Holds:
 
     def hold(self, events: Sequence[Any]) -> HeldBatch:
         held = HeldBatch(events, self._consumer(), self)
-        if self.stopping:
-            self._withdraw(held)
-        else:
+        if not self.stopping:
             self._held.add(held)
         return held
 
     def stop(self) -> int:
-        """The worker is stopping: release nothing from now on, and withdraw every held
-        message from the consumer's in-flight set so that Faust's stop does not wait for
-        them. Returns how many messages were withdrawn (they will be read again)."""
+        """The worker is stopping: release nothing from now on, and wake the writers waiting
+        out a backoff. Returns how many held messages are left for redelivery (they are never
+        acked, so never committed)."""
         self.stopping = True
         waiting, self._waiting = self._waiting, []
         for future in waiting:
             if not future.done():
                 future.set_result(None)
-        withdrawn = 0
-        for held in list(self._held):
-            withdrawn += self._withdraw(held)
+        left = sum(len(held) for held in self._held if not held.released)
         self._held.clear()
-        if withdrawn:
-            log.warning("stopping: %d records not yet durable are left for redelivery", withdrawn)
-        return withdrawn
+        if left:
+            log.warning("stopping: %d records not yet durable are left for redelivery", left)
+        return left
 
     async def wait_stopping(self) -> None:
         """Returns once the worker is stopping (at once if it is). A future per caller, made
@@ -110,17 +109,6 @@ class Holds:
         finally:
             if future in self._waiting:
                 self._waiting.remove(future)
-
-    def _withdraw(self, held: HeldBatch) -> int:
-        if held.released:
-            return 0
-        # Faust's private set of messages in flight (Consumer._unacked_messages, a WeakSet);
-        # without it, stop() waits for acks that will never come while Postgres is down
-        unacked = getattr(held.consumer, "_unacked_messages", None)
-        for event in held.events:
-            if unacked is not None:
-                unacked.discard(event.message)
-        return len(held.events)
 
 
 class HeldBatch:
