@@ -11,9 +11,9 @@ from fashionstream.app.cli import main
 from fashionstream.core.settings import REPO_ROOT
 from models import weights as W
 from models.detection import ccp
-from models.detection.runner import Detector
+from models.detection.runner import Detector, TorchDetector
 from models.registry import default_registry
-from models.runtime.build import detector_runner, resolve_runtime
+from models.runtime.build import detector_runner, resolve_runtime, score_floor
 from models.taxonomy import DETECTOR_CLASSES
 
 pytestmark = pytest.mark.models
@@ -82,3 +82,30 @@ def test_eval_command_scores_a_ccp_folder(capsys: pytest.CaptureFixture[str]) ->
     assert set(report) >= {"box_ap", "box_ap50", "mask_ap", "mask_ap50", "person_ap50"}
     assert report["per_category"]["skirt"]["instances"] == 1
     assert {k: report[k] for k in EVAL_AP} == pytest.approx(EVAL_AP, abs=0.05)
+
+
+def test_the_score_floor_drops_only_boxes_the_runner_would_drop(
+    detector: Detector, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A runner at threshold 0.5 has the network drop boxes under it before the mask head
+    (models.runtime.build.score_floor); the detections it keeps are exactly those a network with
+    Mask R-CNN's own floor (0.05) gives, and evaluation (threshold 0) keeps that floor."""
+    assert score_floor(0.05, 0.0) == 0.05
+    assert score_floor(0.05, 0.5) == pytest.approx(0.5)
+    assert score_floor(0.05, 0.5) < 0.5
+    runtime = resolve_runtime("torch", "cpu", 2, tmp_path_factory.mktemp("onnx"))
+    unfloored, _, _ = detector_runner(WEIGHTS, default_registry(), runtime, threshold=0.0)
+    assert isinstance(unfloored, TorchDetector)
+    assert isinstance(detector, TorchDetector)
+    assert detector.core.roi_heads.score_thresh > 0.49
+    assert unfloored.core.roi_heads.score_thresh == 0.05
+    images = [s.image for s in ccp.iter_samples(FIXTURE, ccp.image_ids(FIXTURE))]
+    floored_raw, _ = detector.raw(images)
+    all_raw, _ = unfloored.raw(images)
+    assert sum(len(r[0]) for r in all_raw) > 2 * sum(len(r[0]) for r in floored_raw)
+    unfloored.threshold = 0.5  # the network keeps everything over 0.05, the runner drops it
+    for got, want in zip(detector.detect(images), unfloored.detect(images), strict=True):
+        assert got.class_ids.tolist() == want.class_ids.tolist()
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+        assert (got.masks == want.masks).mean() > 0.999
