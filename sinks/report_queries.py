@@ -122,39 +122,32 @@ class TopGarment:
 # the scoped rows of each side
 
 _SOURCES = sql.SQL("(%(sources)s::text[] IS NULL OR s.source_id = ANY(%(sources)s::text[]))")
-# A video or a catalogue tagged again by a new model must not count twice: only a sighting (x) of
-# the model that last processed its camera's stream, and only the latest tagging of an image (i)
-_LATEST_SIGHTING = sql.SQL(
-    "NOT EXISTS (SELECT 1 FROM sightings n WHERE n.source_pk = x.source_pk"
-    " AND n.stream_ref = x.stream_ref AND n.model_version <> x.model_version"
-    " AND n.written_at > x.written_at)"
-)
-_LATEST_IMAGE = sql.SQL(
-    "NOT EXISTS (SELECT 1 FROM images n WHERE n.event_id = i.event_id"
-    " AND n.written_at > i.written_at)"
-)
+# A video or a catalogue tagged again by a new model must not count twice: the views of migration
+# 0006 keep only a sighting (x) of the model that last processed its camera's stream, and only the
+# latest tagging of an image (i)
 _SIGHTINGS_IN_SCOPE = sql.SQL(
-    "sightings x JOIN sources s ON s.id = x.source_pk WHERE s.kind = 'camera'"
-    " AND x.first_seen_at >= %(since)s AND x.first_seen_at < %(until)s AND {sources} AND {latest}"
-).format(sources=_SOURCES, latest=_LATEST_SIGHTING)
+    "current_sightings x JOIN sources s ON s.id = x.source_pk WHERE s.kind = 'camera'"
+    " AND x.first_seen_at >= %(since)s AND x.first_seen_at < %(until)s AND {sources}"
+).format(sources=_SOURCES)
 _IMAGES_IN_SCOPE = sql.SQL(
-    "images i JOIN sources s ON s.id = i.source_pk WHERE s.kind = 'feed'"
-    " AND i.captured_at >= %(since)s AND i.captured_at < %(until)s AND {sources} AND {latest}"
-).format(sources=_SOURCES, latest=_LATEST_IMAGE)
+    "current_images i JOIN sources s ON s.id = i.source_pk WHERE s.kind = 'feed'"
+    " AND i.captured_at >= %(since)s AND i.captured_at < %(until)s AND {sources}"
+).format(sources=_SOURCES)
 _STREET = sql.SQL(
     "SELECT sg.*, s.source_id, sg.attributes->'articleType'->>'label' AS article_type_label"
-    " FROM sighting_garments sg JOIN sightings x ON x.id = sg.sighting_pk"
+    " FROM sighting_garments sg JOIN current_sightings x ON x.id = sg.sighting_pk"
     " JOIN sources s ON s.id = sg.source_pk"
     " WHERE s.kind = 'camera' AND sg.first_seen_at >= %(since)s AND sg.first_seen_at < %(until)s"
-    " AND {sources} AND {latest}"
-).format(sources=_SOURCES, latest=_LATEST_SIGHTING)
+    " AND {sources}"
+).format(sources=_SOURCES)
 _CATALOGUE = sql.SQL(
     "SELECT g.*, s.source_id, g.article_type AS article_type_label, i.item_pk,"
     " i.width AS image_width, i.height AS image_height"
-    " FROM garments g JOIN images i ON i.id = g.image_id JOIN sources s ON s.id = g.source_pk"
+    " FROM garments g JOIN current_images i ON i.id = g.image_id"
+    " JOIN sources s ON s.id = g.source_pk"
     " WHERE s.kind = 'feed' AND g.captured_at >= %(since)s AND g.captured_at < %(until)s"
-    " AND {sources} AND {latest}"
-).format(sources=_SOURCES, latest=_LATEST_IMAGE)
+    " AND {sources}"
+).format(sources=_SOURCES)
 _SCOPED = {Side.STREET: _STREET, Side.CATALOGUE: _CATALOGUE}
 _COLUMN = {
     Dimension.CATEGORY: sql.SQL("category"),

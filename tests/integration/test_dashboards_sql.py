@@ -1,7 +1,7 @@
 """The Grafana business panels (Postgres datasource) against the real Postgres: every SQL panel
 query runs with Grafana's macros expanded the way Grafana's Postgres datasource expands them, on
-rows the real sinks and tracker wrote (tests/support/report_scene.py), and returns the shape its
-panel format needs and the numbers the scene implies."""
+rows the real sinks and tracker wrote (tests/support/report_scene.py, tagged twice, by two model
+versions), and returns the shape its panel format needs and the numbers the scene implies."""
 
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def panel_rows(local_stack: Settings) -> dict[str, tuple[list[str], list[tuple[A
     try:
         truncate_tables(conn)
         write_scene(local_stack)
+        # the same clips and catalogue tagged again by a new model: every panel counts them once
+        write_scene(local_stack, model_version="test-v2")
         out = {}
         for title, _, target in sql_targets():
             with conn.cursor() as cur:
