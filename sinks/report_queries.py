@@ -2,8 +2,8 @@
 person, not per frame) and what the catalogue feeds hold (from tagged images), over a time window
 and optionally some sources. Parameterised SQL only; the few fragments that vary (which column a
 dimension is) are fixed `sql.SQL` constants chosen by an enum, never text from a caller. Days are
-UTC days. A stream or an image processed again by another model version counts once, by the
-model that processed it last."""
+those of the window's time zone. A stream or an image processed again by another model version
+counts once, by the model that processed it last (the views of migration 0006)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from psycopg2 import sql
 
+from fashionstream.core.settings import time_zone
 from sinks.postgres import Connection
 
 
@@ -35,27 +37,35 @@ class Dimension(enum.StrEnum):
 @dataclass(frozen=True)
 class Window:
     """[since, until) of capture time (first sight of a person; fetch time of a catalogue image),
-    over `sources` (camera ids or feed names; None: all)."""
+    over `sources` (camera ids or feed names; None: all); days are `timezone`'s (IANA name)."""
 
     since: dt.datetime
     until: dt.datetime
     sources: tuple[str, ...] | None = None
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         if self.since.tzinfo is None or self.until.tzinfo is None:
             raise ValueError("Window: since and until must be timezone-aware")
         if self.until <= self.since:
             raise ValueError(f"Window: until {self.until} is not after since {self.since}")
+        time_zone(self.timezone)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return time_zone(self.timezone)
 
     def previous(self) -> Window:
         """The period of the same length just before: what trends compare with."""
-        return Window(self.since - (self.until - self.since), self.since, self.sources)
+        start = self.since - (self.until - self.since)
+        return Window(start, self.since, self.sources, self.timezone)
 
     def params(self) -> dict[str, Any]:
         return {
             "since": self.since,
             "until": self.until,
             "sources": None if self.sources is None else sorted(self.sources),
+            "tz": self.timezone,
         }
 
 
@@ -188,12 +198,12 @@ def per_source_day(conn: Connection, window: Window, side: Side) -> list[DayCoun
     """People seen per camera per day (street), or garments tagged per feed per day."""
     if side is Side.STREET:
         query = sql.SQL(
-            "SELECT s.source_id, (x.first_seen_at AT TIME ZONE 'UTC')::date, count(*)"
+            "SELECT s.source_id, (x.first_seen_at AT TIME ZONE %(tz)s)::date, count(*)"
             " FROM {sightings} GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(sightings=_SIGHTINGS_IN_SCOPE)
     else:
         query = sql.SQL(
-            "WITH scoped AS ({scoped}) SELECT source_id, (captured_at AT TIME ZONE 'UTC')::date,"
+            "WITH scoped AS ({scoped}) SELECT source_id, (captured_at AT TIME ZONE %(tz)s)::date,"
             " count(*) FROM scoped GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(scoped=_CATALOGUE)
     return [DayCount(str(src), day, int(n)) for src, day, n in _rows(conn, query, window.params())]

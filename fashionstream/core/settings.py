@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "FASHIONSTREAM_"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,14 @@ class FallBehindPolicy(enum.StrEnum):
 
     DROP_OLDEST = "drop_oldest"  # keep the newest frames: analytics wants "now", not a backlog
     BLOCK = "block"  # wait for the broker; the camera's own buffer then drops frames
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """An IANA time zone by name (UTC, Europe/Berlin); ValueError saying so for another name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (UTC, Europe/Berlin, ...)") from None
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -198,6 +207,13 @@ class Settings:
         30.0, "longest ?wait= of POST /v1/images; longer waits are cut to this"
     )
 
+    # --- the popular-items report (`fashionstream report`, GET /v1/report)
+    report_timezone: str = _setting(
+        "UTC",
+        "IANA time zone of the report's days and times (e.g. Europe/Berlin): where a day begins"
+        " for its per-day charts, and what a date without a zone (--since 2026-11-01) means",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from FASHIONSTREAM_* variables (then `overrides`), with clear errors."""
@@ -252,6 +268,7 @@ class Settings:
             )
         if not 0.0 <= self.person_threshold <= 1.0:
             raise ValueError(f"person_threshold must be in [0, 1], got {self.person_threshold}")
+        time_zone(self.report_timezone)
 
     def describe(self, *, redacted: bool = False) -> list[tuple[str, str, str]]:
         """(env var, value in effect, description) for every setting, in declaration order.

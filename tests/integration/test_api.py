@@ -475,3 +475,12 @@ def test_the_report_serves_what_was_tagged_as_json_and_as_one_html_page(api: Run
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_period"
     assert api.client.get("/v1/report", params={"format": "pdf"}).status_code == 422
+    assert body["timezone"] == "UTC"  # the server's setting
+    tokyo = api.client.get(
+        "/v1/report", params={"since": "1h", "sources": feed, "tz": "Asia/Tokyo"}
+    )
+    assert tokyo.json()["timezone"] == "Asia/Tokyo"
+    assert tokyo.json()["totals"] == body["totals"]
+    nowhere = api.client.get("/v1/report", params={"tz": "Mars/Olympus_Mons"})
+    assert nowhere.status_code == 400
+    assert nowhere.json()["error"] == "invalid_timezone"

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections import Counter
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg2.extensions
 import pytest
@@ -134,6 +136,31 @@ def test_the_html_is_self_contained_and_the_json_carries_the_same_figures(
     assert data["totals"]["sightings"] == EXPECTED["sightings"]
     colours = {row["label"]: row["count"] for row in data["street"]["colour"]}
     assert colours == EXPECTED["street_colours"]
+
+
+def test_days_are_the_report_time_zones_days(
+    scene: Settings, db: psycopg2.extensions.connection
+) -> None:
+    """Tokyo (UTC+9): the scene's afternoon (UTC) visits fall on the next day there."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    report = build_report(scene.database_url, SINCE, UNTIL, timezone="Asia/Tokyo")
+    with db.cursor() as cur:
+        cur.execute(
+            "SELECT s.source_id, x.first_seen_at FROM current_sightings x"
+            " JOIN sources s ON s.id = x.source_pk"
+            " WHERE x.first_seen_at >= %s AND x.first_seen_at < %s",
+            (SINCE, UNTIL),
+        )
+        seen = cur.fetchall()
+    want = Counter((camera, at.astimezone(tokyo).date()) for camera, at in seen)
+    got = Counter({(c.source_id, c.day): c.count for c in report.people_per_camera_day})
+    assert got == want
+    utc_days = Counter((camera, at.astimezone(dt.UTC).date()) for camera, at in seen)
+    assert want != utc_days  # some visits did move to the next day
+    first = SINCE.astimezone(tokyo).date()
+    assert report.days() == [first + dt.timedelta(days=n) for n in range(4)]  # 09:00 to 09:00
+    assert report.to_json()["timezone"] == "Asia/Tokyo"
+    assert "(Asia/Tokyo)" in render_html(report)
 
 
 def test_an_empty_period_says_so_instead_of_failing(scene: Settings) -> None:

@@ -1,14 +1,17 @@
-"""The report's pure parts: the command's period words, trend marks, and the SVG charts (escaped
-text, empty data)."""
+"""The report's pure parts: the command's period words and time zone, trend marks, and the SVG
+charts (escaped text, empty data)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from fashionstream.app.report import parse_period
 from fashionstream.app.report.svg import Bar, bar_chart, change, line_chart
+from fashionstream.core.settings import Settings
+from sinks.report_queries import Window
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
@@ -41,6 +44,25 @@ def test_the_period_words(since: str, until: str, expected: tuple[dt.datetime, .
 def test_bad_period_words_are_refused(since: str, until: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_period(since, until, NOW)
+
+
+def test_a_date_without_a_zone_is_the_report_zones_midnight() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    since, until = parse_period("2026-03-01", "now", NOW, berlin)
+    assert since == dt.datetime(2026, 2, 28, 23, 0, tzinfo=dt.UTC)  # CET is UTC+1 in March
+    assert until == NOW
+    since, _ = parse_period("2026-03-01T00:00:00+00:00", "now", NOW, berlin)  # a zone given wins
+    assert since == dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def test_the_report_time_zone_is_checked_where_it_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASHIONSTREAM_REPORT_TIMEZONE", "Mars/Olympus_Mons")
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        Settings.from_env()
+    monkeypatch.setenv("FASHIONSTREAM_REPORT_TIMEZONE", "Asia/Tokyo")
+    assert Settings.from_env().report_timezone == "Asia/Tokyo"
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        Window(NOW, NOW + dt.timedelta(days=1), timezone="CEST+1")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from fashionstream.app.commands import Commands
-from fashionstream.core.settings import Settings
+from fashionstream.core.settings import Settings, time_zone
 
 
 def register(commands: Commands) -> None:
@@ -32,6 +32,12 @@ def register(commands: Commands) -> None:
         "--sources", default="", help="comma-separated camera ids and feed names (default: all)"
     )
     report.add_argument(
+        "--timezone",
+        default=None,
+        help="IANA time zone of the days and times, e.g. Europe/Berlin (default: the setting"
+        " FASHIONSTREAM_REPORT_TIMEZONE, UTC unless set)",
+    )
+    report.add_argument(
         "-o", "--output", type=Path, default=None, help="HTML file to write (default report.html)"
     )
     report.add_argument(
@@ -46,8 +52,10 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     from fashionstream.app.report import build_report, parse_period, render_html
     from fashionstream.app.similar import SimilarSearch
 
+    timezone = args.timezone or settings.report_timezone
     try:
-        since, until = parse_period(args.since, args.until, dt.datetime.now(dt.UTC))
+        zone = time_zone(timezone)
+        since, until = parse_period(args.since, args.until, dt.datetime.now(dt.UTC), zone)
     except ValueError as exc:
         print(f"fashionstream report: {exc}", file=sys.stderr)
         return 2
@@ -56,7 +64,12 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
     search = SimilarSearch.from_settings(settings)
     try:
         report = build_report(
-            settings.database_url, since, until, sources or None, similar=search.report_matches
+            settings.database_url,
+            since,
+            until,
+            sources or None,
+            similar=search.report_matches,
+            timezone=timezone,
         )
     except psycopg2.Error as exc:
         print(f"fashionstream report: Postgres: {str(exc).strip()}", file=sys.stderr)
@@ -73,7 +86,8 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
         print(
             f"{output}: {_n(t.sightings, 'person', 'people')} on {_n(t.cameras, 'camera')},"
             f" {_n(t.catalogue_images, 'catalogue image')} from {_n(t.feeds, 'feed')},"
-            f" {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+            f" {since.astimezone(zone):%Y-%m-%d %H:%M} to {until.astimezone(zone):%Y-%m-%d %H:%M}"
+            f" {timezone}"
         )
     for name in report.unknown_sources:
         print(f"fashionstream report: no source named {name!r}", file=sys.stderr)

@@ -104,9 +104,11 @@ class Report:
         return t.sightings == 0 and t.catalogue_images == 0
 
     def days(self) -> list[dt.date]:
-        """Every UTC day the window touches (charts show the days without data as 0)."""
-        first = self.window.since.astimezone(dt.UTC).date()
-        last = (self.window.until - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
+        """Every day (in the window's time zone) the window touches (charts show the days
+        without data as 0)."""
+        zone = self.window.zone
+        first = self.window.since.astimezone(zone).date()
+        last = (self.window.until - dt.timedelta(microseconds=1)).astimezone(zone).date()
         return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
 
     def to_json(self) -> dict[str, Any]:
@@ -116,6 +118,7 @@ class Report:
             "since": w.since.isoformat(),
             "until": w.until.isoformat(),
             "previous_since": w.previous().since.isoformat(),
+            "timezone": w.timezone,
             "sources": None if w.sources is None else list(w.sources),
             "unknown_sources": list(self.unknown_sources),
             "generated_at": self.generated_at.isoformat(),
@@ -156,14 +159,16 @@ def build_report(
     similar: SimilarItems | None = None,
     top: int = 8,
     matches_per_garment: int = 3,
+    timezone: str = "UTC",
 ) -> Report:
     """The report over [since, until) (timezone-aware) for `sources` (camera ids or feed names;
-    None or empty: all), compared with the period of the same length before. `conn_or_dsn`: an
+    None or empty: all), compared with the period of the same length before; its days and times
+    are `timezone`'s (an IANA name). `conn_or_dsn`: an
     open psycopg2 connection (left open) or a libpq DSN (connected and closed here).
     `similar`: the catalogue search for the top street garments' closest items (None: the
     section says it is not available). Raises ValueError for an empty or inverted period and
     psycopg2.Error when the database fails."""
-    window = Window(since, until, tuple(sorted(set(sources))) if sources else None)
+    window = Window(since, until, tuple(sorted(set(sources))) if sources else None, timezone)
     if isinstance(conn_or_dsn, str):
         conn = psycopg2.connect(conn_or_dsn, connect_timeout=5, application_name="fs-report")
         try:

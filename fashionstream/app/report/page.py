@@ -69,12 +69,14 @@ footer{margin-top:36px;color:#9ca3af;font-size:12px}
 def render_html(report: Report) -> str:
     """One self-contained HTML page (inline CSS, SVG charts, data: thumbnails)."""
     w = report.window
-    since, until = w.since.astimezone(dt.UTC), w.until.astimezone(dt.UTC)
-    previous = w.previous().since.astimezone(dt.UTC)
+    zone = w.zone
+    since, until = w.since.astimezone(zone), w.until.astimezone(zone)
+    previous = w.previous().since.astimezone(zone)
     sources = ", ".join(w.sources) if w.sources else "all cameras and feeds"
     body = [
         "<h1>Popular items</h1>",
-        f"<p class='meta'>{_when(since)} to {_when(until)} (UTC) &middot; {esc(sources)} &middot;"
+        f"<p class='meta'>{_when(since)} to {_when(until)} ({esc(w.timezone)}) &middot;"
+        f" {esc(sources)} &middot;"
         f" trends against {_when(previous)} to {_when(since)}</p>",
     ]
     if report.unknown_sources:
@@ -93,9 +95,9 @@ def render_html(report: Report) -> str:
         body += _street(report) + _catalogue(report)
     body.append(
         f"<footer>fashionstream popular-items report, generated"
-        f" {_when(report.generated_at.astimezone(dt.UTC))} UTC. People are counted once per"
-        " sighting (a person tracked across frames), catalogue garments once per tagged"
-        " image.</footer>"
+        f" {_when(report.generated_at.astimezone(zone))} {esc(w.timezone)}. People are counted"
+        " once per sighting (a person tracked across frames), catalogue garments once per"
+        " tagged image.</footer>"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fashionstream.app.api.errors import ApiError
 from fashionstream.app.api.services import Services, services
 from fashionstream.app.report import build_report, parse_period, render_html
+from fashionstream.core.settings import time_zone
 from sinks.errors import PostgresUnavailableError
 
 router = APIRouter(tags=["report"])
@@ -29,11 +30,20 @@ async def get_report(
         str | None, Query(max_length=4096, description="comma-separated camera ids and feeds")
     ] = None,
     format: Annotated[Literal["json", "html"], Query(description="json or html")] = "json",
+    tz: Annotated[
+        str | None,
+        Query(max_length=64, description="IANA time zone of the days (default: the server's)"),
+    ] = None,
 ) -> dict[str, Any] | HTMLResponse:
     """What people on camera wore and what the catalogue feeds hold over a period, with trends
     against the period of the same length before it."""
+    timezone = tz or svc.settings.report_timezone
     try:
-        start, end = parse_period(since, until, dt.datetime.now(dt.UTC))
+        zone = time_zone(timezone)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_timezone", str(exc)) from None
+    try:
+        start, end = parse_period(since, until, dt.datetime.now(dt.UTC), zone)
     except ValueError as exc:
         raise ApiError(400, "invalid_period", str(exc)) from None
     names = [s.strip() for s in (sources or "").split(",") if s.strip()]
@@ -42,7 +52,9 @@ async def get_report(
     try:
         closest = svc.similar().report_matches  # stored vectors only: loads no model
         report = await svc.query(
-            lambda conn: build_report(conn, start, end, names or None, similar=closest)
+            lambda conn: build_report(
+                conn, start, end, names or None, similar=closest, timezone=timezone
+            )
         )
     except PostgresUnavailableError as exc:
         raise ApiError(503, "database_unavailable", str(exc)) from None
