@@ -183,7 +183,12 @@ def _write_report(settings: Settings) -> Path:
     search = SimilarSearch.from_settings(settings)  # stored vectors only: no tagger is loaded
     try:
         report = build_report(
-            settings.database_url, since, until, [FEED, CAMERA], similar=search.report_matches
+            settings.database_url,
+            since,
+            until,
+            [FEED, CAMERA],
+            similar=search.report_matches,
+            timezone=settings.report_timezone,
         )
     finally:
         search.close()
