@@ -20,13 +20,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fashionstream.app.api.background import ensure_api, stop_api
+from fashionstream.app.api.failures import DeadLetterTail, RecentFailures
 from fashionstream.app.api.server import ApiServer
 from fashionstream.app.api.services import Services
 from fashionstream.app.local_run import WorkerProcess, start_group_at_end
+from fashionstream.core.errors import DeadLetterReason
 from fashionstream.core.metrics import Metrics
-from fashionstream.core.records import event_id_for_item
+from fashionstream.core.records import DeadLetter, Origin, Topic, event_id_for_item
 from fashionstream.core.settings import REPO_ROOT, Settings
 from infra.processes import free_port, tail
+from producers.kafka import build_producer
 from tests.support import fake_worker
 from tests.support.pipeline import (
     IMAGE_HOST,
@@ -312,6 +315,47 @@ def test_what_only_a_fetch_can_tell_becomes_a_dead_letter(api: Running) -> None:
         assert waited.json()["error"] == "not_an_image"
     finally:
         letters.close()
+
+
+def test_failures_from_before_the_api_started_are_read_back(local_stack: Settings) -> None:
+    """A letter already on the topic when an API process starts (here: the sink's letter of a
+    catalogue image, a later stage than the fetch) is known to it, and so is one that comes
+    after."""
+    feed = unique("api-before")
+    urls = [f"https://shop.example/{feed}-{n}.jpg" for n in range(2)]
+
+    def send_letter(n: int) -> None:
+        letter = DeadLetter(
+            reason=DeadLetterReason.INTERNAL_ERROR,
+            detail=f"letter {n}",
+            stage="sink",
+            failed_at=time.time(),
+            source_id=feed,
+            reference=urls[n],
+            key=f"sku-{n}",
+            origin=Origin(Topic.ITEMS.value, 0, n),
+        )
+        producer = build_producer(local_stack, client_id="test-api-letters")
+        try:
+            key, value = letter.to_kafka()
+            producer.send(Topic.DEADLETTER.value, key=key, value=value).get(timeout=30)
+        finally:
+            producer.close()
+
+    send_letter(0)
+    failures = RecentFailures()
+    tail = DeadLetterTail.from_settings(local_stack, failures).start()
+    try:
+        assert tail.ready.wait(30)
+        send_letter(1)
+        ids = [event_id_for_item(feed, f"sku-{n}", url) for n, url in enumerate(urls)]
+        deadline = time.monotonic() + 20
+        while not all(failures.get(i) for i in ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = [failures.get(i) for i in ids]
+        assert [f.detail if f else None for f in got] == ["letter 0", "letter 1"]
+    finally:
+        tail.stop()
 
 
 def test_keys_are_required_everywhere_but_health(api: Running) -> None:

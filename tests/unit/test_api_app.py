@@ -167,6 +167,9 @@ def test_a_body_streamed_past_the_limit_is_cut_off() -> None:
     assert submitter.sent == []
 
 
+SUBMITTED = event_id_for_item("shop", "sku-1", "https://shop.example/a.jpg")
+
+
 def _letter(topic: str = "fashion.images.v1", **fields: Any) -> DeadLetter:
     values: dict[str, Any] = {
         "reason": DeadLetterReason.NOT_AN_IMAGE,
@@ -186,14 +189,24 @@ def _letter(topic: str = "fashion.images.v1", **fields: Any) -> DeadLetter:
     ("letter", "expected"),
     [
         (_letter(), event_id_for_item("shop", "sku-1", "https://shop.example/a.jpg")),
-        (_letter(topic="fashion.frames.v1"), None),  # a later stage: not a submission's letter
+        # later stages of the same catalogue image: its frame (tagging), its item (sink)
+        (_letter(topic="fashion.frames.v1", stage="tag"), SUBMITTED),
+        (_letter(topic="fashion.items.v1", stage="sink"), SUBMITTED),
+        # a camera frame's letter names no submission
+        (
+            _letter(topic="fashion.frames.v1", source_id="cam-1", key="cam-1", reference="cam-1#7"),
+            None,
+        ),
+        (_letter(topic="fashion.deadletter.v1"), None),
         (_letter(origin=None), None),
         (_letter(key=None), None),
         (_letter(source_id=None), None),
         (_letter(reference=None), None),
     ],
 )
-def test_a_fetch_dead_letter_names_its_submission(letter: DeadLetter, expected: str | None) -> None:
+def test_a_dead_letter_of_any_stage_names_its_catalogue_submission(
+    letter: DeadLetter, expected: str | None
+) -> None:
     assert submission_event_id(letter) == expected
 
 
@@ -207,6 +220,16 @@ def test_recent_failures_are_bounded_and_a_resubmission_forgets_one() -> None:
     assert failures.get("00000000-0000-0000-0000-000000000002") == failure
     failures.forget("00000000-0000-0000-0000-000000000002")
     assert failures.get("00000000-0000-0000-0000-000000000002") is None
+
+
+def test_a_failure_from_before_a_resubmission_read_back_later_does_not_count() -> None:
+    """The tail reads old letters back at its start: the attempt sent again starts over."""
+    failures = RecentFailures(clock=lambda: 100.0)
+    failures.forget(SUBMITTED)  # sent again at t=100
+    failures.add_letters([_letter(failed_at=50.0)])  # the first attempt's letter, read late
+    assert failures.get(SUBMITTED) is None
+    failures.add_letters([_letter(failed_at=150.0)])  # the new attempt failed too
+    assert failures.get(SUBMITTED) is not None
 
 
 def test_a_failed_submission_is_a_422_with_the_dead_letters_reason() -> None:

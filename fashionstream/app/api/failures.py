@@ -1,11 +1,17 @@
 """Which submissions the pipeline gave up on: the API tails `fashion.deadletter.v1` (no consumer
-group: every API process reads every letter, from the end at its start) and remembers the recent
-fetch and decode failures by event id, so `?wait` and GET /v1/images/{id} can say "failed:
-not_an_image" instead of "not tagged yet" forever.
+group: every API process reads every letter) and remembers the recent failures of catalogue
+images by event id, so `?wait` and GET /v1/images/{id} can say "failed: not_an_image" instead of
+"not tagged yet" forever.
 
-A fetch-stage dead letter names its request's feed (`source_id`), item id (`key`) and URL
-(`reference`), which is all `event_id_for_item` needs. Letters of later stages, and failures
-from before the API started, are not known here (the dead-letter topic is the record of those).
+Every stage's dead letter of a catalogue image names its feed (`source_id`), item id (`key`)
+and URL (`reference`): the fetch stage's (the request), the tagging stage's (its frame: key =
+item id, reference = the image URL) and the sink's (its tagged item, the same), which is all
+`event_id_for_item` needs. A camera frame's letter (reference camera#frame) names no submission.
+
+At its start the tail reads back the last `REMEMBERED` letters of the topic (spread over its
+partitions), so a failure from before the API started is known too, as far as the topic and the
+memory reach. A submission sent again starts over (`forget`): a failure older than that, read
+back later, no longer counts.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,22 +45,31 @@ class Failure:
 class RecentFailures:
     """A bounded, thread-safe map event id -> the latest failure of that submission."""
 
-    def __init__(self, capacity: int = REMEMBERED) -> None:
+    def __init__(self, capacity: int = REMEMBERED, clock: Callable[[], float] = time.time) -> None:
         self._capacity = capacity
+        self._clock = clock
         self._failures: collections.OrderedDict[str, Failure] = collections.OrderedDict()
+        # event id -> when it was last submitted again: failures before that are history
+        self._resubmitted: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def record(self, event_id: str, failure: Failure) -> None:
+        key = normal_event_id(event_id)
         with self._lock:
-            self._failures[normal_event_id(event_id)] = failure
-            self._failures.move_to_end(normal_event_id(event_id))
-            while len(self._failures) > self._capacity:
-                self._failures.popitem(last=False)
+            if failure.failed_at < self._resubmitted.get(key, float("-inf")):
+                return  # read back after the image was sent again: that attempt starts over
+            self._failures[key] = failure
+            self._failures.move_to_end(key)
+            _bound(self._failures, self._capacity)
 
     def forget(self, event_id: str) -> None:
         """A new submission of the same image starts over."""
+        key = normal_event_id(event_id)
         with self._lock:
-            self._failures.pop(normal_event_id(event_id), None)
+            self._failures.pop(key, None)
+            self._resubmitted[key] = self._clock()
+            self._resubmitted.move_to_end(key)
+            _bound(self._resubmitted, self._capacity)
 
     def get(self, event_id: str) -> Failure | None:
         with self._lock:
@@ -69,12 +85,24 @@ class RecentFailures:
                 )
 
 
+def _bound(entries: collections.OrderedDict[str, Any], capacity: int) -> None:
+    while len(entries) > capacity:
+        entries.popitem(last=False)
+
+
+# the topics a catalogue image passes through: its request, its frame, its tagged item
+_SUBMISSION_TOPICS = {Topic.IMAGES.value, Topic.FRAMES.value, Topic.ITEMS.value}
+
+
 def submission_event_id(letter: DeadLetter) -> str | None:
-    """The event id of the image request a dead letter reports, when it reports one."""
+    """The event id of the catalogue image a dead letter reports, at any stage, when it reports
+    one (a camera frame's letter, whose reference is camera#frame, does not)."""
     origin = letter.origin
-    if origin is None or origin.topic != Topic.IMAGES.value:
+    if origin is None or origin.topic not in _SUBMISSION_TOPICS:
         return None
     if not letter.source_id or not letter.key or not letter.reference:
+        return None
+    if "://" not in letter.reference:  # camera#frame: not a submitted URL
         return None
     return event_id_for_item(letter.source_id, letter.key, letter.reference)
 
@@ -94,10 +122,15 @@ class DeadLetterTail:
         self._retry_s = retry_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="api-dead-letters", daemon=True)
-        self.ready = threading.Event()  # set once it reads from the end of the topic
+        self.ready = threading.Event()  # set once it reads the topic
 
     @classmethod
-    def from_settings(cls, settings: Settings, failures: RecentFailures) -> DeadLetterTail:
+    def from_settings(
+        cls, settings: Settings, failures: RecentFailures, *, look_back: int = REMEMBERED
+    ) -> DeadLetterTail:
+        """Reads the topic from `look_back` letters before its end (spread over its
+        partitions) on, at every (re)connection."""
+
         def consumer() -> Any:
             from kafka import KafkaConsumer, TopicPartition
 
@@ -113,9 +146,12 @@ class DeadLetterTail:
                 kafka_consumer.close()
                 raise RuntimeError(f"{Topic.DEADLETTER.value} has no partitions (yet)")
             kafka_consumer.assign(assigned)
-            kafka_consumer.seek_to_end(*assigned)
-            for partition in assigned:  # resolve the end now, not at the first poll
-                kafka_consumer.position(partition)
+            ends = kafka_consumer.end_offsets(assigned)
+            beginnings = kafka_consumer.beginning_offsets(assigned)
+            per_partition = -(-look_back // len(assigned))
+            for partition in assigned:
+                start = max(beginnings[partition], ends[partition] - per_partition)
+                kafka_consumer.seek(partition, start)
             return kafka_consumer
 
         return cls(failures, consumer)
