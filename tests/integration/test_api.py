@@ -29,7 +29,7 @@ from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import DeadLetter, Origin, Topic, event_id_for_item
 from fashionstream.core.settings import REPO_ROOT, Settings
 from infra.processes import free_port, tail
-from producers.kafka import build_producer
+from producers.kafka import Deliveries, build_producer
 from tests.support import fake_worker
 from tests.support.pipeline import (
     IMAGE_HOST,
@@ -338,7 +338,10 @@ def test_failures_from_before_the_api_started_are_read_back(local_stack: Setting
         producer = build_producer(local_stack, client_id="test-api-letters")
         try:
             key, value = letter.to_kafka()
-            producer.send(Topic.DEADLETTER.value, key=key, value=value).get(timeout=30)
+            deliveries = Deliveries()
+            deliveries.track(producer.send(Topic.DEADLETTER.value, key=key, value=value))
+            deliveries.wait(producer, 30)
+            assert deliveries.delivered == 1, deliveries.failed
         finally:
             producer.close()
 
