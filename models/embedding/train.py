@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,29 @@ class TrainConfig:
     seed: int = 0
     feature_dropout: float = 0.0  # dropout on the pooled features (the attribute net's was 0.2)
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+
+
+def weak_label_loss(
+    z: torch.Tensor,
+    rows: torch.Tensor,
+    targets: Mapping[str, tuple[torch.Tensor, Any]],
+    proxies: nn.ParameterDict,
+    weights: Mapping[str, float],
+    scale: float,
+) -> torch.Tensor:
+    """The head's loss on a batch: per weak label, a normalised-softmax (cosine classifier)
+    cross-entropy of the batch's embeddings `z` against that label's class proxies, over the
+    rows that have the label (-1: none), weighted; labels no row of the batch has add nothing."""
+    loss = torch.zeros(())
+    for name, weight in weights.items():
+        y, _ = targets[name]
+        yb = y[rows]
+        keep = yb >= 0
+        if not keep.any():
+            continue
+        w = nn.functional.normalize(proxies[name.replace("+", "_")], dim=1)
+        loss = loss + weight * nn.functional.cross_entropy(scale * z[keep] @ w.T, yb[keep])
+    return loss
 
 
 def _target(labels: dict[str, str], name: str) -> str | None:
@@ -108,17 +131,9 @@ def train_head(
             inputs = x[rows]
             if config.feature_dropout:
                 inputs = nn.functional.dropout(inputs, config.feature_dropout)
-            z = head(inputs)
-            loss = torch.zeros(())
-            for name, weight in config.targets.items():
-                y, _ = targets[name]
-                yb = y[rows]
-                keep = yb >= 0
-                if not keep.any():
-                    continue
-                w = nn.functional.normalize(proxies[name.replace("+", "_")], dim=1)
-                logits = config.scale * z[keep] @ w.T
-                loss = loss + weight * nn.functional.cross_entropy(logits, yb[keep])
+            loss = weak_label_loss(
+                head(inputs), rows, targets, proxies, config.targets, config.scale
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

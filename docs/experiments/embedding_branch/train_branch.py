@@ -17,7 +17,7 @@ from models.attributes.classifier import AttributeClassifier
 from models.embedding.features import FeatureSet
 from models.embedding.figures import held_out_figures
 from models.embedding.head import load_head
-from models.embedding.train import MIN_CLASS_ITEMS, TARGETS, _target
+from models.embedding.train import MIN_CLASS_ITEMS, TARGETS, _target, weak_label_loss
 
 torch.set_num_threads(2)
 
@@ -175,16 +175,7 @@ for epoch in range(args.epochs):
         if args.flip:
             f = torch.rand(len(xb), generator=g) < args.flip
             xb[f] = xb[f].flip(-1)
-        z = branch(xb)
-        loss = torch.zeros(())
-        for name, w in TARGETS.items():
-            y, _ = targets[name]
-            yb = y[rows]
-            keep = yb >= 0
-            if not keep.any():
-                continue
-            W = nn.functional.normalize(proxies[name.replace("+", "_")], dim=1)
-            loss = loss + w * nn.functional.cross_entropy(args.scale * z[keep] @ W.T, yb[keep])
+        loss = weak_label_loss(branch(xb), rows, targets, proxies, TARGETS, args.scale)
         opt.zero_grad()
         loss.backward()
         opt.step()
