@@ -23,7 +23,7 @@ from models.attributes.crop import Box, prepare_crop
 from models.attributes.network import ARCHITECTURE, AttributeNet, build_attribute_net
 from models.backbones.efficientnet_lite0 import INPUT_MEAN, INPUT_STD
 from models.embedding.head import ARCHITECTURE as EMBEDDING_ARCHITECTURE
-from models.embedding.head import EmbeddingAttributeNet, EmbeddingHead, load_head
+from models.embedding.head import EmbeddingAttributeNet, EmbeddingHead, Guidance, load_head
 
 MANIFEST_NAME = "attributes"
 EMBEDDING_NAME = "embedding"
@@ -79,8 +79,15 @@ def load_embedding(
         )
     path = entry.verified_path(weights_dir)
     dim = int(entry.preprocessing["dim"])
+    guided = entry.preprocessing.get("guidance")
+    guidance = None if not guided else Guidance(guided["weight"], guided["temperature"])
     try:
-        head = load_head(str(path), dim=dim, in_features=int(entry.preprocessing["in_features"]))
+        head = load_head(
+            str(path),
+            dim=dim,
+            in_features=int(entry.preprocessing["in_features"]),
+            guidance=guidance,
+        )
     except RuntimeError as exc:
         raise W.WeightsError(f"{path}: does not fit the manifest's head: {exc}") from exc
     return head, entry.version
@@ -113,6 +120,7 @@ class AttributeClassifier:
         if (embedding is None) != (not embedding_version):
             raise ValueError("an embedding head needs its version, and a version its head")
         self.embedding_version = embedding_version
+        self.embedding = embedding
         self.network = module.to(self.device).eval()
         # the attribute network, with the embedding as one more output of its forward when a
         # head is shipped (one pass over each crop gives both)

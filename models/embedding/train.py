@@ -177,14 +177,25 @@ def ship(
     metrics: dict[str, Any],
     training: dict[str, Any],
 ) -> W.WeightsEntry:
-    """Writes the head as float16 `embedding_linear.pt` and its manifest entry `embedding`
-    (version: architecture, dimension and the file's sha256)."""
+    """Writes the head (projection and type centres) as float16 `<ARCHITECTURE>.pt` and its
+    manifest entry `embedding` (version: architecture, dimension and the file's sha256; the
+    guidance weight and temperature in its preprocessing)."""
     from models.attributes.network import half_state_dict
-    from models.embedding.head import ARCHITECTURE
+    from models.embedding.head import ARCHITECTURE, GUIDING_HEAD
 
-    path = weights_dir / "embedding_linear.pt"
+    path = weights_dir / f"{ARCHITECTURE}.pt"
     torch.save(half_state_dict(head), path)
     sha = W.sha256_of(path)
+    guidance = (
+        {
+            "head": GUIDING_HEAD,
+            "weight": head.guidance.weight,
+            "temperature": head.guidance.temperature,
+            "types": len(head.type_centres),
+        }
+        if head.guided
+        else None
+    )
     entry = W.WeightsEntry(
         name="embedding",
         file=path.name,
@@ -196,9 +207,10 @@ def ship(
             "in_features": head.in_features,
             "dim": head.dim if isinstance(head.projection, nn.Linear) else 0,
             "attributes_version": attributes_version,
-            "input": "the attribute network's pooled trunk features of the garment crop "
-            "(same forward as the attributes); output L2-normalised, compared by cosine "
-            "distance",
+            "guidance": guidance,
+            "input": "the attribute network's pooled trunk features of the garment crop and "
+            f"its {GUIDING_HEAD} logits (same forward as the attributes); output L2-normalised, "
+            "compared by cosine distance",
         },
         metrics=metrics,
         training=training,

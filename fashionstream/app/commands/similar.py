@@ -29,9 +29,10 @@ def register(
         description="Caches the attribute network's pooled features of every catalogue photo "
         "and CCP garment (resumable), trains the projection head on the catalogue photos and "
         "CCP garments outside the attribute model's held-out splits, measures held-out "
-        "retrieval for the "
-        "raw pooled features and the head, and ships the head (weights/embedding_linear.pt "
-        "and the manifest entry `embedding`).",
+        "retrieval for the raw pooled features, the head alone and the head guided by the "
+        "attribute network's articleType prediction (weight and temperature chosen on a "
+        "validation share of the training items), and ships the head "
+        "(weights/embedding_type_guided.pt and the manifest entry `embedding`).",
     )
     t.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a shared/data folder")
     t.add_argument(
@@ -135,9 +136,11 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.attributes.classifier import MANIFEST_NAME, AttributeClassifier
     from models.attributes.data import DataLayout
     from models.embedding import features as F
+    from models.embedding import guidance as G
     from models.embedding.evaluate import unit
     from models.embedding.figures import held_out_figures
-    from models.embedding.train import TrainConfig, embed, ship, train_head
+    from models.embedding.head import GUIDING_HEAD
+    from models.embedding.train import TrainConfig, ship, train_head
 
     logging.getLogger("models.embedding").setLevel(logging.INFO)
     torch.set_num_threads(max(1, args.threads))
@@ -145,6 +148,8 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     attributes = W.entry(args.weights, MANIFEST_NAME)
     # pooled features of the attribute network alone (a shipped head may be stale)
     classifier = AttributeClassifier.from_weights(args.weights, with_embedding=False)
+    network = classifier.network.float()
+    type_labels = classifier.heads[GUIDING_HEAD]
     layout = DataLayout(args.data)
     cache = args.out / f"features-{attributes.sha256[:12]}"
     catalogue = F.extract(layout, classifier, cache / "catalogue", sources=("catalogue",))
@@ -155,11 +160,18 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     train_set = catalogue.where(lambda i: not i.held_out)
     if street is not None:
         train_set = train_set.joined(street.where(lambda i: not i.held_out))
+    # the guidance is chosen for a head that has not seen the validation items
+    fit, validation = G.validation_split(train_set)
+    probe = train_head(fit, config, checkpoint=args.out / f"head-{args.dim}d-fit.pt")
+    choice = G.choose_guidance(network, type_labels, probe, fit, validation)
     head = train_head(train_set, config, checkpoint=args.out / f"head-{args.dim}d.pt")
     figures = {
         "raw_pooled_features": held_out_figures(catalogue, street, unit),
-        "head": held_out_figures(catalogue, street, lambda x: embed(head, x)),
+        "head_unguided": held_out_figures(catalogue, street, lambda x: G.embed(network, head, x)),
     }
+    if choice.guidance.weight:
+        head.guide(G.type_centres(head, train_set, type_labels), choice.guidance)
+    figures["head"] = held_out_figures(catalogue, street, lambda x: G.embed(network, head, x))
     command = "fashionstream train embedding " + " ".join(shlex.quote(a) for a in sys.argv[3:] if a)
     entry = ship(
         head,
@@ -174,6 +186,14 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
             "loss": "normalised-softmax (cosine classifier) per weak label, weights "
             + json.dumps(config.targets),
             "config": {k: v for k, v in config.__dict__.items() if k != "targets"},
+            "guidance_validation": {
+                "items": {"fit": len(fit.items), "validation": len(validation.items)},
+                "chosen": {
+                    "weight": choice.guidance.weight,
+                    "temperature": choice.guidance.temperature,
+                },
+                "tried": choice.table,
+            },
             "command": command.strip(),
             "duration_s": round(time.monotonic() - started, 1),
             "machine": f"{platform.machine()} {torch.get_num_threads()} torch threads, "
@@ -373,13 +393,18 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
     from fashionstream.app.bench_similar import BenchVectors, run
     from models import weights as W
-    from models.attributes.classifier import MANIFEST_NAME, load_embedding
+    from models.attributes.classifier import MANIFEST_NAME, AttributeClassifier
     from models.embedding import features as F
-    from models.embedding.train import embed
+    from models.embedding import guidance as G
 
     torch.set_num_threads(2)
     attributes = W.entry(args.weights, MANIFEST_NAME)
-    head, version = load_embedding(args.weights, attributes)
+    classifier = AttributeClassifier.from_weights(args.weights)
+    if classifier.embedding is None:
+        print("fashionstream bench similar: no embedding head is shipped", file=sys.stderr)
+        return 2
+    head, version = classifier.embedding, classifier.embedding_version
+    embed = lambda features: G.embed(classifier.network, head, features)  # noqa: E731
     cache = args.features / f"features-{attributes.sha256[:12]}"
     if not (cache / "catalogue" / "items.json").is_file():
         print(
@@ -397,9 +422,9 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     query_features = np.concatenate([q.features for q in queries])
     pick = rng.choice(len(query_features), min(args.queries, len(query_features)), replace=False)
     vectors = BenchVectors(
-        stored=embed(head, rest.features),
+        stored=embed(rest.features),
         categories=[i.labels.get("category", "other") for i in rest.items],
-        queries=embed(head, query_features[pick]),
+        queries=embed(query_features[pick]),
         version=version,
     )
     sizes = [int(s) for s in args.sizes.split(",") if s]
