@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from models.attributes.calibration import UNKNOWN
+from models.attributes.labels import labels_agreeing
 from models.colour import read_colour
 from models.detection import crops as person_crops
 from models.detection.runner import Detector
@@ -567,6 +568,8 @@ class FashionTagger:
             probs = dict(garment_probs)
             if garment.person in genders:
                 probs[GENDER_HEAD] = genders[garment.person]
+            if garment.category is not None:
+                probs = self._agreeing(probs, garment.category)
             top = {
                 head: self._stated(head, labels, probs[head])
                 for head, labels in self.classifier.heads.items()
@@ -612,6 +615,22 @@ class FashionTagger:
             if garment.person is not None:
                 votes.setdefault(garment.person, []).append(probs[GENDER_HEAD])
         return {j: np.mean(v, axis=0) for j, v in votes.items()}
+
+    def _agreeing(self, probs: Mapping[str, np.ndarray], category: str) -> dict[str, np.ndarray]:
+        """A detected garment's probabilities read among the labels that agree with its
+        category (models.attributes.labels: labels_agreeing), renormalised: the detector saw the
+        whole garment on its wearer, the classifier only the crop, so a pair of trousers seen
+        from behind is not stored as a dress. A head none of whose labels agree keeps its own."""
+        out = dict(probs)
+        for head, labels in self.classifier.heads.items():
+            allowed = labels_agreeing(category, head)
+            if allowed is None:
+                continue
+            keep = np.array([label in allowed for label in labels])
+            mass = float(probs[head][keep].sum())
+            if mass > 0:
+                out[head] = np.where(keep, probs[head], 0.0).astype(np.float32) / mass
+        return out
 
     def _stated(self, head: str, labels: Sequence[str], probs: np.ndarray) -> Prediction:
         """The head's top label, or `unknown` when its probability is under the head's

@@ -104,6 +104,49 @@ ARTICLE_TO_CATEGORY: Mapping[str, str] = {
     **dict.fromkeys(("Caps", "Hat"), "hat"),
 }  # fmt: skip
 
+# --- detector category -> the labels of the catalogue heads that agree with it (the catalogue's
+# own (masterCategory, subCategory) pairs of each category's article types, styles.csv). A
+# garment the detector found is read among these (`labels_agreeing`): a detected pair of
+# trousers is no dress, whatever its crop looks like from behind.
+_CATEGORY_PARENTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "top": {"masterCategory": ("Apparel",), "subCategory": ("Topwear", "Innerwear")},
+    "outerwear": {"masterCategory": ("Apparel",), "subCategory": ("Topwear",)},
+    "dress": {
+        "masterCategory": ("Apparel",),
+        "subCategory": ("Dress", "Loungewear and Nightwear"),
+    },
+    "skirt": {"masterCategory": ("Apparel",), "subCategory": ("Bottomwear",)},
+    "shorts": {
+        "masterCategory": ("Apparel",),
+        "subCategory": ("Bottomwear", "Loungewear and Nightwear"),
+    },
+    "trousers": {
+        "masterCategory": ("Apparel",),
+        "subCategory": ("Bottomwear", "Loungewear and Nightwear"),
+    },
+    "footwear": {"masterCategory": ("Footwear",), "subCategory": ("Shoes", "Sandal", "Flip Flops")},
+    "bag": {"masterCategory": ("Accessories",), "subCategory": ("Bags",)},
+    "hat": {"masterCategory": ("Accessories",), "subCategory": ("Headwear",)},
+}
+
+
+def labels_agreeing(category: str, head: str) -> frozenset[str] | None:
+    """The labels of `head` a garment of detector `category` can have; None when the category
+    decides nothing of the head (colour, season, usage, gender; a bag's clothing class) or is
+    not a garment category."""
+    if category not in _CATEGORY_PARENTS:
+        return None
+    if head == "category":
+        return frozenset({category})
+    if head == "articleType":
+        found = frozenset(t for t, c in ARTICLE_TO_CATEGORY.items() if c == category)
+    elif head == "clothing":
+        found = frozenset(k for k, v in CLOTHING_TO_HEADS.items() if v["category"] == category)
+    else:
+        found = frozenset(_CATEGORY_PARENTS[category].get(head, ()))
+    return found or None
+
+
 # --- catalogue articleType -> clothing-small class, only where the class is certain. Tshirts
 # are left out on purpose: about one catalogue T-shirt in six has long sleeves (clothing-small's
 # "longsleeve"), and Tops are T-shirts, shirts and blouses alike.

@@ -96,3 +96,34 @@ def test_fixed_vocabularies() -> None:
     assert L.fixed_vocabulary("usage") == L.STYLE_LABELS
     assert L.fixed_vocabulary("articleType") is None
     assert L.min_train_images("articleType") == 20
+
+
+def test_every_garment_category_says_which_catalogue_labels_agree_with_it() -> None:
+    import csv
+    from pathlib import Path
+
+    from models.attributes.labels import ARTICLE_TO_CATEGORY, labels_agreeing
+    from models.taxonomy import GARMENT_CATEGORIES
+
+    for category in GARMENT_CATEGORIES:
+        for head in ("category", "clothing", "masterCategory", "subCategory", "articleType"):
+            if (category, head) != ("bag", "clothing"):  # clothing-small has no bags
+                assert labels_agreeing(category, head), (category, head)
+        assert labels_agreeing(category, "baseColour") is None
+    assert labels_agreeing("bag", "clothing") is None
+    assert labels_agreeing("person", "articleType") is None
+    trousers = labels_agreeing("trousers", "articleType") or frozenset()
+    assert trousers >= {"Jeans", "Trousers", "Track Pants"}
+    assert "Dresses" not in trousers
+    # the catalogue's own rows agree with the table, bar a handful of odd ones (a sock filed
+    # as footwear, a bag filed under Accessories)
+    styles = Path(__file__).resolve().parents[2].parent / "shared/data/products/styles.csv"
+    rows = [r for r in csv.DictReader(styles.open()) if r["articleType"] in ARTICLE_TO_CATEGORY]
+    disagree = [
+        r
+        for r in rows
+        for head in ("masterCategory", "subCategory")
+        if r[head] not in (labels_agreeing(ARTICLE_TO_CATEGORY[r["articleType"]], head) or ())
+    ]
+    assert len(rows) > 9000
+    assert len(disagree) <= 10

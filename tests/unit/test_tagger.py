@@ -482,7 +482,10 @@ def test_an_attribute_under_its_calibrated_threshold_is_unknown_with_its_probabi
     assert garment.probabilities["gender"] == pytest.approx({"Men": 0.3, "Women": 0.7})
     assert garment.attributes["usage"].label == "Casual"  # 0.9 >= 0.5
     assert garment.style.label == "Casual"
-    assert garment.attributes["category"].label == "bag"  # no threshold: always stated
+    # no threshold: always stated, and the classifier's category head (bag 0.8) agrees with
+    # the detector's category
+    assert garment.attributes["category"].label == "top"
+    assert garment.probabilities["category"]["bag"] == 0.0
 
 
 def test_an_image_whose_people_are_all_large_goes_through_the_detector_whole() -> None:
@@ -644,3 +647,51 @@ def test_no_product_without_an_embedding_head_or_without_the_catalogue_flag() ->
     assert classifier.embedded_calls == [1]
     with pytest.raises(ValueError, match="catalogue flags"):
         _tagger(FakeDetector([detections])).tag([_model_shot()], catalogue=[True, False])
+
+
+class ArticleClassifier(FakeClassifier):
+    """Sure the crop is a dress: articleType Dresses 0.5, Trousers 0.3, Jeans 0.2."""
+
+    @property
+    def heads(self) -> Mapping[str, Sequence[str]]:
+        return {
+            **super().heads,
+            "articleType": ("Dresses", "Trousers", "Jeans"),
+            "subCategory": ("Dress", "Bottomwear", "Topwear"),
+            "baseColour": ("Black", "Blue"),
+        }
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        out = super().predict(crops)
+        for probs in out:
+            probs["articleType"] = np.array([0.5, 0.3, 0.2], np.float32)
+            probs["subCategory"] = np.array([0.6, 0.3, 0.1], np.float32)
+            probs["baseColour"] = np.array([0.7, 0.3], np.float32)
+        return out
+
+
+def test_a_detected_garments_attributes_agree_with_its_category() -> None:
+    detections = _detections([("trousers", 0.9, (15, 20, 55, 110))])
+    (tags,) = _tagger(FakeDetector([detections]), ArticleClassifier()).tag([_street()])
+    (garment,) = tags.garments
+    assert garment.category == "trousers"
+    assert garment.attributes["articleType"].label == "Trousers"
+    assert garment.probabilities["articleType"] == pytest.approx(
+        {"Dresses": 0.0, "Trousers": 0.6, "Jeans": 0.4}
+    )
+    assert garment.attributes["subCategory"].label == "Bottomwear"
+    assert garment.attributes["category"].label == "trousers"
+    # what the category does not decide stays the classifier's
+    assert garment.probabilities["baseColour"] == pytest.approx({"Black": 0.7, "Blue": 0.3})
+
+
+def test_the_catalogue_fallback_is_named_by_the_classifier_alone() -> None:
+    studio = np.full((H, W, 3), 255, np.uint8)
+    studio[30:90, 50:110] = (20, 20, 200)
+    empty = _detections([])
+    (tags,) = _tagger(FakeDetector([empty]), ArticleClassifier(category="dress")).tag([studio])
+    (garment,) = tags.garments
+    assert garment.category == "dress"
+    assert garment.probabilities["articleType"] == pytest.approx(
+        {"Dresses": 0.5, "Trousers": 0.3, "Jeans": 0.2}
+    )
