@@ -398,7 +398,7 @@ class FashionTagger:
         gender = None
         if GENDER_HEAD in self.classifier.heads:
             stated = self._stated(
-                GENDER_HEAD, self.classifier.heads[GENDER_HEAD], probabilities[GENDER_HEAD]
+                GENDER_HEAD, self.classifier.heads[GENDER_HEAD], probabilities[GENDER_HEAD], None
             )
             gender = None if stated.label == UNKNOWN else stated.label
         return ProductTags(category, gender, Embedding(self.embedding_version, vector))
@@ -568,10 +568,10 @@ class FashionTagger:
             probs = dict(garment_probs)
             if garment.person in genders:
                 probs[GENDER_HEAD] = genders[garment.person]
-            if garment.category is not None:
-                probs = self._agreeing(probs, garment.category)
             top = {
-                head: self._stated(head, labels, probs[head])
+                head: self._stated(
+                    head, labels, probs[head], self._agreeing(head, labels, garment.category)
+                )
                 for head, labels in self.classifier.heads.items()
             }
             category, score = garment.category, garment.score
@@ -616,26 +616,29 @@ class FashionTagger:
                 votes.setdefault(garment.person, []).append(probs[GENDER_HEAD])
         return {j: np.mean(v, axis=0) for j, v in votes.items()}
 
-    def _agreeing(self, probs: Mapping[str, np.ndarray], category: str) -> dict[str, np.ndarray]:
-        """A detected garment's probabilities read among the labels that agree with its
-        category (models.attributes.labels: labels_agreeing), renormalised: the detector saw the
-        whole garment on its wearer, the classifier only the crop, so a pair of trousers seen
-        from behind is not stored as a dress. A head none of whose labels agree keeps its own."""
-        out = dict(probs)
-        for head, labels in self.classifier.heads.items():
-            allowed = labels_agreeing(category, head)
-            if allowed is None:
-                continue
-            keep = np.array([label in allowed for label in labels])
-            mass = float(probs[head][keep].sum())
-            if mass > 0:
-                out[head] = np.where(keep, probs[head], 0.0).astype(np.float32) / mass
-        return out
+    def _agreeing(
+        self, head: str, labels: Sequence[str], category: str | None
+    ) -> np.ndarray | None:
+        """Which of `head`'s labels a garment the detector named `category` can have
+        (models.attributes.labels: labels_agreeing); None when any can: the catalogue fallback
+        (no detection), a head the category decides nothing of, or one none of whose labels
+        agree. Why: the detector saw the whole garment on its wearer, the classifier only the
+        crop, so a pair of trousers seen from behind is not stated as a dress."""
+        allowed = None if category is None else labels_agreeing(category, head)
+        if allowed is None:
+            return None
+        keep = np.array([label in allowed for label in labels])
+        return keep if keep.any() else None
 
-    def _stated(self, head: str, labels: Sequence[str], probs: np.ndarray) -> Prediction:
-        """The head's top label, or `unknown` when its probability is under the head's
-        calibrated threshold (the probabilities are stored either way)."""
-        best = int(np.argmax(probs))
+    def _stated(
+        self, head: str, labels: Sequence[str], probs: np.ndarray, agreeing: np.ndarray | None
+    ) -> Prediction:
+        """The head's most probable label (among the `agreeing` ones when given), or `unknown`
+        when its own probability is under the head's calibrated threshold. The probabilities
+        are stored as the classifier gave them: renormalising over the agreeing labels would
+        inflate them past what the thresholds were calibrated on (measured: the stated article
+        types of detected CCP garments were right 68% of the time that way, against 76%)."""
+        best = int(np.argmax(probs if agreeing is None else np.where(agreeing, probs, -1.0)))
         prob = min(1.0, float(probs[best]))
         if prob < self.confidence.get(head, 0.0):
             return Prediction(UNKNOWN, prob)
