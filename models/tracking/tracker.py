@@ -41,6 +41,7 @@ from fashionstream.core.sightings import (
     SightingGarment,
     sighting_id,
 )
+from models.attributes.labels import labels_agreeing
 from models.tracking.assignment import assign
 from models.tracking.frames import Box, FrameDetections
 from models.tracking.votes import GarmentSlots, SlotRules
@@ -479,10 +480,12 @@ def _garments(slots: GarmentSlots, person_frames: int) -> list[SightingGarment]:
                 category_share=slot.category.share(category),
                 frames=slot.frames,
                 score_mean=slot.score_sum / slot.detections,
+                # as the tagger states a frame's garment: among the labels that agree with
+                # the category it was voted
                 attributes={
                     head: Label(*won)
                     for head, vote in sorted(slot.attributes.items())
-                    if (won := vote.winner()) is not None
+                    if (won := vote.winner(labels_agreeing(category, head))) is not None
                 },
                 colour=Label(*colour),
                 colour_rgb=(

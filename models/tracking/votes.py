@@ -51,12 +51,15 @@ class LabelVote:
             return 0.0
         return min(1.0, self._sums.get(label, 0.0) / self._weight)
 
-    def winner(self) -> tuple[str, float] | None:
+    def winner(self, among: frozenset[str] | None = None) -> tuple[str, float] | None:
         """(label, its weighted mean probability); ties go to the alphabetically first label,
-        so the result never depends on the order the frames came in."""
+        so the result never depends on the order the frames came in. `among`: only these
+        labels may win, when any of them got a vote (a garment's labels that agree with its
+        category)."""
         if not self._sums or self._weight <= 0.0:
             return None
-        label = min(self._sums, key=lambda k: (-round(self._sums[k], 9), k))
+        candidates = [k for k in self._sums if among is None or k in among] or list(self._sums)
+        label = min(candidates, key=lambda k: (-round(self._sums[k], 9), k))
         return label, min(1.0, self._sums[label] / self._weight)
 
 

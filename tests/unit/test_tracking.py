@@ -286,6 +286,30 @@ def test_a_garment_the_detector_doubts_in_a_few_frames_keeps_its_confident_categ
     assert coat.best_event_id not in {"clip.mp4:1000/1", "clip.mp4:1000/4", "clip.mp4:1000/7"}
 
 
+def test_label_vote_among_the_agreeing_labels() -> None:
+    vote = LabelVote()
+    vote.add({"Dresses": 0.5, "Trousers": 0.3, "Jeans": 0.2}, 1.0)
+    assert vote.winner(frozenset({"Trousers", "Jeans"})) == ("Trousers", pytest.approx(0.3))
+    # none of them got a vote: the plain winner
+    assert vote.winner(frozenset({"Skirts"})) == ("Dresses", pytest.approx(0.5))
+
+
+def test_a_sightings_garment_states_the_labels_that_agree_with_its_category() -> None:
+    p = Person(x=300, wears=())
+    frames = []
+    for n in range(6):
+        f = frame(n, (p,), end=n == 5)
+        # trousers seen from behind: the classifier leans to a dress in every frame
+        article = (("Dresses", 0.5), ("Trousers", 0.3), ("Jeans", 0.2))
+        g = garment(0, 0, p.box(n), "trousers", "Blue", 0.9, article)
+        frames.append(dataclasses.replace(f, garments=(g,)))
+    (sighting,) = run(frames).sightings
+    (trousers,) = sighting.garments
+    assert trousers.category == "trousers"
+    assert trousers.attributes["articleType"].label == "Trousers"
+    assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
+
+
 def test_garments_stay_with_their_wearer_when_people_cross() -> None:
     red = Person(x=200, dx=40, wears=(("top", "Red", 0.9),))
     blue = Person(x=800, dx=-40, wears=(("top", "Blue", 0.9),))
