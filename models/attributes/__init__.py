@@ -1,14 +1,6 @@
 """The attribute classifier: one multi-head EfficientNet-Lite0 network over garment crops
 (category, clothing-small class, gender, masterCategory, subCategory, articleType, baseColour,
-season and usage/style). `AttributeClassifier` is what the tagger uses."""
+season and usage/style). `classifier.AttributeClassifier` is what the tagger uses.
 
-from models.attributes.classifier import AttributeClassifier, probabilities_from_logits
-from models.attributes.network import ARCHITECTURE, AttributeNet, build_attribute_net
-
-__all__ = [
-    "ARCHITECTURE",
-    "AttributeClassifier",
-    "AttributeNet",
-    "build_attribute_net",
-    "probabilities_from_logits",
-]
+Nothing is imported here: the label tables (`labels`) and the calibrated thresholds
+(`calibration`) are read by the tracker, which must not pull torch in with them."""

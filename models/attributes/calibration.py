@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,15 @@ def thresholds_from(calibration: Mapping[str, Any]) -> dict[str, float]:
     uncalibrated classifier states every top label, as before calibration existed)."""
     heads = calibration.get("heads", {}) if calibration else {}
     return {head: float(row["threshold"]) for head, row in heads.items()}
+
+
+def shipped_thresholds(weights_dir: Path) -> dict[str, float]:
+    """The shipped attribute classifier's thresholds (`thresholds_from` its manifest entry);
+    empty when the folder has no manifest or no attribute entry."""
+    from models import weights as W
+
+    try:
+        entry = W.entry(weights_dir, "attributes")
+    except (W.WeightsError, FileNotFoundError):
+        return {}
+    return thresholds_from(entry.metrics.get("calibration", {}))

@@ -26,7 +26,9 @@ import collections
 import enum
 import math
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -41,6 +43,7 @@ from fashionstream.core.sightings import (
     SightingGarment,
     sighting_id,
 )
+from models.attributes.calibration import UNKNOWN, shipped_thresholds
 from models.attributes.labels import labels_agreeing
 from models.tracking.assignment import assign
 from models.tracking.frames import Box, FrameDetections
@@ -74,6 +77,8 @@ class TrackingSettings(Protocol):
     def track_min_frames(self) -> int: ...
     @property
     def track_person_min_score(self) -> float: ...
+    @property
+    def weights_dir(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,9 @@ class TrackingConfig:
     match_threshold: float = 0.9
     slots: SlotRules = field(default_factory=SlotRules)
     ended_streams_kept: int = 16
+    # head -> calibrated threshold (the attribute classifier's, weights/attributes.md): a voted
+    # attribute whose mean probability is under it is stated as unknown, as a frame's is
+    attribute_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
@@ -122,6 +130,7 @@ class TrackingConfig:
             max_duration_s=settings.track_max_duration_s,
             min_frames=settings.track_min_frames,
             person_min_score=settings.track_person_min_score,
+            attribute_thresholds=shipped_thresholds(settings.weights_dir),
         )
 
     @property
@@ -227,6 +236,7 @@ class _Track:
         model_version: str,
         stream_started_at: float,
         reason: EndReason,
+        thresholds: Mapping[str, float],
     ) -> Sighting | None:
         if not self.qualified or self.best is None:
             return None
@@ -246,7 +256,7 @@ class _Track:
             score_max=self.score_max,
             mean_box=(float(mean[0]), float(mean[1]), float(mean[2]), float(mean[3])),
             best=self.best,
-            garments=tuple(_garments(self.garments, self.frames)),
+            garments=tuple(_garments(self.garments, self.frames, thresholds)),
             end_reason=reason,
             tracker_id=self.tracker_id,
         )
@@ -449,6 +459,7 @@ class CameraTracker:
             self.model_version or "",
             self.stream_started_at,
             reason,
+            self.config.attribute_thresholds,
         )
         if done is None:
             result.discarded += 1
@@ -465,7 +476,9 @@ def _view_quality(box: Box, score: float, width: int, height: int) -> float:
     return score * math.sqrt(area) * (0.5 if cut else 1.0)
 
 
-def _garments(slots: GarmentSlots, person_frames: int) -> list[SightingGarment]:
+def _garments(
+    slots: GarmentSlots, person_frames: int, thresholds: Mapping[str, float]
+) -> list[SightingGarment]:
     out = []
     for category, slot in slots.kept(person_frames):
         colour = slot.colour.winner()
@@ -483,7 +496,7 @@ def _garments(slots: GarmentSlots, person_frames: int) -> list[SightingGarment]:
                 # as the tagger states a frame's garment: among the labels that agree with
                 # the category it was voted
                 attributes={
-                    head: Label(*won)
+                    head: _stated(won, thresholds.get(head, 0.0))
                     for head, vote in sorted(slot.attributes.items())
                     if (won := vote.winner(labels_agreeing(category, head))) is not None
                 },
@@ -499,3 +512,8 @@ def _garments(slots: GarmentSlots, person_frames: int) -> list[SightingGarment]:
             )
         )
     return out
+
+
+def _stated(won: tuple[str, float], threshold: float) -> Label:
+    label, prob = won
+    return Label(label if prob >= threshold else UNKNOWN, prob)

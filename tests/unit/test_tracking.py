@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,6 +309,31 @@ def test_a_sightings_garment_states_the_labels_that_agree_with_its_category() ->
     assert trousers.category == "trousers"
     assert trousers.attributes["articleType"].label == "Trousers"
     assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
+
+
+def test_a_sightings_attribute_under_its_calibrated_threshold_is_unknown() -> None:
+    p = Person(x=300, wears=())
+    frames = []
+    for n in range(6):
+        f = frame(n, (p,), end=n == 5)
+        article = (("Trousers", 0.3), ("Jeans", 0.2), ("Dresses", 0.5))
+        g = garment(0, 0, p.box(n), "trousers", "Blue", 0.9, article)
+        frames.append(dataclasses.replace(f, garments=(g,)))
+    config = TrackingConfig(fps=FPS, attribute_thresholds={"articleType": 0.4})
+    (sighting,) = run(frames, config).sightings
+    (trousers,) = sighting.garments
+    assert trousers.attributes["articleType"].label == "unknown"
+    assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
+
+
+def test_tracking_settings_read_the_shipped_classifiers_thresholds(tmp_path: Path) -> None:
+    from fashionstream.core.settings import Settings
+
+    shipped = TrackingConfig.from_settings(Settings())
+    assert 0.0 < shipped.attribute_thresholds["articleType"] < 1.0
+    # no manifest: every voted label is stated, as before calibration existed
+    bare = TrackingConfig.from_settings(Settings(weights_dir=tmp_path))
+    assert bare.attribute_thresholds == {}
 
 
 def test_garments_stay_with_their_wearer_when_people_cross() -> None:
