@@ -21,6 +21,7 @@ from models.tracking import (
     FrameDetections,
     GarmentSeen,
     Sighting,
+    SightingGarment,
     SkipReason,
     TrackerStateError,
     TrackingConfig,
@@ -295,33 +296,31 @@ def test_label_vote_among_the_agreeing_labels() -> None:
     assert vote.winner(frozenset({"Skirts"})) == ("Dresses", pytest.approx(0.5))
 
 
-def test_a_sightings_garment_states_the_labels_that_agree_with_its_category() -> None:
+def _trousers_seen_as_a_dress(config: TrackingConfig | None = None) -> SightingGarment:
+    """The one garment of a sighting: trousers seen from behind, which the classifier leans
+    to call a dress in every one of its 6 frames."""
     p = Person(x=300, wears=())
     frames = []
     for n in range(6):
         f = frame(n, (p,), end=n == 5)
-        # trousers seen from behind: the classifier leans to a dress in every frame
         article = (("Dresses", 0.5), ("Trousers", 0.3), ("Jeans", 0.2))
         g = garment(0, 0, p.box(n), "trousers", "Blue", 0.9, article)
         frames.append(dataclasses.replace(f, garments=(g,)))
-    (sighting,) = run(frames).sightings
+    (sighting,) = run(frames, config).sightings
     (trousers,) = sighting.garments
+    return trousers
+
+
+def test_a_sightings_garment_states_the_labels_that_agree_with_its_category() -> None:
+    trousers = _trousers_seen_as_a_dress()
     assert trousers.category == "trousers"
     assert trousers.attributes["articleType"].label == "Trousers"
     assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
 
 
 def test_a_sightings_attribute_under_its_calibrated_threshold_is_unknown() -> None:
-    p = Person(x=300, wears=())
-    frames = []
-    for n in range(6):
-        f = frame(n, (p,), end=n == 5)
-        article = (("Trousers", 0.3), ("Jeans", 0.2), ("Dresses", 0.5))
-        g = garment(0, 0, p.box(n), "trousers", "Blue", 0.9, article)
-        frames.append(dataclasses.replace(f, garments=(g,)))
     config = TrackingConfig(fps=FPS, attribute_thresholds={"articleType": 0.4})
-    (sighting,) = run(frames, config).sightings
-    (trousers,) = sighting.garments
+    trousers = _trousers_seen_as_a_dress(config)
     assert trousers.attributes["articleType"].label == "unknown"
     assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
 
