@@ -62,6 +62,12 @@ def calibrate_head(
     )
 
 
+def stated(label: str, prob: float, threshold: float) -> str:
+    """What a prediction states: its label, or UNKNOWN when its probability is under the
+    head's calibrated threshold (a frame's garment and a sighting's voted one alike)."""
+    return label if prob >= threshold else UNKNOWN
+
+
 def thresholds_from(calibration: Mapping[str, Any]) -> dict[str, float]:
     """{head: threshold} out of the manifest's `calibration` metrics (empty when absent: an
     uncalibrated classifier states every top label, as before calibration existed)."""
@@ -74,8 +80,8 @@ def shipped_thresholds(weights_dir: Path) -> dict[str, float]:
     empty when the folder has no manifest or no attribute entry."""
     from models import weights as W
 
-    try:
+    try:  # the classifier's entry name (classifier.MANIFEST_NAME: not imported, it needs torch)
         entry = W.entry(weights_dir, "attributes")
-    except (W.WeightsError, FileNotFoundError):
+    except W.WeightsError:  # no manifest, or no such entry
         return {}
     return thresholds_from(entry.metrics.get("calibration", {}))

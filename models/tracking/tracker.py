@@ -43,7 +43,7 @@ from fashionstream.core.sightings import (
     SightingGarment,
     sighting_id,
 )
-from models.attributes.calibration import UNKNOWN, shipped_thresholds
+from models.attributes.calibration import shipped_thresholds, stated
 from models.attributes.labels import labels_agreeing
 from models.tracking.assignment import assign
 from models.tracking.frames import Box, FrameDetections
@@ -496,7 +496,7 @@ def _garments(
                 # as the tagger states a frame's garment: among the labels that agree with
                 # the category it was voted
                 attributes={
-                    head: _stated(won, thresholds.get(head, 0.0))
+                    head: Label(stated(won[0], won[1], thresholds.get(head, 0.0)), won[1])
                     for head, vote in sorted(slot.attributes.items())
                     if (won := vote.winner(labels_agreeing(category, head))) is not None
                 },
@@ -512,8 +512,3 @@ def _garments(
             )
         )
     return out
-
-
-def _stated(won: tuple[str, float], threshold: float) -> Label:
-    label, prob = won
-    return Label(label if prob >= threshold else UNKNOWN, prob)

@@ -148,7 +148,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     attributes = W.entry(args.weights, MANIFEST_NAME)
     # pooled features of the attribute network alone (a shipped head may be stale)
     classifier = AttributeClassifier.from_weights(args.weights, with_embedding=False)
-    network = classifier.network.float()
+    network = classifier.network
     type_labels = classifier.heads[GUIDING_HEAD]
     layout = DataLayout(args.data)
     cache = args.out / f"features-{attributes.sha256[:12]}"
