@@ -35,11 +35,12 @@ from models.attributes.labels import labels_agreeing
 from models.colour import read_colour
 from models.detection import crops as person_crops
 from models.detection.runner import Detector
-from models.people.runner import PeopleDetector, PersonBoxes
+from models.people.boxes import PeopleDetector, PersonBoxes
 from models.tags import (
     ColourReading,
     Detections,
     Embedding,
+    FrameSource,
     GarmentTags,
     ImageTags,
     PersonTags,
@@ -48,6 +49,7 @@ from models.tags import (
     RleMask,
 )
 from models.taxonomy import GARMENT_CATEGORIES, PERSON
+from models.track_gate import GateRules, GateStats, Plan, TrackGates
 
 Box = tuple[float, float, float, float]
 CATEGORY_HEAD = "category"
@@ -106,7 +108,13 @@ class TaggerSettings(Protocol):
     @property
     def person_threshold(self) -> float: ...
     @property
+    def person_input_sizes(self) -> tuple[int, ...]: ...
+    @property
     def garments_per_person(self) -> bool: ...
+    @property
+    def garments_per_track(self) -> bool: ...
+    @property
+    def garment_refresh_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,7 @@ class FashionTagger:
         people: PeopleDetector | None = None,
         crop_detector: Detector | None = None,
         confidence: Mapping[str, float] | None = None,
+        gates: TrackGates | None = None,
     ) -> None:
         for head in (CATEGORY_HEAD, STYLE_HEAD):
             if head not in classifier.heads:
@@ -167,6 +176,11 @@ class FashionTagger:
         if crop_detector is not None and people is None:
             raise ValueError("garments per person need the person detector")
         self.crop_detector = crop_detector
+        # garments once per tracked person (models.track_gate): camera frames given with their
+        # source have their people's garments inferred on chosen crops and carried between them
+        if gates is not None and crop_detector is None:
+            raise ValueError("the track gate needs garments per person (the crop detector)")
+        self.gates = gates
         # head -> lowest top probability stated; below it the attribute is `unknown`
         # (models.attributes.calibration); heads not named are always stated
         self.confidence = dict(confidence or {})
@@ -222,11 +236,15 @@ class FashionTagger:
             normalisation=attributes_entry.normalisation,
         )
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
-        people, person_threshold, crop_detector = None, threshold, None
+        people, person_threshold, crop_detector, gates = None, threshold, None, None
         if PEOPLE_ENTRY in manifest:
             person_threshold = settings.person_threshold
             people, people_entry = shipped_people_runner(
-                settings.weights_dir, runtime, person_threshold, manifest
+                settings.weights_dir,
+                runtime,
+                person_threshold,
+                manifest,
+                input_sizes=settings.person_input_sizes,
             )
             version = f"{version}+people:{people_entry.version}"
             if settings.garments_per_person and PERSON_CROPS_ENTRY in manifest:
@@ -242,6 +260,13 @@ class FashionTagger:
                     person_crops.CROP_WIDTH, person_crops.CROP_HEIGHT
                 )
                 version = f"{version}+crops:{crops_entry.version}"
+                if settings.garments_per_track:
+                    gates = TrackGates(
+                        GateRules(
+                            min_interval_s=settings.garment_refresh_s,
+                            activation=person_threshold,
+                        )
+                    )
         return cls(
             detector,
             runner,
@@ -251,6 +276,7 @@ class FashionTagger:
             people=people,
             crop_detector=crop_detector,
             confidence=confidence,
+            gates=gates,
         )
 
     @property
@@ -279,16 +305,25 @@ class FashionTagger:
         return self.classifier.predict(crops), None
 
     def tag(
-        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        catalogue: Sequence[bool] | None = None,
+        sources: Sequence[FrameSource | None] | None = None,
     ) -> list[ImageTags]:
         """RGB uint8 (H, W, 3) images -> one ImageTags each, in order. Runs in chunks of at most
         `max_batch` images; each stage's time is shared equally by a chunk's images.
         `catalogue[i]`: image i is a catalogue product photo; with a shipped embedding its
         ImageTags gets the `product` of its whole-product crop (one more crop in the same
-        classifier call)."""
+        classifier call). `sources[i]`: the camera and capture time of a camera frame (frames of
+        one camera in capture order): with the track gate, its people's garments are inferred
+        once per track on chosen crops and carried to its other frames."""
         flags = [False] * len(images) if catalogue is None else [bool(c) for c in catalogue]
         if len(flags) != len(images):
             raise ValueError(f"{len(flags)} catalogue flags for {len(images)} images")
+        origins = [None] * len(images) if sources is None else list(sources)
+        if len(origins) != len(images):
+            raise ValueError(f"{len(origins)} sources for {len(images)} images")
         for i, image in enumerate(images):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(
@@ -297,13 +332,24 @@ class FashionTagger:
         out: list[ImageTags] = []
         for start in range(0, len(images), self.max_batch):
             chunk = slice(start, start + self.max_batch)
-            out.extend(self._tag_chunk(images[chunk], flags[chunk]))
+            out.extend(self._tag_chunk(images[chunk], flags[chunk], origins[chunk]))
         return out
 
-    def _tag_chunk(self, images: Sequence[np.ndarray], catalogue: list[bool]) -> list[ImageTags]:
+    @property
+    def gate_stats(self) -> GateStats | None:
+        """People seen, inferred, carried and tracks counted by the track gate (None without)."""
+        return None if self.gates is None else self.gates.stats
+
+    def _tag_chunk(
+        self,
+        images: Sequence[np.ndarray],
+        catalogue: list[bool],
+        sources: Sequence[FrameSource | None],
+    ) -> list[ImageTags]:
         clock = _StageClock()
+        plans: list[list[Plan] | None] = [None] * len(images)
         if self.crop_detector is not None:
-            found = self._find_per_person(images, clock)
+            found, plans = self._find_per_person(images, sources, clock)
         else:
             detections = self.detector.detect(images)
             clock.lap("detect")
@@ -364,6 +410,15 @@ class FashionTagger:
                 image, garments, people, probs, person_probs, embeddings
             )
             assembled.append((garment_tags, person_tags, product_tags))
+        # in frame order: inferred garments become their tracks' best, the others carry them
+        for i, (plan, source) in enumerate(zip(plans, sources, strict=True)):
+            if plan is None or source is None or self.gates is None:
+                continue
+            garment_tags, person_tags, product_tags = assembled[i]
+            resolved = self.gates.of(source).resolve(
+                plan, [p.box for p in found[i][1]], garment_tags, images[i].shape[:2]
+            )
+            assembled[i] = (tuple(resolved), person_tags, product_tags)
         clock.lap("colour_and_assemble")
         share = {stage: seconds / len(images) for stage, seconds in clock.stages.items()}
         share["total"] = sum(share.values())
@@ -435,12 +490,16 @@ class FashionTagger:
         return garments, people
 
     def _find_per_person(
-        self, images: Sequence[np.ndarray], clock: _StageClock
-    ) -> list[tuple[list[_Garment], list[_Person]]]:
+        self,
+        images: Sequence[np.ndarray],
+        sources: Sequence[FrameSource | None],
+        clock: _StageClock,
+    ) -> tuple[list[tuple[list[_Garment], list[_Person]]], list[list[Plan] | None]]:
         """People from the person detector, garments from each small person's crop (one
         garment detector call for every crop of the chunk); large people (catalogue model shots,
         close-ups), studio photos and images with nobody in them (product shots) from the
-        whole-image garment detector and its catalogue fallback."""
+        whole-image garment detector and its catalogue fallback. With the track gate, a camera
+        frame's small people whose garments their track carries get no crop (their plans)."""
         if self.people is None or self.crop_detector is None:
             raise RuntimeError("garments per person need the person detector")
         people = [
@@ -459,13 +518,15 @@ class FashionTagger:
             }
             for i, (image, persons) in enumerate(zip(images, people, strict=True))
         ]
+        plans = self._plan(images, sources, people, large)
+        clock.lap("track")
         # the whole-image detector for images with nobody or with a large person
         whole_images = [i for i, persons in enumerate(people) if not persons or large[i]]
         owners = [
             (i, j)
-            for i, persons in enumerate(people)
+            for i, (persons, plan) in enumerate(zip(people, plans, strict=True))
             for j in range(len(persons))
-            if j not in large[i]
+            if j not in large[i] and (plan is None or plan[j].infer)
         ]
         windows = [person_crops.crop_window(people[i][j].box) for i, j in owners]
         cut = [person_crops.cut(images[i], w) for (i, _), w in zip(owners, windows, strict=True)]
@@ -492,10 +553,34 @@ class FashionTagger:
             clock.lap("detect")
         # the catalogue fallback needs a flat border, and every such image took the whole-image
         # path, whose `_split` applied it
-        return [
-            (_deduplicated(found, self.thresholds.duplicate_iou), persons)
-            for found, persons in zip(garments, people, strict=True)
+        kept = [
+            (_deduplicated(worn, self.thresholds.duplicate_iou), persons)
+            for worn, persons in zip(garments, people, strict=True)
         ]
+        return kept, plans
+
+    def _plan(
+        self,
+        images: Sequence[np.ndarray],
+        sources: Sequence[FrameSource | None],
+        people: Sequence[Sequence[_Person]],
+        large: Sequence[set[int]],
+    ) -> list[list[Plan] | None]:
+        """The gate's plan for each camera frame's people, in order; None for images the gate
+        does not see. Large people take the whole-image path in every frame, never carried."""
+        plans: list[list[Plan] | None] = []
+        for i, (image, source) in enumerate(zip(images, sources, strict=True)):
+            if self.gates is None or source is None:
+                plans.append(None)
+                continue
+            gate = self.gates.of(source)
+            planned = gate.plan(
+                image, [p.box for p in people[i]], [p.score for p in people[i]], source.captured_at
+            )
+            plans.append(
+                [Plan(None, True) if j in large[i] else plan for j, plan in enumerate(planned)]
+            )
+        return plans
 
     def _garments_of_person(
         self,

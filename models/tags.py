@@ -187,6 +187,15 @@ class ImageTags:
                 raise ValueError(f"garment person_index {g.person_index} has no person")
 
 
+@dataclass(frozen=True)
+class FrameSource:
+    """Where a camera frame comes from: its camera and capture time (epoch seconds). Frames of
+    one camera reach the tagger in capture order (one Kafka partition per camera)."""
+
+    camera: str
+    captured_at: float
+
+
 class Tagger(Protocol):
     """Anything that tags a batch of images: the real FashionTagger, or a fake in unit tests."""
 
@@ -194,9 +203,15 @@ class Tagger(Protocol):
     def model_version(self) -> str: ...
 
     def tag(
-        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        catalogue: Sequence[bool] | None = None,
+        sources: Sequence[FrameSource | None] | None = None,
     ) -> list[ImageTags]:
         """`images`: RGB uint8 arrays (H, W, 3), any sizes. Returns one ImageTags per image.
         `catalogue`: per image, True for a catalogue product photo (a feed row), whose
-        ImageTags then carries its `product` (when the tagger embeds); None: none is."""
+        ImageTags then carries its `product` (when the tagger embeds); None: none is.
+        `sources`: per image, the camera and capture time of a camera frame (None: not one),
+        which lets a tagger follow each camera's people between frames."""
         ...

@@ -43,6 +43,9 @@ class WeightsEntry:
     preprocessing: Mapping[str, Any]
     metrics: Mapping[str, Any]
     training: Mapping[str, Any]  # data, command, duration_s, machine, epochs, ...
+    # an imported ONNX model's model spec (models/onnx_models/spec.py), relative to weights/;
+    # empty for the networks trained here, which their architecture's builder describes
+    spec: str = ""
 
     def path(self, weights_dir: Path) -> Path:
         return weights_dir / self.file
@@ -112,7 +115,7 @@ def write_entry(weights_dir: Path, new: WeightsEntry) -> None:
     """Add or replace one model's entry; the file is replaced atomically."""
     path = weights_dir / MANIFEST
     raw: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"models": {}}
-    fields = {k: v for k, v in new.__dict__.items() if k != "name"}
+    fields = {k: v for k, v in new.__dict__.items() if k != "name" and (k != "spec" or v)}
     raw.setdefault("models", {})[new.name] = fields
     raw["models"] = dict(sorted(raw["models"].items()))
     fd, tmp = tempfile.mkstemp(dir=weights_dir, prefix=".manifest-", suffix=".json")

@@ -25,7 +25,7 @@ from fashionstream.core.errors import BadRecordError, DeadLetterReason, ModelErr
 from fashionstream.core.metrics import Metrics, Stage
 from fashionstream.core.records import Frame, SourceKind, TaggedImage, Topic
 from fashionstream.core.settings import Settings
-from models.tags import ImageTags, Tagger
+from models.tags import FrameSource, ImageTags, Tagger
 from stream_processors.acks import HeldBatch, Holds
 from stream_processors.adapters import tagged_image
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
@@ -246,11 +246,13 @@ class TaggingStage:
         catalogue = [
             item.frame is not None and item.frame.source_kind is SourceKind.FEED for item in ready
         ]
+        # a camera frame's camera and capture time: the tagger follows each camera's people
+        sources = [_source(item.frame) for item in ready]
 
         def tag_batch() -> tuple[list[ImageTags] | Exception, float]:
             began = time.perf_counter()
             try:
-                out = tagger.tag(images, catalogue=catalogue)
+                out = tagger.tag(images, catalogue=catalogue, sources=sources)
             except Exception as exc:  # judged below, per image, on the loop
                 return exc, time.perf_counter() - began
             return out, time.perf_counter() - began
@@ -267,21 +269,27 @@ class TaggingStage:
         if len(images) == 1:
             return [(_model_error(outcome, 1), seconds)]
         results: list[tuple[ImageTags | PipelineError, float]] = []
-        for image, is_product in zip(images, catalogue, strict=True):
+        for image, is_product, source in zip(images, catalogue, sources, strict=True):
             one, one_s = await loop.run_in_executor(
-                self._infer_executor, _tag_one, tagger, image, is_product
+                self._infer_executor, _tag_one, tagger, image, is_product, source
             )
             self._metrics.stage_duration.labels(Stage.INFER).observe(one_s)
             results.append((one, one_s))
         return results
 
 
+def _source(frame: Frame | None) -> FrameSource | None:
+    if frame is None or frame.source_kind is not SourceKind.CAMERA:
+        return None
+    return FrameSource(frame.source_id, frame.captured_at)
+
+
 def _tag_one(
-    tagger: Tagger, image: np.ndarray, is_product: bool
+    tagger: Tagger, image: np.ndarray, is_product: bool, source: FrameSource | None
 ) -> tuple[ImageTags | PipelineError, float]:
     began = time.perf_counter()
     try:
-        out = tagger.tag([image], catalogue=[is_product])
+        out = tagger.tag([image], catalogue=[is_product], sources=[source])
     except Exception as exc:
         log.error("tagging one image failed", exc_info=exc)
         return _model_error(exc, 1), time.perf_counter() - began

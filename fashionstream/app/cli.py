@@ -15,6 +15,7 @@ from fashionstream.app.commands import (
     attributes,
     demo,
     detector,
+    imports,
     people,
     pipeline,
     report,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.register(commands, bench)
     demo.register(commands, bench)
     api.register(commands)
+    imports.register(commands)
     report.register(commands)
     similar.register(commands, train, evaluate, bench, data)
     return parser

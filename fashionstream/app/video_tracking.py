@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.tags import ImageTags, Tagger
+from models.tags import FrameSource, ImageTags, Tagger
 from models.tracking import (
     CameraTracker,
     EndReason,
@@ -111,7 +111,9 @@ def track_recording(
         images = [decode_jpeg(sampled.jpeg, MAX_PIXELS) for sampled, _ in batch]
         clock["decode"] += time.perf_counter() - began
         began = time.perf_counter()
-        tagged = tagger.tag(images)
+        # the tagging agent's sources: this camera's frames in capture order
+        sources = [FrameSource(camera, sampled.captured_at) for sampled, _ in batch]
+        tagged = tagger.tag(images, sources=sources)
         clock["tag"] += time.perf_counter() - began
         began = time.perf_counter()
         for (sampled, last), image, tags in zip(batch, images, tagged, strict=True):

@@ -150,12 +150,27 @@ class Settings:
     batch_within_s: float = _setting(0.5, "longest wait to fill a batch (Faust take(..., within))")
     detection_threshold: float = _setting(0.5, "lowest detection score kept")
     person_threshold: float = _setting(
-        0.6, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
+        0.35, "lowest person-detector score kept (chosen on held-out frames: weights/people.md)"
+    )
+    person_input_sizes: tuple[int, ...] = _setting(
+        (),
+        "an imported person detector's inputs: squares in pixels each frame is fitted into, one"
+        " run each, boxes merged (empty = its spec's input.sizes, else its size; larger finds"
+        " smaller people, each size costs a run: weights/people.md)",
     )
     garments_per_person: bool = _setting(
         True,
         "find garments on each detected person's crop; false: the garment detector on the"
         " whole frame (the single-stage path)",
+    )
+    garments_per_track: bool = _setting(
+        True,
+        "camera frames: a tracked person's garments are inferred on chosen crops (first seen,"
+        " then a clearly better crop) and carried to their other frames; false: every person"
+        " in every frame (per-frame masks, e.g. for annotated video)",
+    )
+    garment_refresh_s: float = _setting(
+        2.0, "a tracked person's garments are inferred again at most this often (capture time)"
     )
 
     # --- sink
@@ -176,7 +191,7 @@ class Settings:
         2, "frames a track needs to become a sighting (fewer: a spurious detection)"
     )
     track_person_min_score: float = _setting(
-        0.7,
+        0.35,
         "a person detection below this score keeps a track alive but neither starts nor extends"
         " a sighting",
     )
@@ -241,6 +256,12 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.api_port < 65536:
             raise ValueError(f"api_port must be in 1..65535, got {self.api_port}")
+        if self.garment_refresh_s < 0:
+            raise ValueError(f"garment_refresh_s must be >= 0, got {self.garment_refresh_s}")
+        if any(size < 64 or size % 32 for size in self.person_input_sizes):
+            raise ValueError(
+                f"person_input_sizes must be multiples of 32 from 64, got {self.person_input_sizes}"
+            )
         if self.api_wait_max_s < 0:
             raise ValueError(f"api_wait_max_s must be >= 0, got {self.api_wait_max_s}")
         if not 0.0 < self.video_fps <= 120.0:

@@ -22,7 +22,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.people.runner import PeopleDetector
+from models.people.boxes import PeopleDetector
 
 HEIGHT_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("lt50", 0.0, 50.0),

@@ -13,9 +13,8 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,37 +24,9 @@ from torchvision.models.detection.image_list import ImageList
 
 from models.detection.checkpoint import load_state, read_detector_file
 from models.detection.runner import Detector, prepare_input
+from models.people.boxes import PersonBoxes
 from models.people.network import PeopleConfig, build_people_detector
 from models.taxonomy import PERSON
-
-
-@dataclass(frozen=True)
-class PersonBoxes:
-    """People found in one image: boxes (n, 4) float32 xyxy pixels, scores (n,) float32."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.scores)
-        if self.scores.shape != (n,) or self.scores.dtype != np.float32:
-            raise ValueError(
-                f"PersonBoxes.scores: expected ({n},) float32, got {self.scores.shape}"
-            )
-        if self.boxes.shape != (n, 4) or self.boxes.dtype != np.float32:
-            raise ValueError(
-                f"PersonBoxes.boxes: expected ({n}, 4) float32, got {self.boxes.shape} "
-                f"{self.boxes.dtype}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
-class PeopleDetector(Protocol):
-    """What the tagger and `eval people` need: RGB uint8 (H, W, 3) frames in, people out."""
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[PersonBoxes]: ...
 
 
 class PeopleCore(nn.Module):

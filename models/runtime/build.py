@@ -17,16 +17,18 @@ from models.attributes.classifier import AttributeClassifier
 from models.detection.checkpoint import load_detector
 from models.detection.network import DetectorConfig
 from models.detection.runner import TorchDetector
+from models.onnx_models.detector import OnnxSpecDetector
+from models.people.boxes import PeopleDetector
 from models.people.network import PeopleConfig
 from models.people.runner import (
     OnnxPeopleDetector,
-    PeopleDetector,
     TorchPeopleDetector,
     export_people,
     load_people,
 )
 from models.registry import ModelRegistry
 from models.runtime import onnx as onnx_rt
+from models.runtime import sessions
 
 DETECTOR_ENTRY = "detector"
 # the garment detector fine-tuned on camera person crops (the tagger's per-person path)
@@ -110,7 +112,7 @@ def detector_runner(
         entry.sha256,
         lambda out: onnx_rt.export_detector(model, config, out),
     )
-    session = onnx_rt.session(onnx_path, runtime.threads)
+    session = sessions.session(onnx_path, runtime.threads)
     return onnx_rt.OnnxDetector(session, config, threshold), entry, config
 
 
@@ -149,7 +151,7 @@ def attribute_runner(
         lambda out: onnx_rt.export_classifier(classifier.module, classifier.input_size, out),
     )
     return onnx_rt.OnnxAttributeRunner(
-        onnx_rt.session(path, runtime.threads),
+        sessions.session(path, runtime.threads),
         classifier.heads,
         classifier.input_size,
         classifier.prepare,
@@ -171,15 +173,30 @@ def people_runner(
         sha256,
         lambda out: export_people(model, config, out, onnx_rt.OPSET),
     )
-    return OnnxPeopleDetector(onnx_rt.session(path, runtime.threads), config, threshold)
+    return OnnxPeopleDetector(sessions.session(path, runtime.threads), config, threshold)
 
 
 def shipped_people_runner(
-    weights_dir: Path, runtime: Runtime, threshold: float, manifest: W.Manifest | None = None
+    weights_dir: Path,
+    runtime: Runtime,
+    threshold: float,
+    manifest: W.Manifest | None = None,
+    *,
+    input_sizes: tuple[int, ...] = (),
 ) -> tuple[PeopleDetector, W.WeightsEntry]:
-    """The manifest's person detector (sha256 checked) on `runtime`."""
+    """The manifest's person detector (sha256 checked) on `runtime`: an imported ONNX model
+    run as its model spec says (ONNX Runtime on the CPU whatever the backend; `input_sizes`:
+    FASHIONSTREAM_PERSON_INPUT_SIZES), or the detector trained here."""
     entry = W.entry(weights_dir, PEOPLE_ENTRY, manifest)
     path = entry.verified_path(weights_dir)
+    if entry.spec:
+        detector = OnnxSpecDetector.from_spec_file(
+            weights_dir / entry.spec,
+            threads=runtime.threads,
+            threshold=threshold,
+            input_sizes=input_sizes,
+        )
+        return detector, entry
     model, config = load_people(path)
     if config.arch != entry.architecture:
         raise W.WeightsError(f"{path} holds {config.arch}, the manifest says {entry.architecture}")

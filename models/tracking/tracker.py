@@ -45,8 +45,8 @@ from fashionstream.core.sightings import (
 )
 from models.attributes.calibration import shipped_thresholds, stated
 from models.attributes.labels import labels_agreeing
-from models.tracking.assignment import assign
 from models.tracking.frames import Box, FrameDetections
+from models.tracking.people_ids import follow, new_byte_track
 from models.tracking.votes import GarmentSlots, SlotRules
 
 # Bump when the pickled layout changes; a state of another format is not loaded. Adding a field
@@ -98,11 +98,13 @@ class TrackingConfig:
     min_frames: int = 2
     # A person detection below this score keeps its ByteTrack track alive (ByteTrack's second,
     # low-score association) but is not a sighting of the person: it neither starts a sighting
-    # nor extends one. Measured: a partly trained detector scores a bare table 0.5-0.67 as a
-    # person, and ByteTrack then carries a person's track onto the table and on to the next
-    # person who stands there; people themselves score 0.9+.
-    person_min_score: float = 0.7
-    activation_threshold: float = 0.5
+    # nor extends one. The detector trained here scored a bare table 0.5-0.67 as a person, so
+    # this was 0.7; the imported YOLOX-Nano scores nothing in the empty store above 0.05 and
+    # people in crowds 0.3-0.9, so it is the person threshold (models/tracking/README.md).
+    person_min_score: float = 0.35
+    # ByteTrack starts tracks from detections above this (+ 0.1): at 0.5 the tram stop's
+    # people scoring 0.35-0.6 never started one (14 sightings of about 20; 0.35: 18)
+    activation_threshold: float = 0.35
     match_threshold: float = 0.9
     slots: SlotRules = field(default_factory=SlotRules)
     ended_streams_kept: int = 16
@@ -403,37 +405,16 @@ class CameraTracker:
         self._byte_track = self._new_byte_track()
 
     def _new_byte_track(self) -> sv.ByteTrack:
-        return sv.ByteTrack(
-            track_activation_threshold=self.config.activation_threshold,
-            lost_track_buffer=self.config.lost_track_frames,
-            minimum_matching_threshold=self.config.match_threshold,
-            frame_rate=30,  # lost_track_buffer is already in frames at the sampling rate
-            minimum_consecutive_frames=1,
+        return new_byte_track(
+            activation=self.config.activation_threshold,
+            lost_frames=self.config.lost_track_frames,
+            match=self.config.match_threshold,
         )
 
     def _associate(self, frame: FrameDetections) -> list[tuple[int, int]]:
-        """(ByteTrack id, person index) for every person ByteTrack follows in this frame.
-
-        ByteTrack's `update_with_tensors` returns only its confirmed tracks: a person who comes
-        into view after the first frame would be returned from their second frame on, so their
-        sighting would start one frame late (half a second at 2 fps). Every track it matched or
-        started in this frame is in `tracked_tracks` (a new one is unconfirmed, and has its id
-        already since `minimum_consecutive_frames` is 1), so those are taken instead; a new track
-        ByteTrack then drops is one frame long and ends as noise (`min_frames`).
-
-        ByteTrack does not say which detection each track took, so they are paired with the
-        detections by box overlap (supervision's own `update_with_detections` does the same with
-        IoU >= 0.5, which a Kalman-smoothed box of a fast-moving person can miss at 2 fps)."""
-        tensors = np.hstack([frame.person_boxes, frame.person_scores[:, None]]).astype(np.float32)
-        byte_track = self._byte_track
-        byte_track.update_with_tensors(tensors)
-        tracks = [t for t in byte_track.tracked_tracks if t.frame_id == byte_track.frame_id]
-        if not tracks or not len(frame):
-            return []
-        boxes = np.stack([t.tlbr for t in tracks]).astype(np.float64)
-        overlap = sv.box_iou_batch(boxes, frame.person_boxes.astype(np.float64))
-        pairs = [(int(tracks[r].external_track_id), c) for r, c in assign(1.0 - overlap, 0.9)]
-        return sorted(pairs, key=lambda p: p[1])
+        """(ByteTrack id, person index) for every person ByteTrack follows in this frame
+        (models.tracking.people_ids.follow)."""
+        return follow(self._byte_track, frame.person_boxes, frame.person_scores)
 
     def _open(self, tracker_id: int, frame: FrameDetections, person_index: int) -> _Track:
         stream_ref = self.stream_ref or frame.stream_ref

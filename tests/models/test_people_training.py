@@ -11,7 +11,8 @@ import torch
 
 from fashionstream.app.cli import main
 from models import weights as W
-from models.people.runner import PersonBoxes, TorchPeopleDetector, load_people
+from models.people.boxes import PersonBoxes
+from models.people.runner import TorchPeopleDetector, load_people
 
 pytestmark = pytest.mark.models
 

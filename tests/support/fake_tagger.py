@@ -13,6 +13,7 @@ import numpy as np
 
 from models.tags import (
     ColourReading,
+    FrameSource,
     GarmentTags,
     ImageTags,
     PersonTags,
@@ -44,6 +45,7 @@ class FakeTagger:
         self.threads: list[str] = []
         self.batches: list[int] = []
         self.catalogue: list[list[bool] | None] = []
+        self.sources: list[list[FrameSource | None] | None] = []
         self._lock = threading.Lock()
 
     @property
@@ -51,11 +53,17 @@ class FakeTagger:
         return self._model_version
 
     def tag(
-        self, images: Sequence[np.ndarray], *, catalogue: Sequence[bool] | None = None
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        catalogue: Sequence[bool] | None = None,
+        sources: Sequence[FrameSource | None] | None = None,
     ) -> list[ImageTags]:
-        """`catalogue` is recorded and otherwise ignored: the fake embeds nothing."""
+        """`catalogue` and `sources` are recorded and otherwise ignored: the fake embeds and
+        tracks nothing."""
         with self._lock:
             self.catalogue.append(None if catalogue is None else list(catalogue))
+            self.sources.append(None if sources is None else list(sources))
             self.threads.append(threading.current_thread().name)
             self.batches.append(len(images))
         if self._fail_when is not None and any(self._fail_when(im) for im in images):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from models.people.boxes import PersonBoxes
 from models.people.evaluate import evaluate_people, pipeline_frame
-from models.people.runner import PersonBoxes
 
 
 class ScriptedDetector:

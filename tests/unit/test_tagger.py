@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from models.detection import crops
-from models.people.runner import PersonBoxes
+from models.people.boxes import PersonBoxes
 from models.tagger import FashionTagger, TaggerThresholds, catalogue_product_mask
-from models.tags import ColourReading, Detections
+from models.tags import ColourReading, Detections, FrameSource
 from models.taxonomy import DETECTOR_CLASSES, GARMENT_CATEGORIES
+from models.track_gate import GateRules, TrackGates
 
 H, W = 120, 160
 
@@ -708,3 +709,50 @@ def test_the_catalogue_fallback_is_named_by_the_classifier_alone() -> None:
     assert garment.probabilities["articleType"] == pytest.approx(
         {"Dresses": 0.5, "Trousers": 0.3, "Jeans": 0.2}
     )
+
+
+def test_a_tracked_persons_garments_are_inferred_once_and_carried_to_later_frames() -> None:
+    # one person walking right 10 px a frame; the third frame is 2.5 s later and its crop
+    # is clearly larger (taller), so it is inferred again
+    boxes = [(20.0, 20.0, 50.0, 100.0), (30.0, 20.0, 60.0, 100.0), (40.0, 5.0, 80.0, 115.0)]
+    people = [_people((0.9, box)) for box in boxes]
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    tagger = _tagger(
+        FakeDetector([]),
+        people=FakePeople(people),
+        crop_detector=on_crops,
+        thresholds=TaggerThresholds(large_person=1.01),
+        gates=TrackGates(GateRules(min_interval_s=2.0, activation=0.5)),
+    )
+    sources = [FrameSource("cam", t) for t in (0.0, 0.5, 2.5)]
+    tagged = tagger.tag([_street()] * 3, sources=sources)
+    assert on_crops.calls == [2]  # frames 1 and 3: the second carries the first's garments
+    first, carried, again = (t.garments for t in tagged)
+    assert len(first) == len(carried) == len(again) == 1
+    # the carried top moved with its wearer: 10 px right, same size, same labels
+    assert carried[0].box[0] == pytest.approx(first[0].box[0] + 10, abs=0.01)
+    assert carried[0].box[3] == pytest.approx(first[0].box[3], abs=0.01)
+    assert carried[0].attributes == first[0].attributes
+    assert carried[0].person_index == 0
+    assert carried[0].mask.area() == pytest.approx(first[0].mask.area(), rel=0.1)
+    assert tagger.gate_stats is not None
+    assert (tagger.gate_stats.inferred, tagger.gate_stats.carried) == (2, 1)
+
+
+def test_frames_without_a_source_and_catalogue_photos_are_never_carried() -> None:
+    person = (20.0, 20.0, 50.0, 100.0)
+    on_crops = CropDetector([("top", 0.9, (80, 100, 150, 180))])
+    tagger = _tagger(
+        FakeDetector([]),
+        people=FakePeople([_people((0.9, person))] * 2),
+        crop_detector=on_crops,
+        thresholds=TaggerThresholds(large_person=1.01),
+        gates=TrackGates(GateRules()),
+    )
+    tagger.tag([_street(), _street()])
+    assert on_crops.calls == [2]
+
+
+def test_the_gate_needs_the_per_person_path() -> None:
+    with pytest.raises(ValueError, match="track gate"):
+        _tagger(FakeDetector([]), gates=TrackGates(GateRules()))

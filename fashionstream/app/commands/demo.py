@@ -72,7 +72,7 @@ def _bench_pipeline(settings: Settings, args: argparse.Namespace) -> int:
     from fashionstream.app.local_run import RunError
     from infra.errors import StackError
 
-    frames, source = load_frames(args.video, args.frames)
+    frames, source = load_frames(args.video, args.frames, settings.video_fps)
     try:
         result = run_bench(
             settings, frames, frames_source=source, repeats=args.repeats, timeout_s=args.timeout

@@ -4,6 +4,7 @@ cameras, from the pinned public datasets to measured weights."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -86,14 +87,30 @@ def register(data: Commands, train: Commands, evaluate: Commands) -> None:
         "--weights-file", type=Path, help="a person-detector weights file or training checkpoint"
     )
     which.add_argument(
+        "--spec",
+        type=Path,
+        help="an ONNX detector's model spec (weights/README.md, 'Model specs'), its file beside it",
+    )
+    which.add_argument(
         "--garment-detector",
         action="store_true",
         help="score the people of the shipped garment + person detector instead (the "
         "single-stage path, for a side-by-side figure)",
     )
+    e.add_argument(
+        "--input-sizes",
+        help="an imported detector's input squares in pixels, comma-separated, one run each "
+        "(e.g. 416,960); default: FASHIONSTREAM_PERSON_INPUT_SIZES (empty: its spec's)",
+    )
     e.add_argument("--backend", choices=["auto", "torch", "onnx"], help="default: settings")
     e.add_argument("--weights", type=Path, help="weights folder; default: settings")
     e.add_argument("--limit", type=int, default=0, help="only the first N images")
+    e.add_argument(
+        "--record",
+        metavar="KEY",
+        help="write the figures into the manifest's people entry as metrics[KEY] (the shipped "
+        "detector only): how the model card's figures are made",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=_evaluate)
 
@@ -259,8 +276,10 @@ def _ship(
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models import weights as W
+    from models.onnx_models.detector import OnnxSpecDetector
+    from models.people.boxes import PeopleDetector
     from models.people.evaluate import evaluate_people
-    from models.people.runner import PeopleDetector, PeopleFromDetections, load_people
+    from models.people.runner import PeopleFromDetections, load_people
     from models.people.train import load_checkpoint_model
     from models.registry import default_registry
     from models.runtime.build import (
@@ -277,9 +296,20 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         settings.torch_threads,
         settings.state_dir / "onnx",
     )
+    if args.record and (args.spec or args.weights_file or args.garment_detector):
+        print("eval people: --record is for the shipped person detector only", file=sys.stderr)
+        return 2
+    input_sizes = settings.person_input_sizes
+    if args.input_sizes is not None:
+        input_sizes = tuple(int(v) for v in args.input_sizes.split(",") if v.strip())
     # AP needs the low-score detections too; `detections_per_image` counts those >= 0.5
     detector: PeopleDetector
-    if args.garment_detector:
+    if args.spec is not None:
+        detector = OnnxSpecDetector.from_spec_file(
+            args.spec, threads=runtime.threads, threshold=0.0, input_sizes=input_sizes
+        )
+        name = f"{detector.spec.name} at {detector.input_sizes} ({args.spec})"
+    elif args.garment_detector:
         garments, entry, _ = detector_runner(weights_dir, default_registry(), runtime, 0.0)
         detector, name = PeopleFromDetections(garments), f"garment detector {entry.version}"
     elif args.weights_file is not None:
@@ -291,8 +321,10 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         detector = people_runner(model, config, runtime, 0.0, sha256=sha)
         name = str(args.weights_file)
     else:
-        detector, entry = shipped_people_runner(weights_dir, runtime, 0.0)
+        detector, entry = shipped_people_runner(weights_dir, runtime, 0.0, input_sizes=input_sizes)
         name = f"person detector {entry.version}"
+        if isinstance(detector, OnnxSpecDetector):
+            name += f" at {detector.input_sizes}"
     scores = evaluate_people(
         detector,
         args.coco,
@@ -302,6 +334,19 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         report=log.info,
     )
     result = {"detector": name, "backend": runtime.backend, **scores.to_json()}
+    if args.record:
+        entry = W.entry(weights_dir, "people")
+        W.write_entry(
+            weights_dir,
+            dataclasses.replace(
+                entry,
+                metrics={
+                    **entry.metrics,
+                    args.record: {**result, "annotations": str(args.coco.name)},
+                },
+            ),
+        )
+        log.info("recorded as metrics[%r] of the manifest's people entry", args.record)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

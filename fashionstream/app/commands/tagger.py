@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import statistics
@@ -55,18 +56,28 @@ def register(commands: Commands, bench: Commands) -> None:
     b = bench.add_parser(
         "tagger",
         help="frames/s of the whole tagger on real 640x480 frames, per backend and batch size",
-        description="Decodes frames from a video (PyAV), or reads the committed fixture frames "
-        "when the video is missing, then times FashionTagger.tag over them: a warm-up batch, "
-        "then --repeats runs per backend/device/batch size; prints medians.",
+        description="Decodes frames from a video (PyAV) at the pipeline's sampling rate "
+        "(FASHIONSTREAM_VIDEO_FPS), or reads the committed fixture frames when the video is "
+        "missing, then times FashionTagger.tag over them as one camera's frames: a warm-up "
+        "batch, then --repeats runs per backend/device/batch size and garments mode; prints "
+        "medians and, per frame, people, tracks, person crops through the garment network "
+        "and garments.",
     )
     b.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     b.add_argument("--frames", type=int, default=24, help="frames per timed run")
-    b.add_argument("--batch-sizes", default="1,4,8")
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--batch-sizes", default="8")
+    b.add_argument("--repeats", type=int, default=3)
     b.add_argument(
         "--backends",
         default="auto",
-        help="comma-separated of onnx, torch, torch-cuda; auto = every one available here",
+        help="comma-separated of onnx, torch, torch-cuda; auto = onnx, and torch-cuda when a "
+        "GPU is here",
+    )
+    b.add_argument(
+        "--garments",
+        default="track,frame",
+        help="comma-separated of track (once per tracked person, carried between frames: "
+        "FASHIONSTREAM_GARMENTS_PER_TRACK=true) and frame (every person in every frame)",
     )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_bench)
@@ -129,20 +140,28 @@ def _annotate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def load_frames(video: Path, count: int) -> tuple[list[np.ndarray], str]:
-    """`count` RGB frames: decoded from `video` with PyAV (evenly spread over its first
-    frames), or the committed fixture frames repeated when the video is missing."""
+def load_frames(video: Path, count: int, fps: float | None = None) -> tuple[list[np.ndarray], str]:
+    """`count` RGB frames decoded from `video` with PyAV, or the committed fixture frames
+    repeated when the video is missing. With `fps`: at that many frames per second of video
+    time from its start, as the producer samples a camera (a short clip is read again from its
+    start); without: spread evenly over its first `3 * count` frames (how the garment
+    detector's camera backgrounds were drawn)."""
     if video.is_file():
         import av
 
         frames: list[np.ndarray] = []
+        next_at = 0.0
         with av.open(str(video)) as container:
             for frame in container.decode(video=0):
+                if fps is not None and frame.time is not None and frame.time + 1e-6 < next_at:
+                    continue
                 frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) >= count * 3:
+                next_at += 1.0 / fps if fps else 0.0
+                if len(frames) >= (count if fps else count * 3):
                     break
-        picked = frames[:: max(1, len(frames) // count)][:count]
-        return picked, str(video)
+        if fps is None:
+            return frames[:: max(1, len(frames) // count)][:count], str(video)
+        return [frames[i % len(frames)] for i in range(count)], str(video)
     paths = sorted(FIXTURE_FRAMES.glob("*.jpg"))
     if not paths:
         raise FileNotFoundError(f"no video at {video} and no fixture frames in {FIXTURE_FRAMES}")
@@ -155,51 +174,71 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
     from models.runtime.build import available_cores
     from models.tagger import FashionTagger
+    from models.tags import FrameSource
 
-    frames, source = load_frames(args.video, args.frames)
+    frames, source = load_frames(args.video, args.frames, settings.video_fps)
+    # one camera's frames at the sampling rate; each run starts the clock again, so the track
+    # gate starts afresh (time going back is a restarted stream)
+    sources = [FrameSource("bench", i / settings.video_fps) for i in range(len(frames))]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     wanted = args.backends.split(",")
     if wanted == ["auto"]:
-        wanted = ["onnx", "torch"] + (["torch-cuda"] if torch.cuda.is_available() else [])
+        wanted = ["onnx"] + (["torch-cuda"] if torch.cuda.is_available() else [])
+    modes = [m for m in args.garments.split(",") if m.strip()]
+    if not set(modes) <= {"track", "frame"}:
+        print(f"bench tagger: --garments takes track and frame, got {modes}", file=sys.stderr)
+        return 2
     results: list[dict[str, Any]] = []
-    for name in wanted:
+    for name, batch_size, mode in itertools.product(wanted, batch_sizes, modes):
         backend, device = (
             (Backend.TORCH, Device.CUDA) if name == "torch-cuda" else (Backend(name), Device.CPU)
         )
-        for batch_size in batch_sizes:
-            configured = dataclasses.replace(
-                settings, backend=backend, device=device, batch_size=batch_size
-            )
-            tagger = FashionTagger.from_settings(configured)
-            tagger.tag(frames[:batch_size])  # warm-up: allocations, ONNX export on first use
-            runs = []
-            stages: dict[str, list[float]] = {}
+        configured = dataclasses.replace(
+            settings,
+            backend=backend,
+            device=device,
+            batch_size=batch_size,
+            garments_per_track=mode == "track",
+        )
+        tagger = FashionTagger.from_settings(configured)
+        # warm-up: allocations, ONNX export on first use
+        tagger.tag(frames[:batch_size], sources=sources[:batch_size])
+        runs = []
+        stages: dict[str, list[float]] = {}
+        found: dict[str, int] = {}
+        for _ in range(args.repeats):
+            gate = dataclasses.replace(tagger.gate_stats) if tagger.gate_stats else None
+            start = time.perf_counter()
             found = {"people": 0, "garments": 0}  # the workload: classify runs per garment
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                found = {"people": 0, "garments": 0}
-                for i in range(0, len(frames), batch_size):
-                    tagged = tagger.tag(frames[i : i + batch_size])
-                    for stage, seconds in tagged[0].timings.items():
-                        stages.setdefault(stage, []).append(seconds)
-                    for tags in tagged:
-                        found["people"] += len(tags.people)
-                        found["garments"] += len(tags.garments)
-                runs.append(len(frames) / (time.perf_counter() - start))
-            row = {
-                "backend": backend.value,
-                "device": device.value,
-                "batch_size": batch_size,
-                "threads": torch.get_num_threads(),
-                "fps_median": round(statistics.median(runs), 2),
-                "fps_runs": [round(r, 2) for r in runs],
-                "per_frame": {k: round(n / len(frames), 2) for k, n in found.items()},
-                "seconds_per_frame_by_stage": {
-                    k: round(statistics.median(v), 4) for k, v in stages.items()
-                },
-            }
-            log.info("%s", row)
-            results.append(row)
+            for i in range(0, len(frames), batch_size):
+                tagged = tagger.tag(frames[i : i + batch_size], sources=sources[i : i + batch_size])
+                for stage, seconds in tagged[0].timings.items():
+                    stages.setdefault(stage, []).append(seconds)
+                for tags in tagged:
+                    found["people"] += len(tags.people)
+                    found["garments"] += len(tags.garments)
+            runs.append(len(frames) / (time.perf_counter() - start))
+            after = tagger.gate_stats
+            if gate is not None and after is not None:
+                found["tracks"] = after.tracks - gate.tracks
+                found["person_crops_inferred"] = after.inferred - gate.inferred
+            else:  # every person, every frame (large people take the whole-image path)
+                found["person_crops_inferred"] = found["people"]
+        row = {
+            "backend": backend.value,
+            "device": device.value,
+            "batch_size": batch_size,
+            "garments": f"per {mode}",
+            "threads": torch.get_num_threads(),
+            "fps_median": round(statistics.median(runs), 2),
+            "fps_runs": [round(r, 2) for r in runs],
+            "per_frame": {k: round(n / len(frames), 2) for k, n in found.items()},
+            "seconds_per_frame_by_stage": {
+                k: round(statistics.median(v), 4) for k, v in stages.items()
+            },
+        }
+        log.info("%s", row)
+        results.append(row)
     cpu = [r["fps_median"] for r in results if r["device"] == "cpu"]
     report = {
         "frames_source": source,
@@ -223,9 +262,12 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for r in results:
+            per = r["per_frame"]
             print(
-                f"{r['backend']:>5} {r['device']:>4} batch {r['batch_size']:>2}: "
-                f"{r['fps_median']:6.2f} frames/s"
+                f"{r['backend']:>5} {r['device']:>4} batch {r['batch_size']:>2} "
+                f"garments {r['garments']:<9}: {r['fps_median']:6.2f} frames/s   per frame: "
+                f"{per['people']} people, {per.get('tracks', '-')} new tracks, "
+                f"{per['person_crops_inferred']} crops inferred, {per['garments']} garments"
             )
         print(f"best CPU: {report['best_cpu_fps']} frames/s")
     return 0

@@ -1,0 +1,20 @@
+"""The imports this project ships, by name: a spec template each under `known/` (a model spec
+less the shipped file's name and sha256, which the import writes)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from models.onnx_models.spec import SpecError
+
+KNOWN = ("yolox_nano",)
+
+
+def known_template(name: str) -> dict[str, Any]:
+    if name not in KNOWN:
+        raise SpecError(f"no known import {name!r}; known: {', '.join(KNOWN)}")
+    text = resources.files("models.onnx_models").joinpath(f"known/{name}.json").read_text()
+    raw: dict[str, Any] = json.loads(text)
+    return raw
