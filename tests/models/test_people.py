@@ -91,8 +91,8 @@ def test_one_person_in_each_store_frame_and_nobody_in_the_empty_room(
 # (clip, frame index, people counted by eye, people the shipped detector finds at the default
 # threshold): the expected figure is the measured one, within 2, and never more than are there
 CROWDS = [
-    ("tram_stop_cctv_640x480.mp4", 90, 18, 12),
-    ("street_crossing_640x360.mp4", 90, 10, 8),
+    ("tram_stop_cctv_640x480.mp4", 90, 18, 15),
+    ("street_crossing_640x360.mp4", 90, 10, 9),
 ]
 
 
