@@ -188,7 +188,7 @@ class OnnxSpecDetector:
         else:  # dets_labels
             dets, labels = outputs[0][0], outputs[1][0].astype(np.int64)
             per_class = {i: (dets[labels == i, :4], dets[labels == i, 4]) for i in self._ours}
-        floor = max(self.threshold, 1e-3)  # below that nothing a user would keep: NMS stays cheap
+        floor = max(self.threshold, self.spec.thresholds.floor)
         return {
             i: (boxes[scores >= floor] / ratio, scores[scores >= floor])
             for i, (boxes, scores) in per_class.items()

@@ -63,7 +63,9 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Thresholds:
-    score: float = 0.3  # lowest score the runner keeps (the tagger's own setting may raise it)
+    # scores under this are never boxes: dropped before NMS, for evaluation too (the tagger's
+    # FASHIONSTREAM_PERSON_THRESHOLD decides what it keeps above it)
+    floor: float = 0.001
     nms_iou: float = 0.45  # boxes of one class overlapping more than this are one
 
 
@@ -148,7 +150,7 @@ def _check(spec: ModelSpec) -> None:
     need(not unknown, "class_map", f"maps classes the model does not have: {unknown}")
     need(bool(spec.class_map), "class_map", "maps no class: the model would find nothing")
     t = spec.thresholds
-    need(0.0 <= t.score <= 1.0, "thresholds.score", f"must be in [0, 1], got {t.score}")
+    need(0.0 <= t.floor < 1.0, "thresholds.floor", f"must be in [0, 1), got {t.floor}")
     need(0.0 < t.nms_iou <= 1.0, "thresholds.nms_iou", f"must be in (0, 1], got {t.nms_iou}")
 
 

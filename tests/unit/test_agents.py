@@ -27,6 +27,7 @@ from fashionstream.core.records import (
     event_id_for_frame,
 )
 from fashionstream.core.settings import Settings
+from models.tags import FrameSource
 from stream_processors.app import Pipeline, faust_app
 from stream_processors.fetch import FetchedImage
 from stream_processors.ssrf import AddressPolicy, validate_url
@@ -160,6 +161,10 @@ def test_the_tagger_is_told_which_frames_are_catalogue_photos(tmp_path: Path) ->
     run(go())
     told = [flag for flags in tagger.catalogue for flag in flags or []]
     assert told == [False, True]
+    # a camera frame comes with its camera and capture time (the tagger follows its people
+    # between frames); a catalogue photo with none
+    sources = [source for batch in tagger.sources for source in batch or []]
+    assert sources == [FrameSource("cam-1", frame(0).captured_at), None]
 
 
 def test_garbage_and_undecodable_frames_are_dead_lettered_and_the_rest_tagged(

@@ -67,7 +67,7 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
         (lambda r: r["output"].update(decode="ssd"), "output.decode"),
         (lambda r: r.update(class_map={"dog": "person"}), "class_map: maps classes"),
         (lambda r: r.update(class_map={}), "class_map: maps no class"),
-        (lambda r: r.update(thresholds={"score": 1.5}), "thresholds.score"),
+        (lambda r: r.update(thresholds={"floor": 1.5}), "thresholds.floor"),
         (lambda r: r.update(thresholds={"nms_iou": 0.0}), "thresholds.nms_iou"),
         (lambda r: r.update(extra=1), "unknown fields ['extra']"),
     ],
@@ -160,7 +160,7 @@ class _Session:
 
 
 def test_the_detector_keeps_mapped_classes_in_frame_pixels() -> None:
-    spec = parse_spec(_raw(thresholds={"score": 0.3}))
+    spec = parse_spec(_raw())
     person = [0.5, 0.5, np.log(2.0), np.log(4.0), 0.9, 0.8, 0.1]
     duplicate = [0.4, 0.5, np.log(2.0), np.log(4.0), 0.9, 0.7, 0.0]
     car = [0.5, 0.5, 0.0, 0.0, 0.9, 0.0, 0.9]
