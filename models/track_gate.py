@@ -34,7 +34,7 @@ class GateRules:
     min_interval_s: float = 2.0  # a track's garments are inferred at most this often
     better_by: float = 1.25  # a crop is clearly better: quality at least this times the best
     sharper_by: float = 2.0  # or this much sharper (Laplacian variance) at 0.9 of the quality
-    activation: float = 0.3  # lowest person score that starts a track (the person threshold)
+    activation: float = 0.25  # ByteTrack's: it starts tracks from scores 0.1 above this
     lost_frames: int = 8  # ByteTrack keeps a lost track this many frames
     match: float = 0.9  # ByteTrack's largest accepted 1 - IoU x score (2 fps: see tracking)
     idle_camera_s: float = 600.0  # a camera with no frame for this long is forgotten
