@@ -31,10 +31,11 @@ PRODUCT_CATEGORY = {
     "Jeans": "trousers",
     "Dresses": "dress",
 }
-# Measured with the shipped weights (ONNX Runtime, CPU) on the fixtures. People: the street
-# photos have bystanders (0253 is a busy street); one more or fewer is allowed, as is one
-# category or product more or fewer right.
-STREET_PEOPLE = {"0010": 2, "0042": 2, "0043": 2, "0253": 5}
+# Measured with the shipped weights (ONNX Runtime, CPU) on the fixtures. People (the imported
+# person detector at its 0.35 threshold; looked at): 0042 has four blurred bystanders behind
+# her, 0253 two behind a fence; one more or fewer is allowed, as is one category or product
+# more or fewer right.
+STREET_PEOPLE = {"0010": 1, "0042": 5, "0043": 1, "0253": 3}
 STREET_CATEGORIES_FOUND = 13  # of 16 garment categories in the four photos
 PRODUCTS_RIGHT = 8  # of 9 product photos whose main garment has the right category
 WATCH_MASK_SHARE = 0.502  # the watch fallback's mask, as a share of the photo
