@@ -22,9 +22,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from models.onnx_models.sessions import session
 from models.onnx_models.spec import InputSpec, ModelSpec, SpecError, load_spec
 from models.people.boxes import PersonBoxes
-from models.runtime.sessions import session
 from models.taxonomy import PERSON
 from models.weights import sha256_of
 

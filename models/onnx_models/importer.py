@@ -15,8 +15,8 @@ import numpy as np
 
 from models import weights as W
 from models.onnx_models.detector import OnnxSpecDetector
+from models.onnx_models.sessions import session
 from models.onnx_models.spec import ModelSpec, SpecError, parse_spec
-from models.runtime.sessions import session
 
 ARCHITECTURE = "onnx_model_spec"
 

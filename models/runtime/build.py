@@ -17,6 +17,7 @@ from models.attributes.classifier import AttributeClassifier
 from models.detection.checkpoint import load_detector
 from models.detection.network import DetectorConfig
 from models.detection.runner import TorchDetector
+from models.onnx_models import sessions
 from models.onnx_models.detector import OnnxSpecDetector
 from models.people.boxes import PeopleDetector
 from models.people.network import PeopleConfig
@@ -28,7 +29,6 @@ from models.people.runner import (
 )
 from models.registry import ModelRegistry
 from models.runtime import onnx as onnx_rt
-from models.runtime import sessions
 
 DETECTOR_ENTRY = "detector"
 # the garment detector fine-tuned on camera person crops (the tagger's per-person path)
