@@ -76,13 +76,13 @@ class GateStats:
 class CameraGate:
     """One camera's tracks and their garments. One caller at a time."""
 
-    def __init__(self, rules: GateRules) -> None:
+    def __init__(self, rules: GateRules, stats: GateStats | None = None) -> None:
         self.rules = rules
         self._byte_track = self._new_byte_track()
         self._tracks: dict[int, _Track] = {}
         self.last_captured_at = -np.inf
         self.last_used = time.monotonic()
-        self.stats = GateStats()
+        self.stats = GateStats() if stats is None else stats
 
     def _new_byte_track(self) -> sv.ByteTrack:
         return new_byte_track(
@@ -173,9 +173,8 @@ class TrackGates:
         for name, gate in list(self._cameras.items()):
             if now - gate.last_used > self.rules.idle_camera_s:
                 del self._cameras[name]
-        if camera not in self._cameras:
-            self._cameras[camera] = CameraGate(self.rules)
-            self._cameras[camera].stats = self.stats  # one tally for the whole tagger
+        if camera not in self._cameras:  # one tally for the whole tagger
+            self._cameras[camera] = CameraGate(self.rules, self.stats)
         return self._cameras[camera]
 
 

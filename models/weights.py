@@ -68,13 +68,9 @@ class WeightsEntry:
     def verified_path(self, weights_dir: Path) -> Path:
         """The file's path, after checking it exists and its sha256 matches the manifest."""
         path = self.path(weights_dir)
-        if not path.is_file():
-            raise WeightsError(f"{self.name}: weights file {path} is missing")
-        actual = sha256_of(path)
-        if actual != self.sha256:
-            raise WeightsError(
-                f"{self.name}: {path} has sha256 {actual}, the manifest says {self.sha256}"
-            )
+        problem = file_problem(path, self.sha256)
+        if problem is not None:
+            raise WeightsError(f"{self.name}: {problem} (the manifest's)")
         return path
 
 
@@ -84,6 +80,17 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_problem(path: Path, sha256: str) -> str | None:
+    """What keeps `path` from being the file whose sha256 is `sha256` (missing, or another
+    file), or None when it is that file: the one check of a shipped file, whoever names it."""
+    if not path.is_file():
+        return f"weights file {path} is missing"
+    actual = sha256_of(path)
+    if actual != sha256:
+        return f"{path} has sha256 {actual}, not {sha256}"
+    return None
 
 
 def load_manifest(weights_dir: Path) -> dict[str, WeightsEntry]:

@@ -26,7 +26,7 @@ from models.onnx_models.sessions import session
 from models.onnx_models.spec import InputSpec, ModelSpec, SpecError, load_spec
 from models.people.boxes import PersonBoxes
 from models.taxonomy import PERSON
-from models.weights import sha256_of
+from models.weights import file_problem
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,9 @@ class OnnxSpecDetector:
         """The spec at `path` and its ONNX file beside it (sha256 checked)."""
         spec = load_spec(path)
         model = path.parent / spec.file
-        if not model.is_file():
-            raise SpecError(f"model spec {spec.name}: file: {model} is missing")
-        actual = sha256_of(model)
-        if actual != spec.sha256:
-            raise SpecError(
-                f"model spec {spec.name}: sha256: {model} has {actual}, the spec says {spec.sha256}"
-            )
+        problem = file_problem(model, spec.sha256)
+        if problem is not None:
+            raise SpecError(f"model spec {spec.name}: file, sha256: {problem} (the spec's)")
         return cls(session(model, threads), spec, threshold, input_sizes=input_sizes)
 
     @property

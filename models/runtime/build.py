@@ -188,15 +188,22 @@ def shipped_people_runner(
     run as its model spec says (ONNX Runtime on the CPU whatever the backend; `input_sizes`:
     FASHIONSTREAM_PERSON_INPUT_SIZES), or the detector trained here."""
     entry = W.entry(weights_dir, PEOPLE_ENTRY, manifest)
-    path = entry.verified_path(weights_dir)
     if entry.spec:
+        # the spec names the file and its sha256 and `from_spec_file` hashes it once; the
+        # manifest must name the same file, so it is compared, not hashed again
         detector = OnnxSpecDetector.from_spec_file(
             weights_dir / entry.spec,
             threads=runtime.threads,
             threshold=threshold,
             input_sizes=input_sizes,
         )
+        if (detector.spec.file, detector.spec.sha256) != (entry.file, entry.sha256):
+            raise W.WeightsError(
+                f"{entry.name}: the manifest names {entry.file} ({entry.sha256[:12]}), its spec "
+                f"{detector.spec.file} ({detector.spec.sha256[:12]})"
+            )
         return detector, entry
+    path = entry.verified_path(weights_dir)
     model, config = load_people(path)
     if config.arch != entry.architecture:
         raise W.WeightsError(f"{path} holds {config.arch}, the manifest says {entry.architecture}")

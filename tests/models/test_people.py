@@ -3,8 +3,10 @@ licence and pinned source agree with the file; it finds the people of camera fra
 eye); the import step is reproducible from the published graph and refuses any other file; and
 `eval people` scores it beside the garment detector's people on the same frames."""
 
+import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -69,6 +71,16 @@ def test_the_entry_spec_licence_and_source_describe_the_shipped_file() -> None:
     val = entry.metrics["people_val"]
     assert val["images"] == 1208  # the validation share of the built set (by recording)
     assert 0.0 < val["person_ap50"] <= 1.0
+
+
+def test_a_manifest_naming_another_file_than_its_spec_is_refused(tmp_path: Path) -> None:
+    for name in ("manifest.json", "people-yolox_nano.onnx", "people-yolox_nano.spec.json"):
+        shutil.copy(WEIGHTS / name, tmp_path / name)
+    entry = W.entry(tmp_path, "people")
+    W.write_entry(tmp_path, dataclasses.replace(entry, sha256="0" * 64))
+    runtime = resolve_runtime("onnx", "cpu", 2, tmp_path / "onnx")
+    with pytest.raises(W.WeightsError, match="the manifest names"):
+        shipped_people_runner(tmp_path, runtime, threshold=0.35)
 
 
 def _people(detector: OnnxSpecDetector, image: np.ndarray) -> int:

@@ -4,6 +4,7 @@ hand-built output holds; a graph that does not match its spec stops at start-up.
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -220,3 +221,15 @@ def test_several_input_sizes_run_once_each_and_their_boxes_merge() -> None:
     assert len(found) == 2
     override = OnnxSpecDetector(session, spec, threshold=0.3, input_sizes=(96,))
     assert override.input_sizes == (96,)
+
+
+def test_a_spec_whose_file_is_missing_or_another_file_stops_before_a_session(
+    tmp_path: Path,
+) -> None:
+    spec = parse_spec(_raw())
+    spec.write(tmp_path / "tiny.spec.json")
+    with pytest.raises(SpecError, match="is missing"):
+        OnnxSpecDetector.from_spec_file(tmp_path / "tiny.spec.json", threads=1, threshold=0.3)
+    (tmp_path / "tiny.onnx").write_bytes(b"not the file the spec pins")
+    with pytest.raises(SpecError, match="has sha256"):
+        OnnxSpecDetector.from_spec_file(tmp_path / "tiny.spec.json", threads=1, threshold=0.3)
