@@ -65,6 +65,7 @@ class SinkErrorKind(enum.StrEnum):
 STAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 END_TO_END_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SOURCE_GAP_BUCKETS_S = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 
 class Metrics:
@@ -189,11 +190,32 @@ class Metrics:
         self.reconnects = counter(
             "source_reconnects", "reconnects to a live video source, per camera", ("camera",)
         )
+        self.source_gap = histogram(
+            "source_gap_seconds",
+            "seconds between the last frame before a live source was lost and the first frame"
+            " after it came back, one observation per return, per camera",
+            ("camera",),
+            SOURCE_GAP_BUCKETS_S,
+        )
         self.source_state = gauge(
             "source_state",
             "1 for the state a camera's video source is in now, 0 for the others"
             " (connecting, streaming, reconnecting, ended, stopped, failed)",
             ("camera", "state"),
+        )
+
+        # --- live cameras as the worker sees them
+        self.camera_last_frame = gauge(
+            "camera_last_frame_timestamp_seconds",
+            "capture time (epoch seconds) of the newest live frame the worker received, per"
+            " camera: time() minus it is how long the camera has been silent",
+            ("camera",),
+        )
+        self.frames_skipped = counter(
+            "camera_frames_skipped",
+            "live frames the worker did not tag, per camera and reason (stale: older than"
+            " live_max_age_s when inference could start; fresher frames of the camera follow)",
+            ("camera", "reason"),
         )
 
         # --- tracking (stream processor) and sightings
