@@ -10,8 +10,16 @@ benchmarks read it. Publishing to Kafka and live sessions are `producers.video`'
 Capture time of a recording = its start time + the frame's presentation time (relative to the
 stream's first timestamp). The start time is the container's `creation_time` metadata when
 present; otherwise it is the Unix epoch (1970-01-01T00:00:00Z), a fixed rule that keeps re-runs
-identical and cannot be mistaken for a wall-clock time. A live session's start time is the wall
-clock at its first frame.
+identical and cannot be mistaken for a wall-clock time.
+
+A live frame's capture time is never after the moment it was read: the session's start is the
+wall clock at its first frame, moved earlier whenever a frame arrives before start + its
+presentation time says it could have been captured. RTSP servers send a burst of buffered frames
+when a client connects (measured with GStreamer's server: 50 frames, 2 s of video, in 1.1 s), so
+without the correction the burst's last frames were stamped up to 0.8 s in the future. With it, a
+burst's frames are stamped when they arrived and the frames after it by their presentation times
+from the burst's last frame; a source that delivers late keeps its anchor (a frame's delay past
+it is how late the network brought it, and shows in the lag metric).
 """
 
 from __future__ import annotations
@@ -215,7 +223,8 @@ class FrameReader:
         self._reformatter = VideoReformatter()
         self._options = options
         self._sampler = PtsSampler(options.fps)
-        self._start = start_epoch_s  # None: live, the wall clock at the first frame
+        self._start = start_epoch_s  # None: live, anchored on the wall clock as frames arrive
+        self._live = start_epoch_s is None
         self._metrics = metrics
         self._camera = camera
         self._clock = clock
@@ -267,15 +276,19 @@ class FrameReader:
                     pts_s = frame.time if frame.time is not None else number / (rate or 1.0)
                     if self._first_pts is None:
                         self._first_pts = pts_s
-                    if self._start is None:  # live: the session starts with its first frame
-                        self._start = self._clock()
                     relative = pts_s - self._first_pts
+                    start = self._start
+                    if start is None or self._live:
+                        # live: never captured after it arrived (see the module docstring)
+                        arrived = self._clock()
+                        if start is None or start + relative > arrived:
+                            start = self._start = arrived - relative
                     if not self._sampler.keep(relative):
                         continue
                     began = time.perf_counter()
                     jpeg = self._encode(frame)
                     encode_s.observe(time.perf_counter() - began)
-                    yield SampledFrame(number, relative, self._start + relative, jpeg)
+                    yield SampledFrame(number, relative, start + relative, jpeg)
             self.finished = True
         except av.FFmpegError as exc:  # a failure outside one packet (e.g. the decoder flush)
             self.position = f"frame {self.frame_number}"

@@ -78,6 +78,8 @@ class TaggingStage:
         self._consumer = consumer
         self._holds = holds or Holds(consumer)
         self._on_failure = on_failure
+        self._skips = _SkipLog(metrics)
+        self._newest_live: dict[str, float] = {}  # camera -> newest capture time received
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
@@ -104,6 +106,16 @@ class TaggingStage:
             for task in in_flight:
                 task.cancel()  # stopping: unreleased offsets are simply read again
 
+    def _saw(self, frame: Frame) -> None:
+        """A live camera's newest capture time, for the silent-camera alert (a camera whose
+        frames are all skipped is still heard from)."""
+        if not frame.live:
+            return
+        newest = self._newest_live.get(frame.source_id, 0.0)
+        if frame.captured_at > newest:
+            self._newest_live[frame.source_id] = frame.captured_at
+            self._metrics.camera_last_frame.labels(frame.source_id).set(frame.captured_at)
+
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         """A batch that failed as a whole (not per record) stops the worker at once, even when
         no further batch arrives to notice it: its offsets stay uncommitted."""
@@ -124,6 +136,8 @@ class TaggingStage:
                 item.error = exc
             except Exception as exc:
                 item.error = unexpected(exc, DeadLetterReason.BAD_RECORD)
+            else:
+                self._saw(item.frame)
             items.append(item)
         max_pixels = self._settings.fetch_max_pixels
 
@@ -161,6 +175,9 @@ class TaggingStage:
             await previous  # keeps results in batch order; raises if the previous batch failed
         deliveries: list[Awaitable[Any]] = []
         for item, (tags, infer_s), thumb in zip(ready, results, thumbs, strict=True):
+            if isinstance(tags, Skipped):
+                self._skips.count(item.frame, tags)
+                continue
             if isinstance(tags, PipelineError):
                 item.error, item.stage = tags, Stage.INFER
                 continue
@@ -202,7 +219,7 @@ class TaggingStage:
         held.release()
 
     async def _thumbnails(
-        self, items: list[_Item], results: list[tuple[ImageTags | PipelineError, float]]
+        self, items: list[_Item], results: list[Outcome]
     ) -> list[Thumbnails | None]:
         """Cut the batch's thumbnails (people of camera frames, the whole catalogue photo) in
         the decode thread, while the pixels are still here; None for a failed image."""
@@ -210,7 +227,7 @@ class TaggingStage:
         def cut_all() -> list[Thumbnails | None]:
             out: list[Thumbnails | None] = []
             for item, (tags, _) in zip(items, results, strict=True):
-                if isinstance(tags, PipelineError) or item.image is None or item.frame is None:
+                if not isinstance(tags, ImageTags) or item.image is None or item.frame is None:
                     out.append(None)
                     continue
                 try:
@@ -230,52 +247,138 @@ class TaggingStage:
         self._metrics.message_bytes_out.labels(Topic.ITEMS).inc(len(value))
         return await self._send(Topic.ITEMS, record.key.encode(), value, None)
 
-    async def _infer(
-        self, tagger: Tagger, items: list[_Item]
-    ) -> list[tuple[ImageTags | PipelineError, float]]:
-        """Tag the batch in the inference thread. When the batch fails, each image is tagged
-        alone so that one poisoned image is dead-lettered (MODEL_ERROR), not the batch."""
+    async def _infer(self, tagger: Tagger, items: list[_Item]) -> list[Outcome]:
+        """Tag the batch in the inference thread. Live frames already older than
+        `live_max_age_s` when inference can start are skipped there (`Skipped`), so a worker
+        that cannot keep up with its cameras tags their newest frames instead of queueing ever
+        older ones. When the batch fails, each image is tagged alone so that one poisoned image
+        is dead-lettered (MODEL_ERROR), not the batch."""
         loop = asyncio.get_running_loop()
         started = time.time()
         for item in items:
             if item.frame is not None:
                 item.queued_s = max(0.0, started - _entered_frames_topic(item))
-        ready = [item for item in items if item.image is not None]
-        images = [item.image for item in ready if item.image is not None]
-        # a feed row is a catalogue product photo: the tagger adds its whole-product vector
-        catalogue = [
-            item.frame is not None and item.frame.source_kind is SourceKind.FEED for item in ready
-        ]
-        # a camera frame's camera and capture time: the tagger follows each camera's people
-        sources = [_source(item.frame) for item in ready]
+        max_age = self._settings.live_max_age_s
 
-        def tag_batch() -> tuple[list[ImageTags] | Exception, float]:
+        def tag_batch() -> tuple[list[Skipped | None], list[ImageTags] | Exception, float]:
+            # decided here, in the inference thread: a batch may have waited for the previous
+            # one, and only now is it known how old its frames are when tagging starts
+            skipped = [_stale(item.frame, time.time(), max_age) for item in items]
+            fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
             began = time.perf_counter()
+            if not fresh:
+                return skipped, [], 0.0
             try:
-                out = tagger.tag(images, catalogue=catalogue, sources=sources)
+                out = tagger.tag(
+                    [item.image for item in fresh if item.image is not None],
+                    catalogue=[_is_product(item) for item in fresh],
+                    sources=[_source(item.frame) for item in fresh],
+                )
             except Exception as exc:  # judged below, per image, on the loop
-                return exc, time.perf_counter() - began
-            return out, time.perf_counter() - began
+                return skipped, exc, time.perf_counter() - began
+            return skipped, out, time.perf_counter() - began
 
-        outcome, seconds = await loop.run_in_executor(self._infer_executor, tag_batch)
-        self._metrics.stage_duration.labels(Stage.INFER).observe(seconds)
-        share = seconds / max(1, len(images))
-        if isinstance(outcome, list) and len(outcome) == len(images):
+        skipped, outcome, seconds = await loop.run_in_executor(self._infer_executor, tag_batch)
+        fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
+        if fresh:
+            self._metrics.stage_duration.labels(Stage.INFER).observe(seconds)
+        tagged = await self._judge(tagger, fresh, outcome, seconds)
+        results: list[Outcome] = []
+        for skip in skipped:
+            results.append((skip, 0.0) if skip is not None else tagged.pop(0))
+        return results
+
+    async def _judge(
+        self,
+        tagger: Tagger,
+        items: list[_Item],
+        outcome: list[ImageTags] | Exception,
+        seconds: float,
+    ) -> list[tuple[ImageTags | PipelineError, float]]:
+        """The batch's tags, one per item; when the batch failed, each item tagged alone."""
+        share = seconds / max(1, len(items))
+        if isinstance(outcome, list) and len(outcome) == len(items):
             return [(tags, share) for tags in outcome]
         if isinstance(outcome, list):
-            log.error("tagger returned %d results for %d images", len(outcome), len(images))
+            log.error("tagger returned %d results for %d images", len(outcome), len(items))
         else:
-            log.error("tagging a batch of %d failed: %r", len(images), outcome, exc_info=outcome)
-        if len(images) == 1:
+            log.error("tagging a batch of %d failed: %r", len(items), outcome, exc_info=outcome)
+        if len(items) == 1:
             return [(_model_error(outcome, 1), seconds)]
+        loop = asyncio.get_running_loop()
         results: list[tuple[ImageTags | PipelineError, float]] = []
-        for image, is_product, source in zip(images, catalogue, sources, strict=True):
+        for item in items:
+            if item.image is None:  # only decoded items are tagged; keeps mypy honest
+                raise RuntimeError("tagging an item without pixels")
             one, one_s = await loop.run_in_executor(
-                self._infer_executor, _tag_one, tagger, image, is_product, source
+                self._infer_executor,
+                _tag_one,
+                tagger,
+                item.image,
+                _is_product(item),
+                _source(item.frame),
             )
             self._metrics.stage_duration.labels(Stage.INFER).observe(one_s)
             results.append((one, one_s))
         return results
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A live frame not tagged, and why (`reason`, a metric label)."""
+
+    reason: str
+    age_s: float
+
+
+STALE = "stale"
+Outcome = tuple[ImageTags | PipelineError | Skipped, float]  # and the inference seconds
+
+
+class _SkipLog:
+    """Counts skipped frames (metric, per camera and reason) and says so in the log at most
+    once per camera every SKIP_LOG_EVERY_S, with how many and how old since the last line."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._pending: dict[str, tuple[int, float]] = {}  # camera -> (frames, oldest age)
+        self._last_line: dict[str, float] = {}
+
+    def count(self, frame: Frame | None, skip: Skipped) -> None:
+        camera = frame.source_id if frame is not None else "?"
+        self._metrics.frames_skipped.labels(camera, skip.reason).inc()
+        frames, oldest = self._pending.get(camera, (0, 0.0))
+        frames, oldest = frames + 1, max(oldest, skip.age_s)
+        now = time.monotonic()
+        if now - self._last_line.get(camera, -SKIP_LOG_EVERY_S) < SKIP_LOG_EVERY_S:
+            self._pending[camera] = (frames, oldest)
+            return
+        self._pending.pop(camera, None)
+        self._last_line[camera] = now
+        log.warning(
+            "camera %s: %d live frame(s) skipped as %s (oldest %.1f s old): the worker is"
+            " behind this camera and tags its newest frames",
+            camera,
+            frames,
+            skip.reason,
+            oldest,
+        )
+
+
+SKIP_LOG_EVERY_S = 30.0
+
+
+def _stale(frame: Frame | None, now: float, max_age_s: float) -> Skipped | None:
+    """Skipped when `frame` is a live camera frame captured more than `max_age_s` ago."""
+    if frame is None or not frame.live or max_age_s <= 0:
+        return None
+    age = now - frame.captured_at
+    return Skipped(STALE, age) if age > max_age_s else None
+
+
+def _is_product(item: _Item) -> bool:
+    """A feed row is a catalogue product photo: the tagger adds its whole-product vector."""
+    return item.frame is not None and item.frame.source_kind is SourceKind.FEED
 
 
 def _source(frame: Frame | None) -> FrameSource | None:

@@ -100,6 +100,11 @@ def event_id_for_item(feed: str, item_id: str, image_url: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"feed\0{feed}\0{item_id}\0{image_url}"))
 
 
+# The stream reference of a live session starts with this (a recording's is its file's name
+# and size): a live frame may be skipped when it is stale, a recording's never is.
+LIVE_STREAM_PREFIX = "live:"
+
+
 def event_id_for_frame(camera_id: str, stream_ref: str, frame_number: int) -> str:
     """Stable id of one video frame. `stream_ref` names the recording (a file's name and size)
     or the live session (its start time), so a re-run of a file repeats its ids."""
@@ -270,6 +275,11 @@ class Frame:
     @property
     def key(self) -> str:
         return self.source_id if self.source_kind is SourceKind.CAMERA else str(self.item_id)
+
+    @property
+    def live(self) -> bool:
+        """A camera frame of a live session (not a recording, not a catalogue photo)."""
+        return self.stream_ref is not None and self.stream_ref.startswith(LIVE_STREAM_PREFIX)
 
     @property
     def reference(self) -> str:

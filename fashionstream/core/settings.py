@@ -140,6 +140,12 @@ class Settings:
         FallBehindPolicy.DROP_OLDEST, "live sources only: drop_oldest or block"
     )
     reconnect_backoff_max_s: float = _setting(30.0, "longest wait between live-source reconnects")
+    live_max_age_s: float = _setting(
+        2.0,
+        "live camera frames older than this (capture time to the moment inference could start)"
+        " are skipped, not tagged, so that a worker that cannot keep up tags the newest frames"
+        " instead of falling further behind; 0 = never skip; recordings are never skipped",
+    )
 
     # --- tagging
     weights_dir: Path = _setting(REPO_ROOT / "weights", "folder with manifest.json and the weights")
@@ -256,6 +262,8 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.api_port < 65536:
             raise ValueError(f"api_port must be in 1..65535, got {self.api_port}")
+        if self.live_max_age_s < 0:
+            raise ValueError(f"live_max_age_s must be >= 0, got {self.live_max_age_s}")
         if self.garment_refresh_s < 0:
             raise ValueError(f"garment_refresh_s must be >= 0, got {self.garment_refresh_s}")
         if any(size < 64 or size % 32 for size in self.person_input_sizes):

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import io
 import threading
+import time
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
@@ -754,3 +755,74 @@ def test_consumer_lag_runs_from_the_offsets_faust_monitor_saw_committed(tmp_path
         )
 
     assert (lag(0), lag(1)) == (5.0, 20.0)
+
+
+def live_frame(n: int, captured_at: float, camera: str = "cam-live") -> Frame:
+    return dataclasses.replace(
+        frame(n, camera),
+        event_id=event_id_for_frame(camera, "live:rtsp://cam/1@1.0", n),
+        stream_ref="live:rtsp://cam/1@1.0",
+        captured_at=captured_at,
+        submitted_at=captured_at,
+    )
+
+
+def test_stale_live_frames_are_skipped_and_counted_recordings_never(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger()
+    p = pipeline(tmp_path, send, tagger=tagger)
+    now = time.time()
+    stale = [live_frame(n, now - 60 + n) for n in range(3)]  # a minute old: the worker is behind
+    fresh = live_frame(3, now)
+    old_recording = frame(7)  # captured in 2027 by its metadata, sent now: never skipped
+    frames = [*stale, fresh, old_recording]
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            messages = [await put(agent, f.key.encode(), f.jpeg, f.headers()) for f in frames]
+            await until(lambda: len(send.on(Topic.ITEMS)) == 2, "2 tagged images")
+            await until(lambda: all(m.acked for m in messages), "acks, skipped frames' too")
+
+    run(go())
+    items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+    assert [t.event_id for t in items] == [fresh.event_id, old_recording.event_id]
+    assert send.dead_letters() == []  # a skipped frame is a policy, not bad input
+    registry = p.metrics.registry
+    skipped = registry.get_sample_value(
+        "fashionstream_camera_frames_skipped_total", {"camera": "cam-live", "reason": "stale"}
+    )
+    assert skipped == 3
+    # the silent-camera alert's input: the newest live capture time, skipped frames included
+    heard = registry.get_sample_value(
+        "fashionstream_camera_last_frame_timestamp_seconds", {"camera": "cam-live"}
+    )
+    assert heard == pytest.approx(fresh.captured_at)
+    assert (
+        registry.get_sample_value(
+            "fashionstream_camera_last_frame_timestamp_seconds", {"camera": "cam-1"}
+        )
+        is None
+    )  # a recording's camera is not live: it ends, it does not fall silent
+
+
+def test_live_max_age_zero_never_skips(tmp_path: Path) -> None:
+    send = Recorder()
+    conf = dataclasses.replace(settings(tmp_path), live_max_age_s=0.0)
+    p = Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=FakeTagger(),
+        sink=FakeSink(),
+        metrics=Metrics(CollectorRegistry(), process_metrics=False),
+        fetcher_factory=lambda: FakeFetcher({}),  # type: ignore[arg-type,return-value]
+        send=send,
+    )
+    frames = [live_frame(n, time.time() - 600) for n in range(3)]
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            for f in frames:
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 3, "3 tagged images")
+
+    run(go())
