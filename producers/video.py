@@ -4,8 +4,9 @@ The frames come from `producers.decoding` (PyAV decode, sampling by presentation
 JPEG); this module sends them. A file is a recording: it is read to its end, never drops a
 frame, and its frames get the same frame numbers, capture times and event ids on every run. An
 rtsp://, rtmp:// or a live http(s):// source is a session: it reconnects with exponential
-backoff, and when the broker cannot keep up it applies `fall_behind_policy`. Corrupt input is
-dead-lettered as VIDEO_DECODE_ERROR.
+backoff (the gap in its frames is a metric), and when the broker cannot keep up it applies
+`fall_behind_policy`; a source that refuses it for good at the start (401, 403, 404) fails it
+with `LiveSourceRefused`. Corrupt input is dead-lettered as VIDEO_DECODE_ERROR.
 
 A folder is a sequence of recordings from one camera: its video files, by name. Every frame
 carries its stream reference (the recording or the live session), and a recording's last frame
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fashionstream.core.errors import DeadLetterReason
+from fashionstream.core.errors import DeadLetterReason, PipelineError
 from fashionstream.core.metrics import Metrics, SourceState, Stage
 from fashionstream.core.records import DeadLetter, Topic
 from fashionstream.core.settings import FallBehindPolicy, Settings
@@ -57,6 +58,39 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "srt")
 HTTP_SCHEMES = ("http", "https")
 FLUSH_TIMEOUT_S = 60.0
 BACKOFF_START_S = 0.5
+
+
+class LiveSourceRefused(PipelineError):
+    """A live source answered the session's connection with a refusal that retrying cannot
+    change (wrong credentials, no such stream, a protocol this FFmpeg cannot read): someone
+    has to fix the URL or the camera's accounts. `detail` names the URL without credentials."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str, report: VideoReport) -> None:
+        super().__init__(reason, detail)
+        self.report = report
+
+
+def refusal_reason(exc: BaseException) -> DeadLetterReason | None:
+    """The dead-letter reason when opening a live source failed for good, else None (refused
+    connections, timeouts, resets: a camera that is booting or briefly away)."""
+    import av.error
+
+    # RTSP answers with HTTP's status codes, and FFmpeg maps them to the same errors
+    if isinstance(
+        exc,
+        av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError | av.error.HTTPNotFoundError,
+    ):
+        return DeadLetterReason.HTTP_STATUS
+    if isinstance(exc, av.error.ProtocolNotFoundError):  # e.g. srt:// in a build without libsrt
+        return DeadLetterReason.INVALID_URL
+    return None
+
+
+def describe_open_error(exc: BaseException) -> str:
+    """FFmpeg's words for why a source did not open, without the URL it repeats (credentials
+    and all) or its errno (an FFmpeg tag such as 825242872, not a system error number)."""
+    strerror = getattr(exc, "strerror", None)
+    return scrub_urls(strerror if isinstance(strerror, str) and strerror else str(exc))
 
 
 @dataclass
@@ -197,11 +231,16 @@ class VideoProducer:
 
     def send_live(self, url: str, camera: str, *, max_frames: int | None = None) -> VideoReport:
         """Read a live source until `self.stop` is set (or `max_frames` are sampled),
-        reconnecting with exponential backoff up to `reconnect_backoff_max_s`."""
+        reconnecting with exponential backoff up to `reconnect_backoff_max_s`.
+
+        Raises LiveSourceRefused when the source refuses the session for good before its first
+        frame (401, 403, 404, an unknown protocol); the refusal is dead-lettered first."""
         report = VideoReport(camera=camera, source=redact(url))
         session = _LiveSession(self, url, camera, report, max_frames)
-        session.run()
-        self._finish(report)
+        try:
+            session.run()
+        finally:
+            self._finish(report)
         return report
 
     # ------------------------------------------------------------------ recordings
@@ -435,6 +474,10 @@ class _LiveSession:
     the buffer is a ring that discards its oldest frame when full (the pipeline wants "now"),
     and sending pauses while too many records await the broker's acknowledgement; with `block`
     the reader waits, and the source's own buffer drops frames.
+
+    Frame numbers go on across reconnects and the stream reference stays the session's, so
+    event ids never repeat. When frames come again after a loss, the wall-clock gap since the
+    last frame before it is observed in `source_gap`.
     """
 
     def __init__(
@@ -458,6 +501,9 @@ class _LiveSession:
         self.cond = threading.Condition()
         self.reader_done = False
         self.published = 0  # frames handed to the Kafka producer by this session
+        # wall clock of the last frame read from the source (None: none yet); written by the
+        # decode thread of the current connection only
+        self.last_frame_at: float | None = None
 
     def run(self) -> None:
         owner = self.owner
@@ -465,6 +511,7 @@ class _LiveSession:
         frame_number = 0
         first = True
         state = owner._metrics.set_source_state
+        attempts = 0
         while not owner.stop.is_set() and not self._enough():
             if not first:
                 self.report.reconnects += 1
@@ -476,14 +523,17 @@ class _LiveSession:
             else:
                 state(self.camera, SourceState.CONNECTING)
             first = False
+            attempts += 1
             try:
                 container = owner._open(self.url, live=True)
             except Exception as exc:
+                self._refused(exc)
                 log.warning(
-                    "camera %s: cannot open %s: %s",
+                    "camera %s: cannot open %s (attempt %d): %s",
                     self.camera,
                     redact(self.url),
-                    scrub_urls(str(exc)),
+                    attempts,
+                    describe_open_error(exc),
                 )
                 backoff = min(backoff * 2, owner._options.reconnect_backoff_max_s)
                 continue
@@ -498,6 +548,24 @@ class _LiveSession:
                 else min(backoff * 2, owner._options.reconnect_backoff_max_s)
             )
         state(self.camera, SourceState.STOPPED)
+
+    def _refused(self, exc: BaseException) -> None:
+        """Fail the session when the source refuses it for good before its first frame:
+        dead letter, state FAILED, LiveSourceRefused. Refused connections and timeouts are not
+        refusals (a camera that is booting), and neither is a 401 or 404 once frames have come:
+        the same URL and credentials just worked, so the likelier cause is a camera or media
+        server restarting (it answers 404 until its streams are registered again, 401 until
+        its accounts are loaded); the session keeps retrying with backoff and logs each try.
+        Before the first frame a refusal counts even after refused connections: the camera has
+        booted and answered, and it will answer the same."""
+        reason = None if self.last_frame_at is not None else refusal_reason(exc)
+        if reason is None:
+            return
+        owner = self.owner
+        detail = f"{redact(self.url)} refused: {describe_open_error(exc)}"
+        owner._metrics.set_source_state(self.camera, SourceState.FAILED)
+        owner._dead_letter(self.report, self.camera, redact(self.url), detail, reason=reason)
+        raise LiveSourceRefused(reason, detail, self.report) from exc
 
     def _enough(self) -> bool:
         return self.max_frames is not None and self.report.frames_sampled >= self.max_frames
@@ -552,6 +620,7 @@ class _LiveSession:
     def _decode_into_buffer(self, reader: FrameReader) -> None:
         owner = self.owner
         policy = owner._options.fall_behind
+        first = True
         try:
             for item in reader:
                 if owner.stop.is_set() or self._enough():
@@ -567,6 +636,8 @@ class _LiveSession:
                     if reader.consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
                         break
                     continue
+                self._frame_read(first_of_connection=first)
+                first = False
                 self.report.frames_sampled += 1
                 with self.cond:
                     if policy is FallBehindPolicy.BLOCK:
@@ -584,6 +655,22 @@ class _LiveSession:
             with self.cond:
                 self.reader_done = True
                 self.cond.notify_all()
+
+    def _frame_read(self, first_of_connection: bool) -> None:
+        """Note the wall clock of a frame read; the first of a connection after frames were
+        lost is the source's return: its gap is observed and logged. The reader yields sampled
+        frames only, so the gap can overstate the source's silence by one sampling interval."""
+        now = self.owner._clock()
+        if first_of_connection and self.last_frame_at is not None:
+            gap = max(0.0, now - self.last_frame_at)
+            self.owner._metrics.source_gap.labels(self.camera).observe(gap)
+            log.info(
+                "camera %s: frames again after %.1f s (reconnect %d)",
+                self.camera,
+                gap,
+                self.report.reconnects,
+            )
+        self.last_frame_at = now
 
     def _wait_for_room(self) -> bool:
         """Hold the next send while too many records await acknowledgement (the broker is

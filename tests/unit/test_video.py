@@ -8,6 +8,7 @@ import io
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,214 @@ def test_live_source_reconnects_and_numbers_frames_across_sessions(
     assert numbers[8:] == [40, 45, 50, 55]  # the second session continues the count
     assert len({f.event_id for f in frames}) == 12
     assert report.source == "rtsp://cam.local/stream"  # no credentials in reports
+
+
+class ScriptedCamera:
+    """Answers the n-th connect with the n-th answer: an exception raised, or None for the clip
+    (served as a camera would, until it ends); past the script, the clip. `on_connect` runs
+    before each answer (a test's clock moves there)."""
+
+    def __init__(
+        self, *answers: BaseException | None, on_connect: Callable[[int], None] | None = None
+    ) -> None:
+        self.answers = list(answers)
+        self.on_connect = on_connect
+        self.connects = 0
+
+    def __call__(self, location: str, *, live: bool) -> Any:
+        self.connects += 1
+        assert live
+        if self.on_connect is not None:
+            self.on_connect(self.connects)
+        answer = self.answers[self.connects - 1] if self.connects <= len(self.answers) else None
+        if answer is not None:
+            raise answer
+        return av.open(str(CLIP))
+
+
+LIVE_URL = "rtsp://viewer:s3cret-pw@cam.local:8554/stream1"
+
+
+def ffmpeg_error(kind: type[av.FFmpegError], errno: int, message: str) -> av.FFmpegError:
+    """The error PyAV raises for `av.open(LIVE_URL)`: FFmpeg's message and the URL as given."""
+    return kind(errno, message, LIVE_URL)
+
+
+def refused_401() -> av.FFmpegError:
+    return ffmpeg_error(
+        av.error.HTTPUnauthorizedError,
+        825242872,
+        "Server returned 401 Unauthorized (authorization failed)",
+    )
+
+
+def send_live_acknowledged(producer: VideoProducer, fake: FakeProducer, **kwargs: Any) -> Any:
+    """`producer.send_live(LIVE_URL, "cam-live", ...)` while a thread acknowledges what it sends."""
+    done = threading.Event()
+
+    def deliver_continuously() -> None:
+        while not done.is_set():
+            fake.flush()
+            time.sleep(0.01)
+
+    acker = threading.Thread(target=deliver_continuously)
+    acker.start()
+    try:
+        return producer.send_live(LIVE_URL, "cam-live", **kwargs)
+    finally:
+        done.set()
+        acker.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (refused_401(), DeadLetterReason.HTTP_STATUS),
+        (
+            ffmpeg_error(av.error.HTTPForbiddenError, 858797304, "Server returned 403 Forbidden"),
+            DeadLetterReason.HTTP_STATUS,
+        ),
+        (
+            ffmpeg_error(av.error.HTTPNotFoundError, 875574520, "Server returned 404 Not Found"),
+            DeadLetterReason.HTTP_STATUS,
+        ),
+        (
+            ffmpeg_error(av.error.ProtocolNotFoundError, 1330794744, "Protocol not found"),
+            DeadLetterReason.INVALID_URL,
+        ),
+    ],
+    ids=["401", "403", "404", "no-protocol"],
+)
+def test_a_live_source_that_refuses_the_session_at_start_fails_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    error: av.FFmpegError,
+    reason: DeadLetterReason,
+) -> None:
+    monkeypatch.setattr(video, "BACKOFF_START_S", 0.01)
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    camera = ScriptedCamera(error)
+    producer = VideoProducer(
+        fake, Metrics(registry, process_metrics=False), options(), opener=camera
+    )
+    with caplog.at_level("INFO"), pytest.raises(video.LiveSourceRefused) as refused:
+        send_live_acknowledged(producer, fake, max_frames=4)
+    assert camera.connects == 1  # no retry loop
+    assert refused.value.reason is reason
+    # FFmpeg's words, the URL without its credentials, no FFmpeg errno tag
+    assert refused.value.detail == f"rtsp://cam.local:8554/stream1 refused: {error.strerror}"
+    assert refused.value.report.frames_sent == 0
+    (letter,) = dead_letters(fake)
+    assert (letter.reason, letter.detail) == (reason, refused.value.detail)
+    assert (letter.source_id, letter.reference) == ("cam-live", "rtsp://cam.local:8554/stream1")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert refused.value.detail in errors[0].getMessage()
+    assert "s3cret-pw" not in caplog.text
+    assert (
+        registry.get_sample_value(
+            "fashionstream_source_state", {"camera": "cam-live", "state": "failed"}
+        )
+        == 1.0
+    )
+    assert (
+        registry.get_sample_value(
+            "fashionstream_dead_letters_total", {"reason": reason.value, "stage": "produce"}
+        )
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ffmpeg_error(av.error.ConnectionRefusedError, 111, "Connection refused"),
+        ffmpeg_error(av.error.TimeoutError, 110, "Connection timed out"),
+        ffmpeg_error(av.error.HTTPServerError, 1347703800, "Server returned 5XX Server Error"),
+    ],
+    ids=["refused", "timeout", "5xx"],
+)
+def test_a_camera_that_is_not_up_yet_is_retried_and_each_try_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, error: av.FFmpegError
+) -> None:
+    monkeypatch.setattr(video, "BACKOFF_START_S", 0.01)
+    fake = FakeProducer()
+    camera = ScriptedCamera(error, error, error)
+    producer = producer_for(fake)
+    producer._open = camera
+    with caplog.at_level("WARNING", logger=video.log.name):
+        report = send_live_acknowledged(producer, fake, max_frames=3)
+    assert camera.connects == 4
+    assert report.frames_sent == 3
+    assert report.reconnects == 3
+    tries = [r.getMessage() for r in caplog.records if "cannot open" in r.getMessage()]
+    assert tries == [
+        f"camera cam-live: cannot open rtsp://cam.local:8554/stream1 (attempt {k}): "
+        f"{error.strerror}"
+        for k in (1, 2, 3)
+    ]
+    assert "s3cret-pw" not in caplog.text
+    assert not dead_letters(fake)
+
+
+def test_a_refusal_after_frames_came_is_retried_and_the_gap_is_measured(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The clip plays (8 frames), the camera restarts: a 401 while its accounts load, then the
+    # clip again. Only the reconnects move the clock: the gap is exactly what they added.
+    monkeypatch.setattr(video, "BACKOFF_START_S", 0.01)
+    now = [1_800_000_000.0]
+
+    def restarting(connect: int) -> None:
+        now[0] += {2: 3.0, 3: 4.5}.get(connect, 0.0)
+
+    camera = ScriptedCamera(None, refused_401(), None, on_connect=restarting)
+    fake = FakeProducer()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_metrics=False)
+    producer = VideoProducer(fake, metrics, options(), opener=camera, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger=video.log.name):
+        report = send_live_acknowledged(producer, fake, max_frames=12)
+    assert camera.connects == 3
+    assert report.reconnects == 2
+    frames = frames_sent(fake)
+    assert [f.frame_number for f in frames] == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]
+    assert len({f.event_id for f in frames}) == 12
+    assert len({f.stream_ref for f in frames}) == 1
+    sample = registry.get_sample_value
+    labels = {"camera": "cam-live"}
+    assert sample("fashionstream_source_gap_seconds_count", labels) == 1
+    assert sample("fashionstream_source_gap_seconds_sum", labels) == pytest.approx(7.5)
+    assert sample("fashionstream_source_gap_seconds_bucket", {**labels, "le": "5.0"}) == 0
+    assert sample("fashionstream_source_gap_seconds_bucket", {**labels, "le": "10.0"}) == 1
+    back = [r.getMessage() for r in caplog.records if "frames again" in r.getMessage()]
+    assert back == ["camera cam-live: frames again after 7.5 s (reconnect 2)"]
+    assert not dead_letters(fake)
+
+
+def test_produce_video_says_a_refusal_in_one_line_and_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fashionstream.app.cli import main
+
+    def from_settings(_settings: Any, metrics: Metrics, *, fps: float | None = None) -> Any:
+        # the command's producer, but with a camera that refuses and no broker
+        return VideoProducer(
+            FakeProducer(), metrics, options(), opener=ScriptedCamera(refused_401())
+        )
+
+    monkeypatch.setenv("FASHIONSTREAM_PRODUCER_METRICS_PORT", "0")
+    monkeypatch.setattr(VideoProducer, "from_settings", staticmethod(from_settings))
+    code = main(["produce", "video", LIVE_URL, "--camera", "cam-live"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.splitlines()[-1] == (
+        "fashionstream produce video: rtsp://cam.local:8554/stream1 refused: "
+        "Server returned 401 Unauthorized (authorization failed)"
+    )
+    assert "Traceback" not in captured.err
+    assert "s3cret-pw" not in captured.err + captured.out
 
 
 class SilentBroker(FakeProducer):

@@ -117,7 +117,7 @@ def _produce_images(settings: Settings, args: argparse.Namespace) -> int:
 def _produce_video(settings: Settings, args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from producers.video import VideoProducer
+    from producers.video import LiveSourceRefused, VideoProducer
 
     if args.fps is not None and not 0.0 < args.fps <= 120.0:
         print("fashionstream produce video: --fps must be in (0, 120]", file=sys.stderr)
@@ -131,6 +131,9 @@ def _produce_video(settings: Settings, args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"fashionstream produce video: {exc}", file=sys.stderr)
         return 2
+    except LiveSourceRefused as exc:  # wrong credentials or path: retrying would loop for ever
+        print(f"fashionstream produce video: {exc.detail}", file=sys.stderr)
+        return 1
     except KafkaError as exc:
         print(
             f"fashionstream produce video: Kafka at {settings.kafka_bootstrap}: {exc}",
