@@ -29,7 +29,13 @@ from prometheus_client import CollectorRegistry
 
 from fashionstream.app.local_run import start_group_at_end
 from fashionstream.core.metrics import Metrics, serve_metrics
-from fashionstream.core.records import Topic
+from fashionstream.core.records import (
+    LIVE_STREAM_PREFIX,
+    Frame,
+    SourceKind,
+    Topic,
+    event_id_for_frame,
+)
 from fashionstream.core.settings import REPO_ROOT, Settings, env_name
 from infra.processes import free_port, terminate, wait_until
 from producers.image_feed import produce_feed
@@ -51,6 +57,7 @@ DATASOURCE_UID = "fashionstream-prometheus"
 POSTGRES_UID = "fashionstream-postgres"  # business panels: test_dashboards_sql.py
 SCRAPE_MS = 500
 CLIP = REPO_ROOT / "tests" / "fixtures" / "video" / "person_4s.mp4"  # 8 frames at 2 fps
+CLIP_FRAME = REPO_ROOT / "tests" / "fixtures" / "frames" / "intel_person_0120.jpg"
 TIMEOUT_S = 120.0
 # Grafana's macros, as Grafana would expand them for a short range at this scrape interval
 MACROS = {"$__rate_interval": "10s", "$__interval": "1s", "$__range": "1m"}
@@ -226,6 +233,27 @@ def _live_camera_that_refuses(settings: Settings, metrics: Metrics, camera: str)
         producer.close()
 
 
+def _live_frames_a_worker_is_behind_on(settings: Settings, camera: str) -> None:
+    """Two frames of a live session: one a minute old (the worker skips it as stale) and one
+    just captured (tagged; the camera's newest capture time)."""
+    jpeg = CLIP_FRAME.read_bytes()
+    ref = f"{LIVE_STREAM_PREFIX}rtsp://127.0.0.1/{camera}@1"
+    now = time.time()
+    for number, captured in ((0, now - 60.0), (1, now)):
+        frame = Frame(
+            event_id=event_id_for_frame(camera, ref, number),
+            source_kind=SourceKind.CAMERA,
+            source_id=camera,
+            captured_at=captured,
+            submitted_at=now,
+            jpeg=jpeg,
+            frame_number=number,
+            stream_ref=ref,
+        )
+        key, value, headers = frame.to_kafka()
+        produce_raw(settings, Topic.FRAMES, key, value, headers)
+
+
 @contextlib.contextmanager
 def real_run(
     settings: Settings,
@@ -273,12 +301,15 @@ def real_run(
         finally:
             too_big.close()
         _live_camera_that_refuses(settings, producer_metrics, unique("dash-live-cam"))
-
         refused = dataclasses.replace(tagged_image(source_id=unique("dash-bad-cam")), width=0)
         produce_raw(settings, Topic.ITEMS, refused.key.encode(), refused.to_json())
 
         wait_for_images(db, feed, 4, TIMEOUT_S, worker)
         wait_for_images(db, camera, 8, TIMEOUT_S, worker)
+        # after the rest is written, so that the fresh frame is still fresh when it is reached
+        live = unique("dash-live-behind")
+        _live_frames_a_worker_is_behind_on(settings, live)
+        wait_for_images(db, live, 1, TIMEOUT_S, worker)
         yield
         assert worker.stop() == 0, worker.tail()
 
