@@ -6,6 +6,12 @@ single-worker executor, so torch's own thread pool is not multiplied). Two batch
 at most: while batch k is inferred, batch k+1 is collected and decoded, so the model never waits
 for Kafka. Results are produced in batch order, and a batch's offsets are released (see
 `acks.HeldBatch`) only after the broker acknowledged every record produced for it.
+
+Live camera frames are for now, not for later: a batch that holds them is inferred in chunks of
+`live_batch_size`, each published as soon as it is tagged, and a live frame already older than
+`live_max_age_s` when its chunk starts is skipped (counted per camera, released without a row),
+so a worker behind its cameras tags their newest frames with a bounded delay instead of an ever
+longer queue. Recordings and catalogue photos are never skipped.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ class TaggingStage:
         self._on_failure = on_failure
         self._skips = _SkipLog(metrics)
         self._newest_live: dict[str, float] = {}  # camera -> newest capture time received
+        self._infer_lock = asyncio.Lock()
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
@@ -165,16 +172,56 @@ class TaggingStage:
     async def _complete(
         self, items: list[_Item], held: HeldBatch, previous: asyncio.Task[None] | None
     ) -> None:
-        """Infer, then (after the previous batch) produce results and dead letters, await the
-        broker's acknowledgements, and release the batch's offsets."""
+        """Infer (a batch with live frames in chunks, each published as soon as it is tagged
+        once the previous batch is), then produce dead letters, await the broker's
+        acknowledgements, and release the batch's offsets."""
         tagger = await self._tagger()
         ready = [item for item in items if item.image is not None]
-        results = await self._infer(tagger, ready) if ready else []
-        thumbs = await self._thumbnails(ready, results)
-        if previous is not None:
-            await previous  # keeps results in batch order; raises if the previous batch failed
         deliveries: list[Awaitable[Any]] = []
-        for item, (tags, infer_s), thumb in zip(ready, results, thumbs, strict=True):
+        # one batch's chunks at a time: a camera's frames reach the tagger in order
+        async with self._infer_lock:
+            for chunk in self._chunks(ready):
+                results = await self._infer(tagger, chunk)
+                thumbs = await self._thumbnails(chunk, results)
+                if previous is not None:
+                    await previous  # results in batch order; raises if the previous batch failed
+                    previous = None
+                deliveries.extend(await self._publish_results(chunk, results, thumbs))
+        if previous is not None:
+            await previous
+        for item in items:
+            if item.error is not None:
+                frame = item.frame
+                deliveries.append(
+                    await self._dead_letters.send(
+                        item.error,
+                        item.event,
+                        item.stage,
+                        source_id=frame.source_id if frame else None,
+                        reference=frame.reference if frame else None,
+                    )
+                )
+        await asyncio.gather(*deliveries)
+        held.release()
+
+    def _chunks(self, ready: list[_Item]) -> list[list[_Item]]:
+        """The batch as one inference call, or, when it holds live frames, chunks of
+        `live_batch_size`: a live frame's row then waits for its chunk, not for the whole
+        batch, and each chunk's staleness is judged when it starts."""
+        if not ready:
+            return []
+        if not any(item.frame is not None and item.frame.live for item in ready):
+            return [ready]
+        size = self._settings.live_batch_size
+        return [ready[i : i + size] for i in range(0, len(ready), size)]
+
+    async def _publish_results(
+        self, items: list[_Item], results: list[Outcome], thumbs: list[Thumbnails | None]
+    ) -> list[Awaitable[Any]]:
+        """Produce each tagged item's record; a failure is kept on its item for its dead
+        letter, a skipped frame is counted."""
+        deliveries: list[Awaitable[Any]] = []
+        for item, (tags, infer_s), thumb in zip(items, results, thumbs, strict=True):
             if isinstance(tags, Skipped):
                 self._skips.count(item.frame, tags)
                 continue
@@ -203,20 +250,7 @@ class TaggingStage:
                 item.error, item.stage = exc, Stage.TAG
             except Exception as exc:  # the last resort: this record's dead letter
                 item.error, item.stage = internal_error(exc), Stage.TAG
-        for item in items:
-            if item.error is not None:
-                frame = item.frame
-                deliveries.append(
-                    await self._dead_letters.send(
-                        item.error,
-                        item.event,
-                        item.stage,
-                        source_id=frame.source_id if frame else None,
-                        reference=frame.reference if frame else None,
-                    )
-                )
-        await asyncio.gather(*deliveries)
-        held.release()
+        return deliveries
 
     async def _thumbnails(
         self, items: list[_Item], results: list[Outcome]

@@ -177,8 +177,8 @@ def _one_configuration(
     try:
         warm = [f"bench-{run_id}-warm{i}" for i in range(WARMUP_CAMERAS)]
         since = time.time()
-        sent = _send_warmup(settings, source, warm, frames=2)
-        _wait(settings, warm, sent, since, watch, procs, timeout_s)
+        sent = send_warmup(settings, source, warm, frames=2)
+        wait_written(settings, warm, sent, since, watch, procs, timeout_s)
         memory_start = [rss_mb(p.pid) for p in procs]
         say(f"  workers warm ({memory_start} MB); sending ...")
 
@@ -189,7 +189,7 @@ def _one_configuration(
             reports = _send_reports(settings, source, cams, pace=pace, repeats=repeats)
             send_s = time.monotonic() - started
             total = sum(r.frames_sent for r in reports)
-            _wait(settings, cams, total, since, watch, procs, timeout_s)
+            wait_written(settings, cams, total, since, watch, procs, timeout_s)
         memory_end = [rss_mb(p.pid) for p in procs]
         timeline = _lag_timeline(settings, cams, since)
         sightings = _sightings_when_settled(settings, cams, procs)
@@ -219,8 +219,8 @@ def _one_configuration(
         "needed_fps": round(needed, 2),
         "tagged_fps": round(tagged_fps, 2),
         "sightings": sightings,
-        "lag_p50_s": round(_quantile(lags, 0.5), 2),
-        "lag_p95_s": round(_quantile(lags, 0.95), 2),
+        "lag_p50_s": round(quantile(lags, 0.5), 2),
+        "lag_p95_s": round(quantile(lags, 0.95), 2),
         "lag_max_s": round(lags[-1], 2),
         "lag_first_tenth_s": round(lag_start, 2),
         "lag_last_tenth_s": round(lag_end, 2),
@@ -258,7 +258,7 @@ class _PeakMemory:
         self._thread.join(timeout=5)
 
 
-def _send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frames: int) -> int:
+def send_warmup(settings: Settings, source: Path, cams: Sequence[str], *, frames: int) -> int:
     """The first `frames` sampled frames of `source` from each of `cams`, as fast as possible
     (loads the model in every worker before the timed run); returns the frames sent."""
     from fashionstream.core.records import Frame, SourceKind, Topic, event_id_for_frame
@@ -335,7 +335,7 @@ def _send_reports(
     return reports
 
 
-def _wait(
+def wait_written(
     settings: Settings,
     cams: Sequence[str],
     expected: int,
@@ -421,7 +421,7 @@ def recording_seconds(source: Path) -> float:
         return container.duration / 1e6 if container.duration else 0.0
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
+def quantile(values: Sequence[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]

@@ -95,11 +95,14 @@ def track_recording(
     options: VideoOptions,
     batch_size: int = 8,
     on_frame: Callable[[TrackedFrame], None] | None = None,
+    keep: Callable[[SampledFrame], bool] | None = None,
 ) -> TrackingRun:
     """Tag and track every sampled frame of the recording at `path`; the last frame closes
     the open tracks (END_OF_STREAM), as the producer's end-of-stream mark does in the
     pipeline. Raises FileNotFoundError / producers.decoding.VideoDecodeError for a file that
-    cannot be read at all; frames that fail to decode are counted and skipped."""
+    cannot be read at all; frames that fail to decode are counted and skipped. `keep`: only
+    the frames it keeps are tagged and tracked (the last one always), as a worker that is behind
+    a live camera skips stale frames."""
     stream_ref = recording_ref(path)
     tracker = CameraTracker(camera, config)
     run = TrackingRun(camera=camera, stream_ref=stream_ref)
@@ -150,6 +153,8 @@ def track_recording(
     for item, last in _with_last(read_recording(path, options)):
         if isinstance(item, VideoDecodeError):
             run.decode_errors += 1
+            continue
+        if keep is not None and not last and not keep(item):
             continue
         batch.append((item, last))
         if len(batch) >= batch_size or last:

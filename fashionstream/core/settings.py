@@ -147,6 +147,12 @@ class Settings:
         " instead of falling further behind; 0 = never skip; recordings are never skipped",
     )
 
+    live_batch_size: int = _setting(
+        1,
+        "a batch holding live camera frames is inferred in chunks of this many frames, each"
+        " published when tagged: a live frame waits for its chunk, not the whole batch",
+    )
+
     # --- tagging
     weights_dir: Path = _setting(REPO_ROOT / "weights", "folder with manifest.json and the weights")
     backend: Backend = _setting(Backend.AUTO, "auto, torch or onnx")
@@ -254,7 +260,7 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "topic_partitions", "max_message_bytes", "fetch_max_bytes", "fetch_max_pixels",
-            "image_max_side", "video_max_side", "batch_size", "sink_batch_size",
+            "image_max_side", "video_max_side", "batch_size", "live_batch_size", "sink_batch_size",
             "fetch_total_timeout_s", "shutdown_timeout_s", "api_max_body_bytes",
         )  # fmt: skip
         for name in positive:

@@ -8,12 +8,14 @@ camera. Where the packages are missing, `unavailable()` says in one line what to
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from infra.processes import free_port, port_open, wait_until
 
@@ -44,7 +46,7 @@ def unavailable() -> str | None:
     if not Path(SYSTEM_PYTHON).is_file():
         return f"no {SYSTEM_PYTHON} to run GStreamer's RTSP server: {hint}"
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - the system python with a fixed probe
             [SYSTEM_PYTHON, "-c", _PROBE.format(elements=ELEMENTS)],
             capture_output=True,
             text=True,
@@ -70,7 +72,7 @@ class RtspServer:
         clips: Mapping[str, Path],
         *,
         user: str = "viewer",
-        password: str = "cctv-pass",
+        password: str = "cctv-pass",  # noqa: S107 - a loopback server for tests and benchmarks
         port: int | None = None,
         log_path: Path | None = None,
     ) -> None:
@@ -107,16 +109,16 @@ class RtspServer:
             self.password,
             *(f"{mount}={path}" for mount, path in self.clips.items()),
         ]
-        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         # the system python, not ours: drop the virtual environment's variables
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        try:
-            self._process = subprocess.Popen(
+        with contextlib.ExitStack() as files:
+            out: IO[bytes] | int = subprocess.DEVNULL
+            if self._log_path is not None:
+                self._log_path.parent.mkdir(parents=True, exist_ok=True)
+                out = files.enter_context(self._log_path.open("ab"))
+            self._process = subprocess.Popen(  # noqa: S603 - this repository's server script
                 command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        finally:
-            if out is not subprocess.DEVNULL:
-                out.close()
         if not wait_until(self._listening, START_TIMEOUT_S, 0.05):
             code = self._process.poll()
             self.kill()
@@ -175,6 +177,9 @@ def looped_recording(source: Path, target: Path, times: int) -> Path:
     partial = target.with_name(target.name + ".partial.mp4")
     with av.open(str(source)) as clip, av.open(str(partial), "w", format="mp4") as out:
         stream = clip.streams.video[0]
+        time_base = stream.time_base
+        if time_base is None:
+            raise ValueError(f"{source}: its video stream has no time base")
         packets = [
             (bytes(p), p.pts, p.dts, p.duration, p.is_keyframe)
             for p in clip.demux(stream)
@@ -189,7 +194,7 @@ def looped_recording(source: Path, target: Path, times: int) -> Path:
             for data, pts, dts, duration, keyframe in packets:
                 packet = av.Packet(data)
                 packet.stream = copy
-                packet.time_base = stream.time_base
+                packet.time_base = time_base
                 packet.dts = dts + k * span
                 packet.pts = None if pts is None else pts + k * span
                 packet.duration = duration

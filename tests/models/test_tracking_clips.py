@@ -17,6 +17,7 @@ Counted on frames every 2.5 s (contact sheets of the whole recordings):
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -85,6 +86,30 @@ def test_people_3_gives_one_sighting_per_person_and_the_same_ones_again(
     again = track(settings, tagger, PEOPLE_3)
     assert [s.to_json() for s in again.sightings] == [s.to_json() for s in first.sightings]
     print(f"people_3: {first.frames} frames in {seconds:.1f} s ({first.frames / seconds:.2f} fps)")
+
+
+def test_frames_skipped_by_a_worker_behind_a_live_camera_leave_the_sightings_whole(
+    settings: Settings, tagger: FashionTagger
+) -> None:
+    # a worker tagging a third of a 2 fps camera's frames (1.5 s between the frames it tags,
+    # under the 3 s that ends a sighting): the same three people, for about as long
+    sampled = itertools.count()
+    run = track_recording(
+        PEOPLE_3,
+        tagger,
+        camera="cam-behind",
+        config=TrackingConfig.from_settings(settings),
+        options=VideoOptions.from_settings(settings),
+        batch_size=settings.batch_size,
+        keep=lambda _frame: next(sampled) % 3 == 0,
+    )
+    assert run.frames == 28  # every third of 80, and the last
+    assert len(run.sightings) == 3, [s.to_json() for s in run.sightings]
+    durations = [s.duration_s for s in sorted(run.sightings, key=lambda s: s.first_seen)]
+    # its first and last frames may be skipped ones: each end moves by up to the 1.5 s gap
+    # (measured: 1.5, 19.5 and 3.5 s)
+    assert durations == pytest.approx([3.5, 20.0, 4.5], abs=2.0)
+    assert all(s.garments for s in run.sightings)
 
 
 @pytest.mark.skipif(not INTEL.is_file(), reason="../shared/data/videos is not here")

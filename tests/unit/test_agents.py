@@ -826,3 +826,24 @@ def test_live_max_age_zero_never_skips(tmp_path: Path) -> None:
             await until(lambda: len(send.on(Topic.ITEMS)) == 3, "3 tagged images")
 
     run(go())
+
+
+def test_live_frames_are_tagged_in_chunks_and_in_order(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger()
+    p = pipeline(tmp_path, send, tagger=tagger)  # batch_size 4, live_batch_size 1
+    now = time.time()
+    frames = [live_frame(n, now) for n in range(4)] + [frame(n) for n in range(4)]
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            for f in frames:
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 8, "8 tagged images")
+
+    run(go())
+    # a batch with live frames: one frame per inference call; a recording's batch: whole
+    assert max(tagger.batches[:4]) == 1
+    assert max(tagger.batches) <= 4
+    items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+    assert [t.event_id for t in items] == [f.event_id for f in frames]  # order kept

@@ -23,7 +23,7 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg"
 
 
 def register(commands: Commands, bench: Commands) -> None:
-    """Adds `track` and `bench video`."""
+    """Adds `track`, `bench video` and `bench live`."""
     t = commands.add_parser(
         "track",
         help="detect and track the people of one video file, without Kafka: one sighting each",
@@ -62,6 +62,22 @@ def register(commands: Commands, bench: Commands) -> None:
     b.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_bench_video)
+
+    live = bench.add_parser(
+        "live",
+        help="live RTSP cameras through one worker: capture-to-row latency, frames skipped",
+        description="Serves CLIP (a video file, looped) from a real RTSP server (GStreamer's) "
+        "as 1, 4 and 8 live cameras at its own frame rate; the live video producer reads each "
+        "for DURATION seconds through the embedded broker to one worker and Postgres. Reports "
+        "per camera count: frames sent, tagged and skipped per camera, people and garments "
+        "per frame, and capture-to-row latency p50/p95/max, first and last tenth of the run.",
+    )
+    live.add_argument("clip", type=Path, metavar="CLIP", help="an H.264 video file")
+    live.add_argument("--cameras", default="1,4,8", help="camera counts, comma-separated")
+    live.add_argument("--duration", type=float, default=120.0, help="seconds per camera count")
+    live.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for rows")
+    live.add_argument("--json", action="store_true", help="print one JSON object")
+    live.set_defaults(func=_bench_live)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -233,4 +249,51 @@ def _bench_video(settings: Settings, args: argparse.Namespace) -> int:
                 f"{row['lag_p50_s']} s / p95 {row['lag_p95_s']} s / max {row['lag_max_s']} s, "
                 f"real time: {row['real_time']}"
             )
+    return 0
+
+
+def _bench_live(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.app.bench_live import run_bench_live
+    from fashionstream.app.bench_video import BenchError
+
+    bad = _check_video("bench live", args.clip)
+    if bad is not None:
+        return bad
+    try:
+        cameras = [int(c) for c in args.cameras.split(",") if c.strip()]
+    except ValueError:
+        print("bench live: --cameras takes comma-separated numbers", file=sys.stderr)
+        return 2
+    if not cameras or min(cameras) < 1 or args.duration <= 0:
+        print("bench live: camera counts must be >= 1 and --duration > 0", file=sys.stderr)
+        return 2
+    try:
+        report = run_bench_live(
+            settings,
+            args.clip,
+            cameras=cameras,
+            duration_s=args.duration,
+            timeout_s=args.timeout,
+            progress=not args.json,
+        )
+    except BenchError as exc:
+        print(f"bench live: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{report['clip']} served live at its own rate, sampled at {report['sampling_fps']} "
+        f"fps, live_max_age_s {report['live_max_age_s']}, one worker ({report['backend']})"
+    )
+    for row in report["runs"]:
+        print(
+            f"{row['cameras']} camera(s): {row['frames_tagged']} of {row['frames_sent']} frames "
+            f"tagged ({row['tagged_fps']}/s, cameras send {row['needed_fps']}/s), skipped per "
+            f"camera {row['skipped_per_camera']}; {row['people_per_frame']} people and "
+            f"{row['garments_per_frame']} garments per frame; capture-to-row latency p50 "
+            f"{row['latency_p50_s']} s / p95 {row['latency_p95_s']} s / max "
+            f"{row['latency_max_s']} s (first tenth {row['latency_first_tenth_s']} s, last "
+            f"{row['latency_last_tenth_s']} s): bounded {row['bounded']}"
+        )
     return 0
