@@ -273,7 +273,11 @@ class FrameReader:
                     self.frame_number += 1
                     self.decoded += 1
                     frames_decoded.inc()
-                    pts_s = frame.time if frame.time is not None else number / (rate or 1.0)
+                    # no timestamp (the first frame of an RTSP session): count this
+                    # connection's frames, not the session's (which go on across reconnects)
+                    pts_s = (
+                        frame.time if frame.time is not None else (self.decoded - 1) / (rate or 1.0)
+                    )
                     if self._first_pts is None:
                         self._first_pts = pts_s
                     relative = pts_s - self._first_pts

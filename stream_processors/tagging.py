@@ -20,7 +20,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -179,9 +179,10 @@ class TaggingStage:
         ready = [item for item in items if item.image is not None]
         deliveries: list[Awaitable[Any]] = []
         # one batch's chunks at a time: a camera's frames reach the tagger in order
+        newest = _newest_live(ready) if self._settings.live_newest_only else {}
         async with self._infer_lock:
             for chunk in self._chunks(ready):
-                results = await self._infer(tagger, chunk)
+                results = await self._infer(tagger, chunk, newest)
                 thumbs = await self._thumbnails(chunk, results)
                 if previous is not None:
                     await previous  # results in batch order; raises if the previous batch failed
@@ -281,7 +282,9 @@ class TaggingStage:
         self._metrics.message_bytes_out.labels(Topic.ITEMS).inc(len(value))
         return await self._send(Topic.ITEMS, record.key.encode(), value, None)
 
-    async def _infer(self, tagger: Tagger, items: list[_Item]) -> list[Outcome]:
+    async def _infer(
+        self, tagger: Tagger, items: list[_Item], newest: Mapping[str, float] | None = None
+    ) -> list[Outcome]:
         """Tag the batch in the inference thread. Live frames already older than
         `live_max_age_s` when inference can start are skipped there (`Skipped`), so a worker
         that cannot keep up with its cameras tags their newest frames instead of queueing ever
@@ -297,7 +300,8 @@ class TaggingStage:
         def tag_batch() -> tuple[list[Skipped | None], list[ImageTags] | Exception, float]:
             # decided here, in the inference thread: a batch may have waited for the previous
             # one, and only now is it known how old its frames are when tagging starts
-            skipped = [_stale(item.frame, time.time(), max_age) for item in items]
+            now = time.time()
+            skipped = [_skip(item.frame, now, max_age, newest or {}) for item in items]
             fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
             began = time.perf_counter()
             if not fresh:
@@ -365,7 +369,8 @@ class Skipped:
     age_s: float
 
 
-STALE = "stale"
+STALE = "stale"  # older than live_max_age_s when its inference could start
+SUPERSEDED = "superseded"  # a newer frame of the camera waited in the same batch
 Outcome = tuple[ImageTags | PipelineError | Skipped, float]  # and the inference seconds
 
 
@@ -402,12 +407,30 @@ class _SkipLog:
 SKIP_LOG_EVERY_S = 30.0
 
 
-def _stale(frame: Frame | None, now: float, max_age_s: float) -> Skipped | None:
-    """Skipped when `frame` is a live camera frame captured more than `max_age_s` ago."""
-    if frame is None or not frame.live or max_age_s <= 0:
+def _skip(
+    frame: Frame | None, now: float, max_age_s: float, newest: Mapping[str, float]
+) -> Skipped | None:
+    """Skipped when `frame` is a live camera frame and a newer frame of its camera waits in the
+    same batch (`newest`: camera -> newest capture time there; the worker is behind the
+    camera), or it was captured more than `max_age_s` ago."""
+    if frame is None or not frame.live:
         return None
     age = now - frame.captured_at
-    return Skipped(STALE, age) if age > max_age_s else None
+    if frame.captured_at < newest.get(frame.source_id, frame.captured_at):
+        return Skipped(SUPERSEDED, age)
+    if max_age_s > 0 and age > max_age_s:
+        return Skipped(STALE, age)
+    return None
+
+
+def _newest_live(items: Sequence[_Item]) -> dict[str, float]:
+    """Camera -> newest capture time among the live frames of `items`."""
+    newest: dict[str, float] = {}
+    for item in items:
+        frame = item.frame
+        if frame is not None and frame.live:
+            newest[frame.source_id] = max(newest.get(frame.source_id, 0.0), frame.captured_at)
+    return newest
 
 
 def _is_product(item: _Item) -> bool:

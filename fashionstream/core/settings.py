@@ -147,6 +147,11 @@ class Settings:
         " instead of falling further behind; 0 = never skip; recordings are never skipped",
     )
 
+    live_newest_only: bool = _setting(
+        True,
+        "a live frame is skipped when a newer frame of its camera waits in the same batch (the"
+        " worker is behind that camera: it tags the newest); false: only live_max_age_s skips",
+    )
     live_batch_size: int = _setting(
         1,
         "a batch holding live camera frames is inferred in chunks of this many frames, each"

@@ -767,32 +767,49 @@ def live_frame(n: int, captured_at: float, camera: str = "cam-live") -> Frame:
     )
 
 
+def live_pipeline(tmp_path: Path, send: Recorder, tagger: FakeTagger, **changes: Any) -> Pipeline:
+    conf = dataclasses.replace(settings(tmp_path), **changes)
+    return Pipeline(
+        conf,
+        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
+        tagger=tagger,
+        sink=FakeSink(),
+        metrics=Metrics(CollectorRegistry(), process_metrics=False),
+        fetcher_factory=lambda: FakeFetcher({}),  # type: ignore[arg-type,return-value]
+        send=send,
+    )
+
+
+def tag_all(p: Pipeline, send: Recorder, frames: list[Frame], rows: int) -> list[TaggedImage]:
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            messages = [await put(agent, f.key.encode(), f.jpeg, f.headers()) for f in frames]
+            await until(lambda: len(send.on(Topic.ITEMS)) == rows, f"{rows} tagged images")
+            await until(lambda: all(m.acked for m in messages), "acks, skipped frames' too")
+
+    run(go())
+    return [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+
+
+def skipped(p: Pipeline, camera: str, reason: str) -> float | None:
+    return p.metrics.registry.get_sample_value(
+        "fashionstream_camera_frames_skipped_total", {"camera": camera, "reason": reason}
+    )
+
+
 def test_stale_live_frames_are_skipped_and_counted_recordings_never(tmp_path: Path) -> None:
     send = Recorder()
-    tagger = FakeTagger()
-    p = pipeline(tmp_path, send, tagger=tagger)
+    p = live_pipeline(tmp_path, send, FakeTagger(), live_newest_only=False)
     now = time.time()
     stale = [live_frame(n, now - 60 + n) for n in range(3)]  # a minute old: the worker is behind
     fresh = live_frame(3, now)
     old_recording = frame(7)  # captured in 2027 by its metadata, sent now: never skipped
-    frames = [*stale, fresh, old_recording]
-
-    async def go() -> None:
-        async with p.tag_agent.test_context() as agent:
-            messages = [await put(agent, f.key.encode(), f.jpeg, f.headers()) for f in frames]
-            await until(lambda: len(send.on(Topic.ITEMS)) == 2, "2 tagged images")
-            await until(lambda: all(m.acked for m in messages), "acks, skipped frames' too")
-
-    run(go())
-    items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+    items = tag_all(p, send, [*stale, fresh, old_recording], rows=2)
     assert [t.event_id for t in items] == [fresh.event_id, old_recording.event_id]
     assert send.dead_letters() == []  # a skipped frame is a policy, not bad input
-    registry = p.metrics.registry
-    skipped = registry.get_sample_value(
-        "fashionstream_camera_frames_skipped_total", {"camera": "cam-live", "reason": "stale"}
-    )
-    assert skipped == 3
+    assert skipped(p, "cam-live", "stale") == 3
     # the silent-camera alert's input: the newest live capture time, skipped frames included
+    registry = p.metrics.registry
     heard = registry.get_sample_value(
         "fashionstream_camera_last_frame_timestamp_seconds", {"camera": "cam-live"}
     )
@@ -805,35 +822,35 @@ def test_stale_live_frames_are_skipped_and_counted_recordings_never(tmp_path: Pa
     )  # a recording's camera is not live: it ends, it does not fall silent
 
 
-def test_live_max_age_zero_never_skips(tmp_path: Path) -> None:
+def test_a_live_frame_with_a_newer_one_of_its_camera_waiting_is_skipped(tmp_path: Path) -> None:
     send = Recorder()
-    conf = dataclasses.replace(settings(tmp_path), live_max_age_s=0.0)
-    p = Pipeline(
-        conf,
-        app=faust_app(conf, app_id=f"test-{uuid.uuid4().hex[:8]}"),
-        tagger=FakeTagger(),
-        sink=FakeSink(),
-        metrics=Metrics(CollectorRegistry(), process_metrics=False),
-        fetcher_factory=lambda: FakeFetcher({}),  # type: ignore[arg-type,return-value]
-        send=send,
-    )
+    tagger = FakeTagger()
+    p = live_pipeline(tmp_path, send, tagger, batch_size=8, batch_within_s=0.3)
+    now = time.time()
+    waiting = [live_frame(n, now - 1.5 + 0.5 * n) for n in range(4)]  # within live_max_age_s
+    other = live_frame(0, now - 1.0, camera="cam-other")
+    items = tag_all(p, send, [*waiting, other], rows=2)
+    # the newest of each camera (if Faust took them in one batch, as it does here)
+    assert [t.event_id for t in items] == [waiting[-1].event_id, other.event_id]
+    assert skipped(p, "cam-live", "superseded") == 3
+    assert skipped(p, "cam-other", "superseded") is None
+
+
+def test_live_max_age_zero_and_not_newest_only_never_skip(tmp_path: Path) -> None:
+    send = Recorder()
+    p = live_pipeline(tmp_path, send, FakeTagger(), live_max_age_s=0.0, live_newest_only=False)
     frames = [live_frame(n, time.time() - 600) for n in range(3)]
-
-    async def go() -> None:
-        async with p.tag_agent.test_context() as agent:
-            for f in frames:
-                await put(agent, f.key.encode(), f.jpeg, f.headers())
-            await until(lambda: len(send.on(Topic.ITEMS)) == 3, "3 tagged images")
-
-    run(go())
+    items = tag_all(p, send, frames, rows=3)
+    assert [t.event_id for t in items] == [f.event_id for f in frames]
 
 
 def test_live_frames_are_tagged_in_chunks_and_in_order(tmp_path: Path) -> None:
     send = Recorder()
     tagger = FakeTagger()
-    p = pipeline(tmp_path, send, tagger=tagger)  # batch_size 4, live_batch_size 1
+    # batch_size 4, live_batch_size 1; every live frame tagged (none skipped as superseded)
+    p = live_pipeline(tmp_path, send, tagger, live_newest_only=False)
     now = time.time()
-    frames = [live_frame(n, now) for n in range(4)] + [frame(n) for n in range(4)]
+    frames = [live_frame(n, now - 0.1 * (4 - n)) for n in range(4)] + [frame(n) for n in range(4)]
 
     async def go() -> None:
         async with p.tag_agent.test_context() as agent:

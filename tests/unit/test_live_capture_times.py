@@ -54,12 +54,14 @@ def read_live(clock: Callable[[], float]) -> Iterator[tuple[SampledFrame, float]
 
 def frame_interval() -> float:
     with av.open(str(CLIP)) as container:
-        return float(1 / container.streams.video[0].average_rate)
+        rate = container.streams.video[0].average_rate
+        assert rate is not None
+        return float(1 / rate)
 
 
 def test_a_burst_at_connect_is_never_stamped_in_the_future() -> None:
-    # the first 15 frames (1.5 s of video) arrive within 15 ms, as a server's buffer does; then one per frame
-    # interval, as the camera films them
+    # the first 15 frames (1.5 s of video) arrive within 15 ms, as a server's buffer does;
+    # then one per frame interval, as the camera films them
     interval = frame_interval()
     clock = Clock(1_800_000_000.0, [0.001] * 15 + [interval])
     frames = list(read_live(clock))
