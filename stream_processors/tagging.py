@@ -87,6 +87,7 @@ class TaggingStage:
         self._skips = _SkipLog(metrics)
         self._newest_live: dict[str, float] = {}  # camera -> newest capture time received
         self._infer_lock = asyncio.Lock()
+        self._last_tagged: dict[str, float] = {}  # live camera -> when its last frame was tagged
 
     async def run(self, stream: Any) -> None:
         """The agent body."""
@@ -208,13 +209,24 @@ class TaggingStage:
     def _chunks(self, ready: list[_Item]) -> list[list[_Item]]:
         """The batch as one inference call, or, when it holds live frames, chunks of
         `live_batch_size`: a live frame's row then waits for its chunk, not for the whole
-        batch, and each chunk's staleness is judged when it starts."""
+        batch, and each chunk's staleness is judged when it starts. Live frames go first, the
+        cameras tagged longest ago before the others (each camera's frames in their order), so
+        that when only some of a batch can be tagged in time, every camera gets its turn."""
         if not ready:
             return []
         if not any(item.frame is not None and item.frame.live for item in ready):
             return [ready]
+        never = float("-inf")
+
+        def turn(item: _Item) -> tuple[int, float]:
+            frame = item.frame
+            if frame is None or not frame.live:
+                return (1, 0.0)  # never skipped: after the live frames
+            return (0, self._last_tagged.get(frame.source_id, never))
+
+        ordered = sorted(ready, key=turn)  # stable: a camera's frames keep their order
         size = self._settings.live_batch_size
-        return [ready[i : i + size] for i in range(0, len(ready), size)]
+        return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
     async def _publish_results(
         self, items: list[_Item], results: list[Outcome], thumbs: list[Thumbnails | None]
@@ -245,6 +257,8 @@ class TaggingStage:
             except Exception as exc:
                 item.error, item.stage = unexpected(exc, DeadLetterReason.MODEL_ERROR), Stage.TAG
                 continue
+            if frame.live:
+                self._last_tagged[frame.source_id] = time.monotonic()
             try:
                 deliveries.append(await self._publish(record))
             except PipelineError as exc:  # e.g. a result over max_message_bytes

@@ -864,3 +864,26 @@ def test_live_frames_are_tagged_in_chunks_and_in_order(tmp_path: Path) -> None:
     assert max(tagger.batches) <= 4
     items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
     assert [t.event_id for t in items] == [f.event_id for f in frames]  # order kept
+
+
+def test_live_cameras_take_turns_the_one_tagged_longest_ago_first(tmp_path: Path) -> None:
+    send = Recorder()
+    tagger = FakeTagger()
+    p = live_pipeline(tmp_path, send, tagger)
+    now = time.time()
+    first = [live_frame(0, now, camera="cam-a"), live_frame(0, now, camera="cam-b")]
+    # the next batch brings cam-b's frame first; cam-a was tagged longer ago, so it goes first
+    second = [live_frame(1, now + 0.5, camera="cam-b"), live_frame(1, now + 0.5, camera="cam-a")]
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            for f in first:
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 2, "the first batch")
+            for f in second:
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 4, "the second batch")
+
+    run(go())
+    order = [source.camera for batch in tagger.sources for source in batch or [] if source]
+    assert order == ["cam-a", "cam-b", "cam-a", "cam-b"]
