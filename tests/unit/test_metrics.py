@@ -24,7 +24,8 @@ CONTRACT = {
     "batch_size", "stage_duration", "end_to_end_latency", "rows_written", "sink_errors",
     "items_sent", "items_skipped", "bytes_fetched", "frames_decoded", "frames_sent",
     "frames_dropped", "video_decode_errors", "source_lag", "reconnects",
-    "source_state", "tracks_active", "sightings", "tracks_discarded", "tracking_frames",
+    "source_gap", "source_state", "camera_last_frame", "frames_skipped",
+    "tracks_active", "sightings", "tracks_discarded", "tracking_frames",
     "api_requests", "api_request_duration",
 }  # fmt: skip
 
