@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from fashionstream.core.errors import DeadLetterReason, PipelineError
 from fashionstream.core.metrics import Metrics, SourceState, Stage
-from fashionstream.core.records import DeadLetter, Topic
+from fashionstream.core.records import LIVE_STREAM_PREFIX, DeadLetter, Topic
 from fashionstream.core.settings import FallBehindPolicy, Settings
 from producers.decoding import (
     MAX_CONSECUTIVE_DECODE_ERRORS,
@@ -493,7 +493,7 @@ class _LiveSession:
         self.camera = camera
         self.report = report
         self.max_frames = max_frames
-        self.session_ref = f"live:{redact(url)}@{owner._clock():.6f}"
+        self.session_ref = f"{LIVE_STREAM_PREFIX}{redact(url)}@{owner._clock():.6f}"
         fps = owner._options.fps
         self.buffer: collections.deque[SampledFrame] = collections.deque()
         self.depth = max(4, math.ceil(fps))  # ~1 s of frames waiting to be sent

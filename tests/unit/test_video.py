@@ -537,6 +537,33 @@ def test_produce_video_says_a_refusal_in_one_line_and_exits_non_zero(
     assert "s3cret-pw" not in captured.err + captured.out
 
 
+def test_produce_video_reads_a_source_from_the_environment_so_credentials_stay_out_of_ps(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fashionstream.app.cli import main
+
+    opened: list[str] = []
+
+    def from_settings(_settings: Any, metrics: Metrics, *, fps: float | None = None) -> Any:
+        camera = ScriptedCamera(refused_401())
+
+        def opener(location: str, *, live: bool) -> Any:
+            opened.append(location)
+            return camera(location, live=live)
+
+        return VideoProducer(FakeProducer(), metrics, options(), opener=opener)
+
+    monkeypatch.setenv("FASHIONSTREAM_PRODUCER_METRICS_PORT", "0")
+    monkeypatch.setenv("DOOR_CAMERA_URL", LIVE_URL)
+    monkeypatch.setattr(VideoProducer, "from_settings", staticmethod(from_settings))
+    assert main(["produce", "video", "env:DOOR_CAMERA_URL", "--camera", "cam-live"]) == 1
+    assert opened == [LIVE_URL]  # the URL itself, credentials and all, reached the opener
+    assert main(["produce", "video", "env:NO_SUCH_VARIABLE", "--camera", "cam-live"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "fashionstream produce video: $NO_SUCH_VARIABLE is not set"
+    )
+
+
 class SilentBroker(FakeProducer):
     """Never acknowledges anything: the pipeline has fallen behind."""
 

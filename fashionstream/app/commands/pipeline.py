@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,8 @@ from typing import Any
 
 from fashionstream.app.commands import Commands
 from fashionstream.core.settings import Settings
+
+SOURCE_FROM_ENV = "env:"  # produce video env:NAME: the source URL is in $NAME
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,12 @@ def register(commands: Commands, produce: Commands) -> None:
         "presentation time, resized to FASHIONSTREAM_VIDEO_MAX_SIDE and JPEG-encoded. Live sources "
         "run until SIGINT/SIGTERM, reconnecting with backoff.",
     )
-    video.add_argument("source", metavar="SOURCE", help="video file or stream URL")
+    video.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="video file or stream URL; env:NAME reads it from the environment variable NAME"
+        " (a camera's credentials stay out of the process list)",
+    )
     video.add_argument("--camera", required=True, help="camera id (the Kafka key)")
     video.add_argument(
         "--fps",
@@ -122,12 +130,19 @@ def _produce_video(settings: Settings, args: argparse.Namespace) -> int:
     if args.fps is not None and not 0.0 < args.fps <= 120.0:
         print("fashionstream produce video: --fps must be in (0, 120]", file=sys.stderr)
         return 2
+    source = args.source
+    if source.startswith(SOURCE_FROM_ENV):
+        name = source.removeprefix(SOURCE_FROM_ENV)
+        source = os.environ.get(name, "")
+        if not source:
+            print(f"fashionstream produce video: ${name} is not set", file=sys.stderr)
+            return 2
     metrics, server = _metrics(settings)
     producer = VideoProducer.from_settings(settings, metrics, fps=args.fps)
     stop = producer.stop
     previous = _stop_on_signals(stop)
     try:
-        report = producer.send(args.source, args.camera, progress=not args.no_progress)
+        report = producer.send(source, args.camera, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as exc:
         print(f"fashionstream produce video: {exc}", file=sys.stderr)
         return 2
