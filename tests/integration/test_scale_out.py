@@ -1,5 +1,6 @@
 """Scale-out: several workers of one consumer group on the real embedded broker and Postgres,
-with rebalances in the middle of the run. Four cameras and a catalogue feed flow; two workers
+with rebalances in the middle of the run. Four cameras (two recordings queued, two sending at a
+camera's pace throughout) and a catalogue feed flow; two workers
 start, a third joins mid-run, one is killed with SIGKILL mid-batch and another stopped with
 SIGTERM mid-batch; the third finishes. Every catalogue item and frame ends as exactly one row
 (none is a dead letter here), each camera's sightings are exactly those of one uninterrupted
@@ -13,21 +14,27 @@ stays short on 2 cores): what is tested is the group's semantics, not the models
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2.extensions
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from fashionstream.app.local_run import WorkerProcess, start_group_at_end
 from fashionstream.app.video_tracking import track_recording
+from fashionstream.core.metrics import Metrics
 from fashionstream.core.records import TaggedImage, Topic, event_id_for_item
 from fashionstream.core.settings import REPO_ROOT, BrokerKind, Settings
 from models.tracking import TrackingConfig
 from producers.decoding import VideoOptions
+from producers.video import VideoProducer, VideoReport
 from tests.support import fake_worker
 from tests.support.fake_tagger import FakeTagger
 from tests.support.pipeline import (
@@ -35,6 +42,7 @@ from tests.support.pipeline import (
     ImageServer,
     catalogue_rows,
     event_ids,
+    expected_frame_ids,
     running_worker,
     send_feed,
     send_video,
@@ -71,6 +79,31 @@ def wait_until_written(
             assert w.alive(), w.tail()
         time.sleep(0.1)
     raise AssertionError(f"{rows_for(db, sources)} of {at_least} rows after {TIMEOUT_S:.0f} s")
+
+
+@contextlib.contextmanager
+def cameras_sending(settings: Settings, cameras: list[str]) -> Iterator[list[VideoReport]]:
+    """Each camera sends CLIP at its own pace (as a camera films) in its own thread while the
+    block runs; the reports are complete once it has ended."""
+    reports: list[VideoReport] = []
+
+    def send(camera: str) -> None:
+        producer = VideoProducer.from_settings(
+            settings, Metrics(CollectorRegistry(), process_metrics=False)
+        )
+        try:
+            reports.append(producer.send_file(CLIP, camera, pace=True))
+        finally:
+            producer.close()
+
+    threads = [threading.Thread(target=send, args=(c,), daemon=True) for c in cameras]
+    for t in threads:
+        t.start()
+    try:
+        yield reports
+    finally:
+        for t in threads:
+            t.join(timeout=TIMEOUT_S)
 
 
 def items_end_offsets(settings: Settings) -> dict[TopicPartition, int]:
@@ -139,7 +172,10 @@ def test_workers_join_die_and_leave_mid_run_and_every_record_is_one_row(
     with ImageServer() as images:
         rows = catalogue_rows(images.base_url, prefix="")
         expected_items = {event_id_for_item(feed, r["id"], r["image_link"]) for r in rows}
-        expected_frames = {c: set(send_video(local_stack, CLIP, c, fps=2.0)) for c in cameras}
+        # two cameras' recordings wait in Kafka; the other two send live-paced during the run
+        queued, paced = cameras[: CAMERAS // 2], cameras[CAMERAS // 2 :]
+        expected_frames = {c: set(send_video(local_stack, CLIP, c, fps=2.0)) for c in queued}
+        expected_frames |= {c: set(expected_frame_ids(CLIP, c, 2.0)) for c in paced}
         assert send_feed(local_stack, rows, feed) == len(rows)
         total = len(expected_items) + sum(len(f) for f in expected_frames.values())
 
@@ -149,6 +185,7 @@ def test_workers_join_die_and_leave_mid_run_and_every_record_is_one_row(
         with (
             running_worker(local_stack, group, log(1), command) as first,
             running_worker(local_stack, group, log(2), command) as second,
+            cameras_sending(local_stack, paced) as reports,
         ):
             done = wait_until_written(db, sources, total // 5, [first, second])
             events.append(("a third worker joins", done, time.time()))
@@ -171,6 +208,7 @@ def test_workers_join_die_and_leave_mid_run_and_every_record_is_one_row(
                     )
                 time.sleep(3.0)  # anything redelivered after the last rebalance lands by now
                 assert third.stop() == 0, third.tail()
+        assert all(r.completed and r.frames_sent == len(expected_frames[r.camera]) for r in reports)
 
     # every item and frame one row: none lost (sets equal), none twice (the lists have no
     # repeats: the sink upserts by event id, and the images table's key forbids a second row)
