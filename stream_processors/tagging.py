@@ -8,9 +8,10 @@ for Kafka. Results are produced in batch order, and a batch's offsets are releas
 `acks.HeldBatch`) only after the broker acknowledged every record produced for it.
 
 Live camera frames are for now, not for later: a batch that holds them is inferred in chunks of
-`live_batch_size`, each published as soon as it is tagged, and a live frame already older than
-`live_max_age_s` when its chunk starts is skipped (counted per camera, released without a row),
-so a worker behind its cameras tags their newest frames with a bounded delay instead of an ever
+`live_batch_size`, each published as soon as it is tagged, and a live frame is skipped (counted
+per camera, released without a row) when a newer frame of its camera waits in the same batch
+(`live_newest_only`) or it is already older than `live_max_age_s` when its chunk starts, so a
+worker behind its cameras tags their newest frames with a bounded delay instead of an ever
 longer queue. Recordings and catalogue photos are never skipped.
 """
 
@@ -85,7 +86,7 @@ class TaggingStage:
         self._holds = holds or Holds(consumer)
         self._on_failure = on_failure
         self._skips = _SkipLog(metrics)
-        self._newest_live: dict[str, float] = {}  # camera -> newest capture time received
+        self._heard_at: dict[str, float] = {}  # live camera -> newest capture time received
         self._infer_lock = asyncio.Lock()
         self._last_tagged: dict[str, float] = {}  # live camera -> when its last frame was tagged
 
@@ -119,9 +120,8 @@ class TaggingStage:
         frames are all skipped is still heard from)."""
         if not frame.live:
             return
-        newest = self._newest_live.get(frame.source_id, 0.0)
-        if frame.captured_at > newest:
-            self._newest_live[frame.source_id] = frame.captured_at
+        if frame.captured_at > self._heard_at.get(frame.source_id, 0.0):
+            self._heard_at[frame.source_id] = frame.captured_at
             self._metrics.camera_last_frame.labels(frame.source_id).set(frame.captured_at)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
@@ -297,13 +297,15 @@ class TaggingStage:
         return await self._send(Topic.ITEMS, record.key.encode(), value, None)
 
     async def _infer(
-        self, tagger: Tagger, items: list[_Item], newest: Mapping[str, float] | None = None
+        self, tagger: Tagger, items: list[_Item], newest: Mapping[str, float]
     ) -> list[Outcome]:
-        """Tag the batch in the inference thread. Live frames already older than
-        `live_max_age_s` when inference can start are skipped there (`Skipped`), so a worker
-        that cannot keep up with its cameras tags their newest frames instead of queueing ever
-        older ones. When the batch fails, each image is tagged alone so that one poisoned image
-        is dead-lettered (MODEL_ERROR), not the batch."""
+        """Tag the batch in the inference thread. Live frames superseded by a newer one of
+        their camera (`newest`: camera -> newest capture time in the batch, empty when
+        `live_newest_only` is off) or already older than `live_max_age_s` when inference can
+        start are skipped there (`Skipped`), so a worker that cannot keep up with its cameras
+        tags their newest frames instead of queueing ever older ones. When the batch fails,
+        each image is tagged alone so that one poisoned image is dead-lettered (MODEL_ERROR),
+        not the batch."""
         loop = asyncio.get_running_loop()
         started = time.time()
         for item in items:
@@ -315,7 +317,7 @@ class TaggingStage:
             # decided here, in the inference thread: a batch may have waited for the previous
             # one, and only now is it known how old its frames are when tagging starts
             now = time.time()
-            skipped = [_skip(item.frame, now, max_age, newest or {}) for item in items]
+            skipped = [_skip(item.frame, now, max_age, newest) for item in items]
             fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
             began = time.perf_counter()
             if not fresh:
@@ -334,11 +336,8 @@ class TaggingStage:
         fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
         if fresh:
             self._metrics.stage_duration.labels(Stage.INFER).observe(seconds)
-        tagged = await self._judge(tagger, fresh, outcome, seconds)
-        results: list[Outcome] = []
-        for skip in skipped:
-            results.append((skip, 0.0) if skip is not None else tagged.pop(0))
-        return results
+        tagged = iter(await self._judge(tagger, fresh, outcome, seconds))
+        return [(skip, 0.0) if skip is not None else next(tagged) for skip in skipped]
 
     async def _judge(
         self,

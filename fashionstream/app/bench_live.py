@@ -32,8 +32,10 @@ import psycopg2
 from prometheus_client import CollectorRegistry
 
 from fashionstream.app.bench_video import (
+    LAG_GROWTH_S,
     WARMUP_CAMERAS,
     BenchError,
+    first_and_last_tenth,
     quantile,
     recording_seconds,
     rss_mb,
@@ -53,7 +55,6 @@ from infra.local_stack import LocalStack
 from infra.rtsp.server import RtspServer, looped_recording, unavailable
 from producers.video import VideoProducer, VideoReport
 
-LAG_GROWTH_S = 3.0  # latency growth over a run that still counts as bounded (batching jitter)
 SETTLE_QUIET_S = 8.0  # after the cameras stop: no new row for this long means the worker is done
 LOOP_MARGIN_S = 60.0  # the looped clip outlasts the run by this much (connects, warm-up)
 
@@ -163,8 +164,7 @@ def _one_run(
     by_capture = [
         written - captured for _, captured, written, _, _ in sorted(rows, key=lambda r: r[1])
     ]
-    decile = max(1, len(by_capture) // 10)
-    first, last = statistics.median(by_capture[:decile]), statistics.median(by_capture[-decile:])
+    first, last = first_and_last_tenth(by_capture)
     sent = {r.camera: r.frames_sent for r in reports}
     tagged = {c: 0 for c in cams}
     for camera, *_ in rows:

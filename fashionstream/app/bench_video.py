@@ -205,10 +205,7 @@ def _one_configuration(
     # not biased by the lag of the first and last frames (a paced run that keeps up: the rate
     # the cameras send)
     tagged_fps = (len(written) - 1) / max(1e-9, written[-1] - written[0])
-    decile = max(1, len(timeline) // 10)
-    by_time = [lag for _, lag in sorted(timeline)]
-    lag_start = statistics.median(by_time[:decile])
-    lag_end = statistics.median(by_time[-decile:])
+    lag_start, lag_end = first_and_last_tenth([lag for _, lag in sorted(timeline)])
     decoded = sum(r.frames_decoded for r in reports)
     needed = n_cameras * settings.video_fps
     return {
@@ -419,6 +416,13 @@ def recording_seconds(source: Path) -> float:
 
     with av.open(str(source)) as container:
         return container.duration / 1e6 if container.duration else 0.0
+
+
+def first_and_last_tenth(in_order: Sequence[float]) -> tuple[float, float]:
+    """The medians of the first and the last tenth of `in_order` (at least one value each): a
+    lag or latency that grows over a run shows as a last tenth above the first."""
+    tenth = max(1, len(in_order) // 10)
+    return statistics.median(in_order[:tenth]), statistics.median(in_order[-tenth:])
 
 
 def quantile(values: Sequence[float], q: float) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from fashionstream.app.video_tracking import TrackingRun, track_recording
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from models.tagger import FashionTagger
 from models.tracking import TrackingConfig
-from producers.decoding import VideoOptions
+from producers.decoding import SampledFrame, VideoOptions
 
 pytestmark = pytest.mark.models
 
@@ -53,7 +54,12 @@ def tagger(settings: Settings) -> FashionTagger:
     return FashionTagger.from_settings(settings)
 
 
-def track(settings: Settings, tagger: FashionTagger, path: Path) -> TrackingRun:
+def track(
+    settings: Settings,
+    tagger: FashionTagger,
+    path: Path,
+    keep: Callable[[SampledFrame], bool] | None = None,
+) -> TrackingRun:
     return track_recording(
         path,
         tagger,
@@ -61,6 +67,7 @@ def track(settings: Settings, tagger: FashionTagger, path: Path) -> TrackingRun:
         config=TrackingConfig.from_settings(settings),
         options=VideoOptions.from_settings(settings),
         batch_size=settings.batch_size,
+        keep=keep,
     )
 
 
@@ -94,15 +101,7 @@ def test_frames_skipped_by_a_worker_behind_a_live_camera_leave_the_sightings_who
     # a worker tagging a third of a 2 fps camera's frames (1.5 s between the frames it tags,
     # under the 3 s that ends a sighting): the same three people, for about as long
     sampled = itertools.count()
-    run = track_recording(
-        PEOPLE_3,
-        tagger,
-        camera="cam-behind",
-        config=TrackingConfig.from_settings(settings),
-        options=VideoOptions.from_settings(settings),
-        batch_size=settings.batch_size,
-        keep=lambda _frame: next(sampled) % 3 == 0,
-    )
+    run = track(settings, tagger, PEOPLE_3, keep=lambda _frame: next(sampled) % 3 == 0)
     assert run.frames == 28  # every third of 80, and the last
     assert len(run.sightings) == 3, [s.to_json() for s in run.sightings]
     durations = [s.duration_s for s in sorted(run.sightings, key=lambda s: s.first_seen)]
