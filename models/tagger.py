@@ -34,7 +34,7 @@ from models.attributes.calibration import UNKNOWN, stated
 from models.attributes.labels import labels_agreeing
 from models.colour import read_colour
 from models.detection import crops as person_crops
-from models.detection.runner import Detector
+from models.detection.processing import Detector
 from models.people.boxes import PeopleDetector, PersonBoxes
 from models.tags import (
     ColourReading,
@@ -192,25 +192,15 @@ class FashionTagger:
 
     @classmethod
     def from_settings(cls, settings: TaggerSettings) -> FashionTagger:
-        """The shipped detector and attribute classifier from `settings.weights_dir` (both
-        sha256-checked) on the settings' backend/device/threads; thresholds and batch size
-        from the settings. Sets torch's CPU thread count (settings.torch_threads, at most the
-        cores)."""
-        import torch
-
+        """The shipped networks from `settings.weights_dir` (sha256-checked) on the settings'
+        backend/device/threads (models.runtime.placement); thresholds and batch size from the
+        settings. On the onnx backend they run from the graphs shipped in weights/ and torch is
+        never imported; the torch backend sets torch's CPU threads (settings.torch_threads, at
+        most the cores)."""
         from models import weights as W
         from models.attributes.calibration import thresholds_from
-        from models.attributes.classifier import AttributeClassifier
-        from models.registry import default_registry
-        from models.runtime.build import (
-            ATTRIBUTES_ENTRY,
-            PEOPLE_ENTRY,
-            PERSON_CROPS_ENTRY,
-            attribute_runner,
-            detector_runner,
-            resolve_runtime,
-            shipped_people_runner,
-        )
+        from models.runtime import shipped
+        from models.runtime.placement import resolve_runtime
 
         runtime = resolve_runtime(
             str(settings.backend),
@@ -218,28 +208,24 @@ class FashionTagger:
             settings.torch_threads,
             settings.state_dir / "onnx",
         )
-        torch.set_num_threads(runtime.threads)
+        if runtime.backend == "torch":
+            import torch
+
+            torch.set_num_threads(runtime.threads)
         threshold = settings.detection_threshold
         manifest = W.load_manifest(settings.weights_dir)  # read once, handed to every loader
-        detector, detector_entry, _ = detector_runner(
-            settings.weights_dir, default_registry(), runtime, threshold, manifest=manifest
+        detector, detector_entry = shipped.garment_detector(
+            settings.weights_dir, W.DETECTOR_ENTRY, runtime, threshold, manifest
         )
-        classifier = AttributeClassifier.from_weights(
-            settings.weights_dir, device=str(runtime.device), manifest=manifest
+        runner, attributes_entry = shipped.attribute_classifier(
+            settings.weights_dir, runtime, manifest
         )
-        attributes_entry = W.entry(settings.weights_dir, ATTRIBUTES_ENTRY, manifest)
         confidence = thresholds_from(attributes_entry.metrics.get("calibration", {}))
-        runner = attribute_runner(
-            classifier,
-            runtime,
-            weights_sha256=attributes_entry.sha256,
-            normalisation=attributes_entry.normalisation,
-        )
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
         people, person_threshold, crop_detector, gates = None, threshold, None, None
-        if PEOPLE_ENTRY in manifest:
+        if W.PEOPLE_ENTRY in manifest:
             person_threshold = settings.person_threshold
-            people, people_entry = shipped_people_runner(
+            people, people_entry = shipped.people_detector(
                 settings.weights_dir,
                 runtime,
                 person_threshold,
@@ -247,14 +233,9 @@ class FashionTagger:
                 input_sizes=settings.person_input_sizes,
             )
             version = f"{version}+people:{people_entry.version}"
-            if settings.garments_per_person and PERSON_CROPS_ENTRY in manifest:
-                on_crops, crops_entry, _ = detector_runner(
-                    settings.weights_dir,
-                    default_registry(),
-                    runtime,
-                    threshold,
-                    entry_name=PERSON_CROPS_ENTRY,
-                    manifest=manifest,
+            if settings.garments_per_person and W.PERSON_CROPS_ENTRY in manifest:
+                on_crops, crops_entry = shipped.garment_detector(
+                    settings.weights_dir, W.PERSON_CROPS_ENTRY, runtime, threshold, manifest
                 )
                 crop_detector = on_crops.at_input_size(
                     person_crops.CROP_WIDTH, person_crops.CROP_HEIGHT

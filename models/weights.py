@@ -8,11 +8,17 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+# the entries the tagger runs
+DETECTOR_ENTRY = "detector"
+PERSON_CROPS_ENTRY = "person_crops"  # the garment detector fine-tuned on camera person crops
+ATTRIBUTES_ENTRY = "attributes"
+EMBEDDING_ENTRY = "embedding"  # an extra output of the attribute network
+PEOPLE_ENTRY = "people"
 
 
 class WeightsError(Exception):
@@ -46,6 +52,10 @@ class WeightsEntry:
     # an imported ONNX model's model spec (models/onnx_models/spec.py), relative to weights/;
     # empty for the networks trained here, which their architecture's builder describes
     spec: str = ""
+    # the inference graph shipped beside a network trained here (models.runtime.export): its
+    # ONNX file, sha256, and the sha256 of each manifest entry it was exported from; empty for
+    # an entry that ships none (the runtime then needs the training stack to run it)
+    graph: Mapping[str, Any] = field(default_factory=dict)
 
     def path(self, weights_dir: Path) -> Path:
         return weights_dir / self.file
@@ -122,7 +132,9 @@ def write_entry(weights_dir: Path, new: WeightsEntry) -> None:
     """Add or replace one model's entry; the file is replaced atomically."""
     path = weights_dir / MANIFEST
     raw: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"models": {}}
-    fields = {k: v for k, v in new.__dict__.items() if k != "name" and (k != "spec" or v)}
+    fields = {
+        k: v for k, v in new.__dict__.items() if k != "name" and (k not in ("spec", "graph") or v)
+    }
     raw.setdefault("models", {})[new.name] = fields
     raw["models"] = dict(sorted(raw["models"].items()))
     fd, tmp = tempfile.mkstemp(dir=weights_dir, prefix=".manifest-", suffix=".json")

@@ -15,6 +15,7 @@ from fashionstream.app.commands import (
     attributes,
     demo,
     detector,
+    export,
     imports,
     people,
     pipeline,
@@ -24,7 +25,9 @@ from fashionstream.app.commands import (
     tagger,
     video,
 )
+from fashionstream.app.extras import EXIT_WITHOUT_STACK
 from fashionstream.core.settings import Settings
+from models.runtime.placement import TrainingStackMissing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands, bench)
     api.register(commands)
     imports.register(commands)
+    export.register(commands)
     report.register(commands)
     similar.register(commands, train, evaluate, bench, data)
     return parser
@@ -67,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fashionstream: bad setting: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
-    code: int = args.func(settings, args)
+    try:
+        code: int = args.func(settings, args)
+    except TrainingStackMissing as exc:  # e.g. --backend torch in the runtime install
+        print(f"fashionstream: {exc}", file=sys.stderr)
+        return EXIT_WITHOUT_STACK
     return code
 
 

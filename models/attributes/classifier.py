@@ -1,7 +1,7 @@
 """The shipped attribute classifier: loads the manifest's "attributes" weights and classifies
 garment crops. The tagger calls `prepare` on each detected garment, then `predict` on the batch
 (torch) or runs `module` exported to ONNX and turns its logits into probabilities with
-`probabilities_from_logits`.
+`probabilities_from_logits` (models.attributes.outputs).
 
 Tensor contract of `module` (also its ONNX export): input (B, 3, S, S) float32, RGB scaled to
 [0, 1] then normalised with `mean`/`std` (i.e. [-1, 1]), S = `input_size`; outputs one (B, n)
@@ -21,43 +21,13 @@ from torch import nn
 from models import weights as W
 from models.attributes.crop import Box, prepare_crop
 from models.attributes.network import ARCHITECTURE, AttributeNet, build_attribute_net
+from models.attributes.outputs import split_outputs
 from models.backbones.efficientnet_lite0 import INPUT_MEAN, INPUT_STD
 from models.embedding.head import ARCHITECTURE as EMBEDDING_ARCHITECTURE
 from models.embedding.head import EmbeddingAttributeNet, EmbeddingHead, Guidance, load_head
 
 MANIFEST_NAME = "attributes"
 EMBEDDING_NAME = "embedding"
-
-
-def probabilities_from_logits(
-    logits: Sequence[np.ndarray], heads: Mapping[str, Sequence[str]]
-) -> list[dict[str, np.ndarray]]:
-    """Per-head (B, n) logits, in `heads` order -> one {head: (n,) float32 softmax} per crop."""
-    if len(logits) != len(heads):
-        raise ValueError(f"expected logits for {len(heads)} heads, got {len(logits)}")
-    batch = {np.asarray(x).shape[0] for x in logits}
-    if len(batch) != 1:
-        raise ValueError(f"heads disagree on the batch size: {sorted(batch)}")
-    probs: dict[str, np.ndarray] = {}
-    for (head, labels), x in zip(heads.items(), logits, strict=True):
-        x = np.asarray(x, np.float64)
-        if x.ndim != 2 or x.shape[1] != len(labels):
-            raise ValueError(f"head {head}: expected (B, {len(labels)}) logits, got {x.shape}")
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        probs[head] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-    return [{head: p[i] for head, p in probs.items()} for i in range(batch.pop())]
-
-
-def split_outputs(
-    outputs: Sequence[np.ndarray], heads: Mapping[str, Sequence[str]], embedded: bool
-) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
-    """The network's outputs -> (probabilities per crop, embeddings or None)."""
-    if not embedded:
-        return probabilities_from_logits(outputs, heads), None
-    if len(outputs) != len(heads) + 1:
-        raise ValueError(f"expected {len(heads)} logits and an embedding, got {len(outputs)}")
-    vectors = np.asarray(outputs[-1], np.float32)
-    return probabilities_from_logits(outputs[:-1], heads), vectors
 
 
 def load_embedding(

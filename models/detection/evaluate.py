@@ -15,7 +15,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from models.detection.runner import Detector
+from models.detection.processing import Detector
 from models.detection.samples import InstanceSample, boxes_from_masks
 from models.tags import Detections
 from models.taxonomy import DETECTOR_CLASSES, GARMENT_CATEGORIES, PERSON

@@ -146,7 +146,13 @@ class OnnxSpecDetector:
 
     @classmethod
     def from_spec_file(
-        cls, path: Path, *, threads: int, threshold: float, input_sizes: Sequence[int] = ()
+        cls,
+        path: Path,
+        *,
+        threads: int,
+        threshold: float,
+        input_sizes: Sequence[int] = (),
+        cuda: bool = False,
     ) -> OnnxSpecDetector:
         """The spec at `path` and its ONNX file beside it (sha256 checked)."""
         spec = load_spec(path)
@@ -154,7 +160,7 @@ class OnnxSpecDetector:
         problem = file_problem(model, spec.sha256)
         if problem is not None:
             raise SpecError(f"model spec {spec.name}: file, sha256: {problem} (the spec's)")
-        return cls(session(model, threads), spec, threshold, input_sizes=input_sizes)
+        return cls(session(model, threads, cuda=cuda), spec, threshold, input_sizes=input_sizes)
 
     @property
     def input_sizes(self) -> tuple[int, ...]:

@@ -23,7 +23,8 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
 
 from models.detection.checkpoint import load_state, read_detector_file
-from models.detection.runner import Detector, prepare_input
+from models.detection.processing import Detector, prepare_input
+from models.detection.runner import input_normalisation
 from models.people.boxes import PersonBoxes
 from models.people.network import PeopleConfig, build_people_detector
 from models.taxonomy import PERSON
@@ -84,7 +85,8 @@ class TorchPeopleDetector:
         self._lock = threading.Lock()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[PersonBoxes]:
-        inputs = [prepare_input(image, self.config) for image in images]
+        normalisation = input_normalisation(self.config)
+        inputs = [prepare_input(image, self.config, normalisation) for image in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (array, _) in enumerate(inputs):
             groups.setdefault(array.shape, []).append(i)
@@ -116,7 +118,7 @@ class OnnxPeopleDetector:
     def detect(self, images: Sequence[np.ndarray]) -> list[PersonBoxes]:
         out = []
         for image in images:
-            array, scale = prepare_input(image, self.config)
+            array, scale = prepare_input(image, self.config, input_normalisation(self.config))
             boxes, scores = self.session.run(None, {"image": array[None]})
             out.append(_postprocess(boxes, scores, image.shape[:2], scale, self.threshold))
         return out
@@ -150,7 +152,7 @@ def load_people(path: Path) -> tuple[FasterRCNN, PeopleConfig]:
 
 
 class PeopleFromDetections:
-    """The people of a garment + person detector (the `Detector` of models.detection.runner):
+    """The people of a garment + person detector (the `Detector` of models.detection.processing):
     today's single-stage path, measured beside the person detector on the same frames."""
 
     def __init__(self, detector: Detector) -> None:

@@ -15,8 +15,9 @@ import torch
 from fashionstream.app.cli import main
 from models import weights as W
 from models.attributes import labels as L
-from models.attributes.classifier import AttributeClassifier, probabilities_from_logits
+from models.attributes.classifier import AttributeClassifier
 from models.attributes.data import ccp_photo, ccp_regions, read_ccp_labels, read_rgb
+from models.attributes.outputs import probabilities_from_logits
 from models.taxonomy import GARMENT_CATEGORIES
 
 pytestmark = pytest.mark.models

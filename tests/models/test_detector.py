@@ -11,9 +11,11 @@ from fashionstream.app.cli import main
 from fashionstream.core.settings import REPO_ROOT
 from models import weights as W
 from models.detection import ccp
-from models.detection.runner import Detector, TorchDetector
+from models.detection.processing import Detector, score_floor
+from models.detection.runner import TorchDetector
 from models.registry import default_registry
-from models.runtime.build import detector_runner, resolve_runtime, score_floor
+from models.runtime.build import detector_runner
+from models.runtime.placement import resolve_runtime
 from models.taxonomy import DETECTOR_CLASSES
 
 pytestmark = pytest.mark.models

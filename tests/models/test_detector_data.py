@@ -12,7 +12,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 from models.detection import augment, ccp
 from models.detection.evaluate import evaluate_detector
-from models.detection.runner import paste_masks
+from models.detection.processing import paste_masks
 from models.detection.samples import InstanceSample
 from models.tags import Detections
 from models.taxonomy import DETECTOR_CLASSES

@@ -21,7 +21,8 @@ from models.onnx_models.detector import OnnxSpecDetector
 from models.onnx_models.importer import ARCHITECTURE, import_detector
 from models.onnx_models.known_specs import known_template
 from models.onnx_models.spec import SpecError, load_spec
-from models.runtime.build import resolve_runtime, shipped_people_runner
+from models.runtime.placement import resolve_runtime
+from models.runtime.shipped import people_detector
 
 pytestmark = pytest.mark.models
 
@@ -49,7 +50,7 @@ def _frame(video: Path, index: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> OnnxSpecDetector:
     runtime = resolve_runtime("onnx", "cpu", 2, tmp_path_factory.mktemp("onnx"))
-    found, _ = shipped_people_runner(WEIGHTS, runtime, threshold=0.0)
+    found, _ = people_detector(WEIGHTS, runtime, threshold=0.0)
     assert isinstance(found, OnnxSpecDetector)
     return found
 
@@ -80,7 +81,7 @@ def test_a_manifest_naming_another_file_than_its_spec_is_refused(tmp_path: Path)
     W.write_entry(tmp_path, dataclasses.replace(entry, sha256="0" * 64))
     runtime = resolve_runtime("onnx", "cpu", 2, tmp_path / "onnx")
     with pytest.raises(W.WeightsError, match="the manifest names"):
-        shipped_people_runner(tmp_path, runtime, threshold=0.35)
+        people_detector(tmp_path, runtime, threshold=0.35)
 
 
 def _people(detector: OnnxSpecDetector, image: np.ndarray) -> int:

@@ -16,7 +16,8 @@ from models.attributes import data as D
 from models.attributes.classifier import AttributeClassifier
 from models.embedding import features as F
 from models.embedding.evaluate import nearest, precision_at_k
-from models.runtime.build import attribute_runner, resolve_runtime
+from models.runtime.build import attribute_runner
+from models.runtime.placement import resolve_runtime
 
 pytestmark = pytest.mark.models
 

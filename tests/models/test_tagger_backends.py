@@ -14,7 +14,7 @@ import torch
 
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 from models.detection import ccp
-from models.detection.runner import RawDetections
+from models.detection.processing import RawDetections
 from models.tagger import FashionTagger
 from models.tags import ImageTags
 

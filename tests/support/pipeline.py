@@ -44,6 +44,8 @@ from tests.support.fake_tagger import FakeTagger
 SAMPLES = REPO_ROOT / "fashionstream" / "app" / "samples"
 IMAGE_HOST = "127.0.0.2"  # loopback on Linux; the only address the workers may fetch from
 WORKER_STATE_DIR = Path(tempfile.gettempdir()) / f"fashionstream-test-workers-{os.getuid()}"
+# on PYTHONPATH: a sitecustomize that keeps the training stack out, as in the runtime install
+RUNTIME_INSTALL = REPO_ROOT / "tests" / "support" / "runtime_install"
 
 # --- the tagger the workers run ------------------------------------------------------------
 # The workers run the real trained tagger (models.tagger.FashionTagger + weights/); a missing
@@ -56,8 +58,7 @@ def real_tagger_available() -> bool:
     (the entries land one by one as training finishes)."""
     if importlib.util.find_spec("models.tagger") is None:
         return False
-    from models.runtime.build import ATTRIBUTES_ENTRY, DETECTOR_ENTRY
-    from models.weights import WeightsError, load_manifest
+    from models.weights import ATTRIBUTES_ENTRY, DETECTOR_ENTRY, WeightsError, load_manifest
 
     weights_dir = REPO_ROOT / "weights"
     try:
@@ -159,10 +160,11 @@ def running_worker(
         settings,
         consumer_group=group,
         fetch_allow_networks=(f"{IMAGE_HOST}/32",),
-        # shared by every worker of every session: the tagger's ONNX exports are cached there
         state_dir=WORKER_STATE_DIR,
         **overrides,
     )
+    # every real worker of the suite runs as in the runtime install: no training stack
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RUNTIME_INSTALL), env.get("PYTHONPATH")]))
     worker = WorkerProcess(env, log_file, command)
     try:
         yield worker

@@ -10,9 +10,9 @@ import torch
 
 from models.attributes import labels as L
 from models.attributes.augment import SOURCE_IDS, augment_batch, deployment_batch
-from models.attributes.classifier import probabilities_from_logits
 from models.attributes.data import Item, is_held_out
 from models.attributes.evaluate import head_score, macro_f1, score_catalogue
+from models.attributes.outputs import probabilities_from_logits
 from models.attributes.train import label_matrix, masked_loss, vocabularies
 
 

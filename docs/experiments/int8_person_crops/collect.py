@@ -8,26 +8,25 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fashionstream.app.commands.tagger import load_frames
 from fashionstream.core.settings import Settings
-from models.runtime import onnx as onnx_rt
+from models.detection.processing import prepare_input
+from models.runtime.graphs import GraphDetector
 from models.tagger import FashionTagger
 
-torch.set_num_threads(2)
 seen = []
-record = onnx_rt.OnnxDetector.raw
+record = GraphDetector.raw
 
 
 def raw(self, images):
-    if self.config.min_size == 224:  # the person-crop detector's input size
-        seen.extend(onnx_rt.prepare_input(image, self.config)[0] for image in images)
+    if self.sizing.min_size == 224:  # the person-crop detector's input size
+        seen.extend(prepare_input(image, self.sizing, self.normalisation)[0] for image in images)
     return record(self, images)
 
 
-onnx_rt.OnnxDetector.raw = raw
-tagger = FashionTagger.from_settings(Settings())
+GraphDetector.raw = raw
+tagger = FashionTagger.from_settings(Settings(torch_threads=2))
 for clip in ("tram_stop_cctv_640x480.mp4", "street_crossing_640x360.mp4"):
     frames, _ = load_frames(Path("../shared/data/videos") / clip, 16)
     for i in range(0, len(frames), 8):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fashionstream.app.commands import Commands
+from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")
@@ -101,6 +102,7 @@ def _progress(items: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
     yield from tqdm(items, desc=desc, total=total, file=sys.stderr, mininterval=5.0)
 
 
+@needs_training_stack("train attributes")
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.attributes.evaluate import held_out_metrics
     from models.attributes.train import TrainConfig, train
@@ -132,6 +134,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_training_stack("eval attributes")
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models.attributes.classifier import AttributeClassifier
     from models.attributes.evaluate import (

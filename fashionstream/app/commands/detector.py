@@ -13,6 +13,7 @@ from typing import Any
 
 from fashionstream.app.commands import Commands
 from fashionstream.app.commands.tagger import DEFAULT_VIDEO
+from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import Backend, Settings
 
 log = logging.getLogger("fashionstream.detector")
@@ -125,6 +126,7 @@ def register(train: Commands, evaluate: Commands) -> None:
     e.set_defaults(func=_evaluate)
 
 
+@needs_training_stack("train detector")
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
@@ -136,7 +138,8 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from models.detection.network import RESNET_ARCH, DetectorConfig
     from models.detection.train import TrainConfig, train_detector
     from models.registry import default_registry
-    from models.runtime.build import available_cores, resolve_device
+    from models.runtime.build import resolve_device
+    from models.runtime.placement import available_cores
 
     if args.ccp is None and args.deepfashion2 is None:
         print("train detector: give --ccp DIR and/or --deepfashion2 DIR", file=sys.stderr)
@@ -268,6 +271,7 @@ def _ship(
     log.info("wrote %s (%s) and its manifest entry %r", weights_dir / file, sha[:12], args.name)
 
 
+@needs_training_stack("eval detector")
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     if args.person_height:
         return _evaluate_on_camera_scenes(settings, args)
@@ -276,7 +280,8 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models.detection import ccp
     from models.detection.evaluate import evaluate_detector
     from models.registry import default_registry
-    from models.runtime.build import detector_runner, resolve_runtime
+    from models.runtime.build import detector_runner
+    from models.runtime.placement import resolve_runtime
 
     runtime = resolve_runtime(
         args.backend or settings.backend.value,

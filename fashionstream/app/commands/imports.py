@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionstream.app.commands import Commands
+from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import Settings
 
 log = logging.getLogger("fashionstream.import")
@@ -57,6 +58,7 @@ def register(commands: Commands) -> None:
     d.set_defaults(func=_import_detector)
 
 
+@needs_training_stack("import detector")
 def _import_detector(settings: Settings, args: argparse.Namespace) -> int:
     from models.onnx_models.importer import ImportFailed, import_detector
     from models.onnx_models.known_specs import KNOWN, known_template

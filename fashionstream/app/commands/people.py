@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionstream.app.commands import Commands
+from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import Settings
 
 log = logging.getLogger("fashionstream.people")
@@ -160,13 +161,15 @@ def ccp_people(ccp_dir: Path) -> list[Any]:
     return photos
 
 
+@needs_training_stack("train people")
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     import torch
 
     from models.detection.checkpoint import save_detector
     from models.people.augment import read_coco_photos
     from models.people.train import PeopleTrainConfig, train_people
-    from models.runtime.build import available_cores, resolve_device
+    from models.runtime.build import resolve_device
+    from models.runtime.placement import available_cores
 
     photos = read_coco_photos(args.data / "train.json", args.data / "images")
     if args.ccp is not None:
@@ -274,6 +277,7 @@ def _ship(
     return metrics
 
 
+@needs_training_stack("eval people")
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models import weights as W
     from models.onnx_models.detector import OnnxSpecDetector
@@ -282,12 +286,9 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models.people.runner import PeopleFromDetections, load_people
     from models.people.train import load_checkpoint_model
     from models.registry import default_registry
-    from models.runtime.build import (
-        detector_runner,
-        people_runner,
-        resolve_runtime,
-        shipped_people_runner,
-    )
+    from models.runtime.build import detector_runner, people_runner
+    from models.runtime.placement import resolve_runtime
+    from models.runtime.shipped import people_detector
 
     weights_dir = args.weights or settings.weights_dir
     runtime = resolve_runtime(
@@ -321,7 +322,7 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         detector = people_runner(model, config, runtime, 0.0, sha256=sha)
         name = str(args.weights_file)
     else:
-        detector, entry = shipped_people_runner(weights_dir, runtime, 0.0, input_sizes=input_sizes)
+        detector, entry = people_detector(weights_dir, runtime, 0.0, input_sizes=input_sizes)
         name = f"person detector {entry.version}"
         if isinstance(detector, OnnxSpecDetector):
             name += f" at {detector.input_sizes}"

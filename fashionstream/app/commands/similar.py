@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fashionstream.app.commands import Commands
+from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import REPO_ROOT, Settings
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -126,6 +127,7 @@ def register(
     d.set_defaults(func=_split)
 
 
+@needs_training_stack("train embedding")
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     import logging
     import platform
@@ -230,6 +232,7 @@ def _split(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_training_stack("eval similar")
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -387,6 +390,7 @@ def _progress(what: str, done: int, total: int) -> None:
     print(f"{what}: {done}/{total}", file=sys.stderr, flush=True)
 
 
+@needs_training_stack("bench similar")
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     import numpy as np
     import torch

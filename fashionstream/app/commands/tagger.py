@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fashionstream.app.commands import Commands
+from fashionstream.app.extras import EXIT_WITHOUT_STACK, ensure_training_stack
 from fashionstream.core.settings import REPO_ROOT, Backend, Device, Settings
 
 log = logging.getLogger("fashionstream.tagger")
@@ -70,8 +71,8 @@ def register(commands: Commands, bench: Commands) -> None:
     b.add_argument(
         "--backends",
         default="auto",
-        help="comma-separated of onnx, torch, torch-cuda; auto = onnx, and torch-cuda when a "
-        "GPU is here",
+        help="comma-separated of onnx, onnx-cuda, torch, torch-cuda; auto = onnx, and the "
+        "GPU's when one is here (onnx-cuda with onnxruntime-gpu, torch-cuda with torch)",
     )
     b.add_argument(
         "--garments",
@@ -170,9 +171,8 @@ def load_frames(video: Path, count: int, fps: float | None = None) -> tuple[list
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
-    import torch
-
-    from models.runtime.build import available_cores
+    from models.onnx_models.sessions import cuda_available
+    from models.runtime.placement import available_cores, torch_sees_cuda
     from models.tagger import FashionTagger
     from models.tags import FrameSource
 
@@ -183,16 +183,20 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     wanted = args.backends.split(",")
     if wanted == ["auto"]:
-        wanted = ["onnx"] + (["torch-cuda"] if torch.cuda.is_available() else [])
+        wanted = ["onnx"] + (["onnx-cuda"] if cuda_available() else [])
+        wanted += ["torch-cuda"] if torch_sees_cuda() else []
+    if any(n.startswith("torch") for n in wanted) and not ensure_training_stack(
+        "bench tagger --backends torch"
+    ):
+        return EXIT_WITHOUT_STACK
     modes = [m for m in args.garments.split(",") if m.strip()]
     if not set(modes) <= {"track", "frame"}:
         print(f"bench tagger: --garments takes track and frame, got {modes}", file=sys.stderr)
         return 2
     results: list[dict[str, Any]] = []
     for name, batch_size, mode in itertools.product(wanted, batch_sizes, modes):
-        backend, device = (
-            (Backend.TORCH, Device.CUDA) if name == "torch-cuda" else (Backend(name), Device.CPU)
-        )
+        backend_name, _, device_name = name.partition("-")
+        backend, device = Backend(backend_name), Device(device_name or "cpu")
         configured = dataclasses.replace(
             settings,
             backend=backend,
@@ -201,7 +205,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             garments_per_track=mode == "track",
         )
         tagger = FashionTagger.from_settings(configured)
-        # warm-up: allocations, ONNX export on first use
+        # warm-up: allocations, ONNX Runtime's first runs
         tagger.tag(frames[:batch_size], sources=sources[:batch_size])
         runs = []
         stages: dict[str, list[float]] = {}
@@ -229,7 +233,7 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             "device": device.value,
             "batch_size": batch_size,
             "garments": f"per {mode}",
-            "threads": torch.get_num_threads(),
+            "threads": min(settings.torch_threads or available_cores(), available_cores()),
             "fps_median": round(statistics.median(runs), 2),
             "fps_runs": [round(r, 2) for r in runs],
             "per_frame": {k: round(n / len(frames), 2) for k, n in found.items()},
