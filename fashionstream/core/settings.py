@@ -160,8 +160,14 @@ class Settings:
 
     # --- tagging
     weights_dir: Path = _setting(REPO_ROOT / "weights", "folder with manifest.json and the weights")
-    backend: Backend = _setting(Backend.AUTO, "auto, torch or onnx")
-    device: Device = _setting(Device.AUTO, "auto, cpu or cuda")
+    backend: Backend = _setting(
+        Backend.AUTO,
+        "auto, torch or onnx; auto = onnx (the graphs shipped in weights/), torch where torch"
+        " is installed and sees a GPU",
+    )
+    device: Device = _setting(
+        Device.AUTO, "auto, cpu or cuda; auto = a GPU the backend can use (onnx: onnxruntime-gpu)"
+    )
     torch_threads: int = _setting(0, "CPU threads for inference; 0 = all cores")
     batch_size: int = _setting(8, "frames per inference batch (Faust take(N, ...))")
     # 0.5 s each made a live frame's row wait ~0.75 s after it was tagged (bench live, one

@@ -140,7 +140,8 @@ def test_the_attribute_graph_classifies_and_embeds_as_torch_does(
     for a, b in zip(ours, theirs, strict=True):
         for head in classifier.heads:
             np.testing.assert_allclose(a[head], b[head], atol=1e-4)
-    assert our_vectors is not None and their_vectors is not None
+    assert our_vectors is not None
+    assert their_vectors is not None
     np.testing.assert_allclose(our_vectors, their_vectors, atol=1e-4)
 
 
