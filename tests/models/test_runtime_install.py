@@ -17,6 +17,7 @@ import pytest
 from fashionstream.core.settings import REPO_ROOT, Backend, Settings
 from models.detection import ccp
 from models.tagger import FashionTagger
+from models.tags import ImageTags
 from tests.support.pipeline import RUNTIME_INSTALL
 
 pytestmark = pytest.mark.models
@@ -66,7 +67,7 @@ def _images() -> list[np.ndarray]:
     return [s.image for s in samples][:4] + frames
 
 
-def _summary(tags: list) -> list[list[tuple[str, float, str]]]:  # type: ignore[type-arg]
+def _summary(tags: list[ImageTags]) -> list[list[tuple[str, float, str]]]:
     return [
         [(g.category, round(g.score, 3), g.attributes["articleType"].label) for g in t.garments]
         for t in tags
@@ -89,6 +90,7 @@ def test_the_runtime_tags_as_the_full_install_does_without_torch(tmp_path: Path)
         from tests.models.test_runtime_install import _images, _summary
         from fashionstream.core.settings import Settings
         from models.tagger import FashionTagger
+from models.tags import ImageTags
         tagger = FashionTagger.from_settings(Settings.from_env())
         print(json.dumps({{
             "version": tagger.model_version,
