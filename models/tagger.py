@@ -110,6 +110,8 @@ class TaggerSettings(Protocol):
     @property
     def person_input_sizes(self) -> tuple[int, ...]: ...
     @property
+    def plugins(self) -> tuple[Path, ...]: ...
+    @property
     def garments_per_person(self) -> bool: ...
     @property
     def garments_per_track(self) -> bool: ...
@@ -201,6 +203,7 @@ class FashionTagger:
         from models.attributes.calibration import thresholds_from
         from models.runtime import shipped
         from models.runtime.placement import resolve_runtime
+        from models.runtime.plugins import PluggedAttributes, load_plugins
 
         runtime = resolve_runtime(
             str(settings.backend),
@@ -217,22 +220,37 @@ class FashionTagger:
         detector, detector_entry = shipped.garment_detector(
             settings.weights_dir, W.DETECTOR_ENTRY, runtime, threshold, manifest
         )
-        runner, attributes_entry = shipped.attribute_classifier(
+        shipped_runner, attributes_entry = shipped.attribute_classifier(
             settings.weights_dir, runtime, manifest
         )
-        confidence = thresholds_from(attributes_entry.metrics.get("calibration", {}))
+        plugins = load_plugins(
+            settings.plugins,
+            runtime,
+            person_threshold=settings.person_threshold,
+            person_input_sizes=settings.person_input_sizes,
+        )
+        runner: AttributeRunner = shipped_runner
+        if plugins.classifiers:
+            runner = PluggedAttributes(shipped_runner, plugins.classifiers)
+        # the shipped heads' calibrated thresholds say nothing of a plug-in's head
+        calibration = thresholds_from(attributes_entry.metrics.get("calibration", {}))
+        confidence = {h: t for h, t in calibration.items() if h not in plugins.heads}
         version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
-        people, person_threshold, crop_detector, gates = None, threshold, None, None
-        if W.PEOPLE_ENTRY in manifest:
+        people: PeopleDetector | None = None
+        person_threshold, crop_detector, gates = threshold, None, None
+        if W.PEOPLE_ENTRY in manifest or plugins.people is not None:
             person_threshold = settings.person_threshold
-            people, people_entry = shipped.people_detector(
-                settings.weights_dir,
-                runtime,
-                person_threshold,
-                manifest,
-                input_sizes=settings.person_input_sizes,
-            )
-            version = f"{version}+people:{people_entry.version}"
+            if plugins.people is not None:
+                people = plugins.people
+            else:
+                people, people_entry = shipped.people_detector(
+                    settings.weights_dir,
+                    runtime,
+                    person_threshold,
+                    manifest,
+                    input_sizes=settings.person_input_sizes,
+                )
+                version = f"{version}+people:{people_entry.version}"
             if settings.garments_per_person and W.PERSON_CROPS_ENTRY in manifest:
                 on_crops, crops_entry = shipped.garment_detector(
                     settings.weights_dir, W.PERSON_CROPS_ENTRY, runtime, threshold, manifest
@@ -251,6 +269,8 @@ class FashionTagger:
                             activation=max(0.0, person_threshold - 0.1),
                         )
                     )
+        for plugged in plugins.versions:
+            version = f"{version}+plugin:{plugged}"
         return cls(
             detector,
             runner,
@@ -266,8 +286,9 @@ class FashionTagger:
     @property
     def model_version(self) -> str:
         """ "det:<detector version>+attr:<classifier version>[+people:<person detector
-        version>[+crops:<person-crop detector version>]]", from the weights manifest; "+crops":
-        garments found per person."""
+        version>[+crops:<person-crop detector version>]]][+plugin:<spec name>-<sha256[:8]>...]",
+        from the weights manifest and the plug-ins' specs; "+crops": garments found per person;
+        a plug-in person detector replaces "+people"."""
         return self._model_version
 
     @property

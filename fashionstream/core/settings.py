@@ -184,6 +184,11 @@ class Settings:
         " run each, boxes merged (empty = its spec's input.sizes, else its size; larger finds"
         " smaller people, each size costs a run: weights/people.md)",
     )
+    plugins: tuple[Path, ...] = _setting(
+        (),
+        "your own ONNX models, as model spec files, comma-separated (weights/README.md: a"
+        " classifier adds or replaces an attribute head, a person detector replaces ours)",
+    )
     garments_per_person: bool = _setting(
         True,
         "find garments on each detected person's crop; false: the garment detector on the"

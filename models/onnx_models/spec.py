@@ -1,8 +1,10 @@
 """The model spec: what the pipeline needs to know to run an ONNX model it did not train (an
-imported pretrained detector, later a user's own): input layout and normalisation, how to decode
-the outputs, the class list and its map onto our taxonomy, thresholds, and where the file came
-from under which licence. A documented JSON format (weights/README.md, "Model specs"), checked
-field by field on load so a wrong spec fails at start-up naming the field, never mid-stream.
+imported pretrained detector, a user's own detector or classifier plugged in by
+FASHIONSTREAM_PLUGINS): input layout and normalisation, how to decode the outputs, the class
+list and its map onto our taxonomy (a classifier: the attribute head it gives), thresholds, and
+where the file came from under which licence. A documented JSON format (weights/README.md,
+"Model specs"), checked field by field on load so a wrong spec fails at start-up naming the
+field, never mid-stream.
 
 Nothing here imports onnxruntime or torch: reading a spec is cheap and safe anywhere."""
 
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 SPEC_FORMAT = "fashionstream-model-spec/1"
-KINDS = ("detector",)
-LAYOUTS = ("NCHW",)
+KINDS = ("detector", "classifier")
+# NHWC: classifiers only (Keras and TensorFlow exports)
+LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR")
 # how a frame is fitted into the network's input:
 #   letterbox: scaled to fit `size` (aspect kept), top-left aligned, the rest `pad_value`;
@@ -30,6 +33,9 @@ RESIZE_MODES = ("letterbox", "stride")
 #   dets_labels: (1, N, 5) xyxy + score in input pixels and (1, N) class ids, NMS done inside
 #          the graph (mmdeploy's detection exports)
 DECODERS = ("yolox", "dets_labels")
+# a classifier's output `output.index`, one row per crop over `classes`:
+#   softmax: logits, turned into probabilities; probabilities: as they are (a softmax layer)
+CLASSIFIER_DECODERS = ("softmax", "probabilities")
 
 
 class SpecError(ValueError):
@@ -59,6 +65,10 @@ class InputSpec:
 class OutputSpec:
     decode: str
     strides: tuple[int, ...] = (8, 16, 32)  # yolox only
+    # classifiers: the attribute head the output gives (one of ours, e.g. "gender", replaces
+    # the shipped head; a new name adds one) and which of the graph's outputs it is
+    head: str = ""
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,8 @@ class Source:
 @dataclass(frozen=True)
 class ModelSpec:
     """One ONNX model and everything needed to run it. `class_map` maps a class name of the
-    model onto ours (e.g. "person" -> "person"); classes it does not name are dropped."""
+    model onto ours (e.g. "person" -> "person"); a detector drops the classes it does not
+    name, a classifier keeps their own names (its labels are `labels()`)."""
 
     kind: str
     name: str
@@ -103,6 +114,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         _check(self)
+
+    def labels(self) -> tuple[str, ...]:
+        """A classifier's labels in output order, mapped onto ours where `class_map` says."""
+        return tuple(self.class_map.get(c, c) for c in self.classes)
 
     def mapped(self) -> dict[int, str]:
         """Model class index -> our class name, for the classes `class_map` keeps."""
@@ -137,6 +152,13 @@ def _check(spec: ModelSpec) -> None:
     )
     need(not i.sizes or i.resize == "stride", "input.sizes", "needs input.resize stride")
     need(i.layout in LAYOUTS, "input.layout", f"{i.layout!r} is not one of {LAYOUTS}")
+    need(len(spec.classes) > 0, "classes", "empty")
+    unknown = sorted(set(spec.class_map) - set(spec.classes))
+    need(not unknown, "class_map", f"maps classes the model does not have: {unknown}")
+    if spec.kind == "classifier":
+        _check_classifier(spec, need)
+        return
+    need(i.layout == "NCHW", "input.layout", "a detector takes NCHW")
     need(i.channels in CHANNEL_ORDERS, "input.channels", f"{i.channels!r} not in {CHANNEL_ORDERS}")
     need(i.scale > 0, "input.scale", f"must be positive, got {i.scale}")
     need(len(i.mean) == 3 and len(i.std) == 3, "input.mean/std", "3 values each")
@@ -145,13 +167,28 @@ def _check(spec: ModelSpec) -> None:
     need(decode in DECODERS, "output.decode", f"{decode!r} is not one of {DECODERS}")
     if spec.output.decode == "yolox":
         need(bool(spec.output.strides), "output.strides", "yolox needs its strides")
-    need(len(spec.classes) > 0, "classes", "empty")
-    unknown = sorted(set(spec.class_map) - set(spec.classes))
-    need(not unknown, "class_map", f"maps classes the model does not have: {unknown}")
+    need(not spec.output.head, "output.head", "a detector gives boxes, not an attribute head")
     need(bool(spec.class_map), "class_map", "maps no class: the model would find nothing")
     t = spec.thresholds
     need(0.0 <= t.floor < 1.0, "thresholds.floor", f"must be in [0, 1), got {t.floor}")
     need(0.0 < t.nms_iou <= 1.0, "thresholds.nms_iou", f"must be in (0, 1], got {t.nms_iou}")
+
+
+def _check_classifier(spec: ModelSpec, need: Any) -> None:
+    """A classifier sees the shipped crop rule's square garment crop (models.attributes.crop)
+    at its own input size, and gives one attribute head."""
+    i, o = spec.input, spec.output
+    need(i.size[0] == i.size[1], "input.size", f"a classifier takes square crops, got {i.size}")
+    need(i.resize == "letterbox", "input.resize", "a classifier's crop is already square")
+    need(
+        o.decode in CLASSIFIER_DECODERS,
+        "output.decode",
+        f"{o.decode!r} is not one of {CLASSIFIER_DECODERS}",
+    )
+    need(bool(o.head), "output.head", "name the attribute head the classifier gives")
+    need(o.index >= 0, "output.index", f"must be >= 0, got {o.index}")
+    labels = spec.labels()
+    need(len(set(labels)) == len(labels), "class_map", f"maps two classes onto one: {labels}")
 
 
 def _section(raw: Mapping[str, Any], key: str, cls: type, name: str) -> Any:

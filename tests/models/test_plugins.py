@@ -1,0 +1,141 @@
+"""A user's own ONNX models plugged in by configuration (FASHIONSTREAM_PLUGINS): a classifier
+replaces or adds an attribute head, a person detector replaces ours, the model version names
+each plug-in, and a spec that does not match its graph stops the tagger at start-up naming the
+field. On real catalogue photos and camera frames."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fashionstream.core.settings import REPO_ROOT, Backend, Settings
+from models.detection import ccp
+from models.onnx_models.spec import SpecError
+from models.tagger import FashionTagger
+from models.tags import ImageTags
+from tests.support.plugin_models import PATTERNS, gender_plugin, pattern_plugin
+
+pytestmark = pytest.mark.models
+
+WEIGHTS = REPO_ROOT / "weights"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+CATALOGUE = REPO_ROOT / "fashionstream" / "app" / "samples" / "catalogue"
+
+
+def _images() -> list[np.ndarray]:
+    photos = [ccp.read_rgb(p) for p in sorted(CATALOGUE.glob("*.jpg"))[:3]]
+    samples = ccp.iter_samples(FIXTURES / "ccp", ccp.image_ids(FIXTURES / "ccp"))
+    return photos + [s.image for s in samples][:3]
+
+
+def _tagger(state: Path, *plugins: Path) -> FashionTagger:
+    return FashionTagger.from_settings(
+        Settings(state_dir=state, backend=Backend.ONNX, torch_threads=2, plugins=plugins)
+    )
+
+
+@pytest.fixture(scope="module")
+def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plugins")
+    gender_plugin(folder)
+    pattern_plugin(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> list[ImageTags]:
+    return _tagger(tmp_path_factory.mktemp("state")).tag(_images())
+
+
+def test_a_plugged_head_replaces_the_shipped_one_and_an_added_one_joins_it(
+    plugin_dir: Path, shipped: list[ImageTags], tmp_path: Path
+) -> None:
+    tagger = _tagger(tmp_path, plugin_dir / "my_gender.spec.json", plugin_dir / "pattern.spec.json")
+    assert "+plugin:my_gender-" in tagger.model_version
+    assert "+plugin:pattern-" in tagger.model_version
+    plugged = tagger.tag(_images())
+    garments = 0
+    for ours, theirs in zip(plugged, shipped, strict=True):
+        assert len(ours.garments) == len(theirs.garments)
+        for mine, reference in zip(ours.garments, theirs.garments, strict=True):
+            garments += 1
+            # the Keras-style graph is the shipped gender head behind NHWC, BGR and its own
+            # label names: the same probabilities, under our labels, on the same crops
+            assert mine.probabilities["gender"].keys() == reference.probabilities["gender"].keys()
+            for label, p in reference.probabilities["gender"].items():
+                assert mine.probabilities["gender"][label] == pytest.approx(p, abs=1e-4)
+            # the added head: every pattern, probabilities summing to one
+            assert set(mine.probabilities["pattern"]) == set(PATTERNS)
+            assert sum(mine.probabilities["pattern"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert mine.attributes["pattern"].label in PATTERNS
+            # the shipped heads the plug-ins leave alone are untouched
+            for head in ("articleType", "baseColour", "usage"):
+                assert mine.attributes[head] == reference.attributes[head]
+    assert garments >= 5
+
+
+def test_a_plugged_person_detector_replaces_ours(tmp_path: Path) -> None:
+    # the shipped YOLOX-Nano, brought as a user's own person detector under another name
+    shipped_spec = json.loads((WEIGHTS / "people-yolox_nano.spec.json").read_text())
+    shutil.copy(WEIGHTS / shipped_spec["file"], tmp_path / "my_people.onnx")
+    spec = {**shipped_spec, "name": "my_people", "file": "my_people.onnx"}
+    (tmp_path / "my_people.spec.json").write_text(json.dumps(spec))
+    frames = [ccp.read_rgb(p) for p in sorted((FIXTURES / "frames").glob("*.jpg"))]
+    plugged = _tagger(tmp_path / "state", tmp_path / "my_people.spec.json")
+    reference = _tagger(tmp_path / "state")
+    assert "+plugin:my_people-" in plugged.model_version
+    assert "+people:" not in plugged.model_version
+    ours, theirs = plugged.tag(frames), reference.tag(frames)
+    assert sum(len(t.people) for t in theirs) >= 2
+    for a, b in zip(ours, theirs, strict=True):
+        assert [p.box for p in a.people] == [p.box for p in b.people]
+
+
+def _broken(plugin_dir: Path, tmp_path: Path, **changes: object) -> Path:
+    raw = json.loads((plugin_dir / "pattern.spec.json").read_text())
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw[section] = {**raw[section], field: value}
+        else:
+            raw[section] = value
+    shutil.copy(plugin_dir / "pattern.onnx", tmp_path / "pattern.onnx")
+    path = tmp_path / "broken.spec.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"classes": ["plain", "striped"]}, "classes"),
+        ({"input__name": "pixels"}, "input.name"),
+        ({"input__layout": "NHWC"}, "input.layout"),
+        ({"output__index": 1}, "output.index"),
+        ({"output__head": ""}, "output.head"),
+        ({"output__decode": "yolox"}, "output.decode"),
+        ({"input__size": [64, 48]}, "input.size"),
+        ({"sha256": "0" * 64}, "sha256"),
+    ],
+)
+def test_a_spec_that_does_not_fit_its_graph_stops_the_tagger_naming_the_field(
+    plugin_dir: Path, tmp_path: Path, changes: dict[str, object], field: str
+) -> None:
+    with pytest.raises(SpecError, match=rf"model spec pattern: .*{field}"):
+        _tagger(tmp_path / "state", _broken(plugin_dir, tmp_path, **changes))
+
+
+def test_a_garment_detector_plugin_is_refused(tmp_path: Path) -> None:
+    shipped_spec = json.loads((WEIGHTS / "people-yolox_nano.spec.json").read_text())
+    shutil.copy(WEIGHTS / shipped_spec["file"], tmp_path / shipped_spec["file"])
+    spec = {**shipped_spec, "class_map": {"handbag": "bag"}}
+    (tmp_path / "bags.spec.json").write_text(json.dumps(spec))
+    with pytest.raises(SpecError, match="class_map: a plug-in detector replaces the person"):
+        _tagger(tmp_path / "state", tmp_path / "bags.spec.json")
+
+
+def test_two_plugins_for_one_head_are_refused(plugin_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="another plug-in gives 'pattern'"):
+        _tagger(tmp_path, plugin_dir / "pattern.spec.json", plugin_dir / "pattern.spec.json")
