@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # exit status when the shutdown bound was reached and the process was ended without finishing
 # its stop (nothing is lost: what was not durable was never committed)
 EXIT_SHUTDOWN_BOUND = 3
+# a plug-in model spec (FASHIONSTREAM_PLUGINS) that does not fit its graph: nothing started
+EXIT_BAD_PLUGIN = 2
 
 
 class BoundedStopWorker(faust.Worker):
@@ -67,9 +69,17 @@ def run_worker(
     sink: ItemSink | SinkFactory | None = None,
 ) -> int:
     """Blocks until the worker stops; returns the process exit status (0 after a clean stop)."""
-    # Faust creates its data dir (settings.state_dir / "faust") without parents; the ONNX
-    # export cache lives in the state dir too
+    # Faust creates its data dir (settings.state_dir / "faust") without parents
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if tagger is None and settings.plugins:
+        from models.onnx_models.spec import SpecError
+        from models.runtime.plugins import check_plugins
+
+        try:  # before the worker joins its group: a plug-in that does not fit takes nothing
+            check_plugins(settings.plugins)
+        except SpecError as exc:
+            log.error("%s", exc)
+            return EXIT_BAD_PLUGIN
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     server = serve_metrics(registry, settings.metrics_host, settings.worker_metrics_port)

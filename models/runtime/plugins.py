@@ -104,6 +104,12 @@ def load_plugins(
     return Plugins(people, tuple(classifiers))
 
 
+def check_plugins(paths: Sequence[Path]) -> None:
+    """Raise SpecError, naming the field, unless every spec of `paths` fits its graph: what a
+    worker checks before it joins its consumer group."""
+    load_plugins(paths, Runtime("onnx", "cpu", 1, Path()), person_threshold=0.0)
+
+
 class PluggedAttributes:
     """The shipped attribute classifier with plug-in heads: every crop goes through the shipped
     network and each plug-in classifier (at its own input size); a plug-in head replaces the

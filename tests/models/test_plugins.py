@@ -4,7 +4,10 @@ each plug-in, and a spec that does not match its graph stops the tagger at start
 field. On real catalogue photos and camera frames."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from models.detection import ccp
 from models.onnx_models.spec import SpecError
 from models.tagger import FashionTagger
 from models.tags import ImageTags
+from tests.support.pipeline import RUNTIME_INSTALL
 from tests.support.plugin_models import PATTERNS, gender_plugin, pattern_plugin
 
 pytestmark = pytest.mark.models
@@ -139,3 +143,30 @@ def test_a_garment_detector_plugin_is_refused(tmp_path: Path) -> None:
 def test_two_plugins_for_one_head_are_refused(plugin_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="another plug-in gives 'pattern'"):
         _tagger(tmp_path, plugin_dir / "pattern.spec.json", plugin_dir / "pattern.spec.json")
+
+
+def test_a_worker_with_a_plugin_that_does_not_fit_takes_nothing(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    broken = _broken(plugin_dir, tmp_path, classes=["plain", "striped"])
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(RUNTIME_INSTALL),  # as the runtime install: no training stack
+        "FASHIONSTREAM_PLUGINS": str(broken),
+        "FASHIONSTREAM_STATE_DIR": str(tmp_path / "state"),
+        # nothing listens here: the worker must stop before it looks for a broker
+        "FASHIONSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "fashionstream", "worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "model spec pattern: classes: 2 classes" in lines[0]
