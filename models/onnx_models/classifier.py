@@ -57,7 +57,7 @@ class OnnxSpecClassifier:
         """RGB uint8 (S, S, 3) garment crops -> {head: (n_labels,) float32 probabilities} each."""
         out: list[dict[str, np.ndarray]] = []
         for start in range(0, len(crops), self.max_batch):
-            batch = self._inputs(crops[start : start + self.max_batch])
+            batch = self.inputs(crops[start : start + self.max_batch])
             with self._lock:
                 outputs = self.session.run(None, {self.spec.input.name: batch})
             scores = np.asarray(outputs[self.spec.output.index], np.float64)
@@ -72,7 +72,8 @@ class OnnxSpecClassifier:
             out.extend({self.head: row.astype(np.float32)} for row in scores)
         return out
 
-    def _inputs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+    def inputs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The graph's input for `crops`: resized, in its channel order, normalised, laid out."""
         size = self.spec.input.size[0]
         pixels = []
         for crop in crops:

@@ -38,6 +38,29 @@ DECODERS = ("yolox", "dets_labels")
 CLASSIFIER_DECODERS = ("softmax", "probabilities")
 
 
+# keras.applications' preprocess_input modes as the spec's normalisation: what the network
+# expects its pixels to be (a model with its preprocessing inside takes "none": 0-255 RGB)
+PREPROCESSING: Mapping[str, Mapping[str, Any]] = {
+    "none": {"channels": "RGB", "scale": 1.0, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+    # VGG16/19, ResNet50: BGR, ImageNet's mean pixel subtracted, not scaled
+    "caffe": {
+        "channels": "BGR",
+        "scale": 1.0,
+        "mean": [103.939, 116.779, 123.68],
+        "std": [1.0, 1.0, 1.0],
+    },
+    # MobileNet, Inception, Xception: [-1, 1]
+    "tf": {"channels": "RGB", "scale": 127.5, "mean": [1.0, 1.0, 1.0], "std": [1.0, 1.0, 1.0]},
+    # DenseNet: [0, 1] then ImageNet's mean and std
+    "torch": {
+        "channels": "RGB",
+        "scale": 255.0,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    },
+}
+
+
 class SpecError(ValueError):
     """A model spec that is malformed or does not match its model; the message names the field."""
 

@@ -1,7 +1,7 @@
-"""A user's own classifiers in the pipeline, against the real broker and Postgres: a worker
-started with FASHIONSTREAM_PLUGINS (and, like every worker of the suite, without the training
-stack) writes each plug-in's head into the garments' attributes and probabilities, and names
-the plug-ins in the rows' model version."""
+"""A user's own classifiers in the pipeline (one imported from a Keras .h5), against the real
+broker and Postgres: a worker started with FASHIONSTREAM_PLUGINS (and, like every worker of the
+suite, without the training stack) writes each plug-in's head into the garments' attributes
+and probabilities, and names the plug-ins in the rows' model version."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ from tests.support.pipeline import (
     wait_for_images,
     worker_command,
 )
-from tests.support.plugin_models import PATTERNS, gender_plugin, pattern_plugin
+from tests.support.plugin_models import (
+    KERAS_LABELS,
+    PATTERNS,
+    gender_plugin,
+    keras_plugin,
+    pattern_plugin,
+)
 
 TIMEOUT_S = 300.0
 
@@ -29,7 +35,7 @@ TIMEOUT_S = 300.0
 def test_plugged_heads_reach_postgres(
     local_stack: Settings, db: psycopg2.extensions.connection, tmp_path: Path
 ) -> None:
-    plugins = (gender_plugin(tmp_path), pattern_plugin(tmp_path))
+    plugins = (gender_plugin(tmp_path), pattern_plugin(tmp_path), keras_plugin(tmp_path))
     group = unique("it-plugins")
     feed = unique("plugged-catalogue")
     start_group_at_end(local_stack, group)
@@ -50,7 +56,8 @@ def test_plugged_heads_reach_postgres(
         )
         (version,) = (row[0] for row in cur.fetchall())
         assert "+plugin:my_gender-" in version
-        assert version.endswith(f"+plugin:pattern-{_sha8(plugins[1])}")
+        assert f"+plugin:pattern-{_sha8(plugins[1])}" in version
+        assert version.endswith(f"+plugin:vgg_style-{_sha8(plugins[2])}")
         cur.execute(
             "SELECT g.attributes, g.probabilities FROM garments g"
             " JOIN images i ON i.id = g.image_id JOIN sources s ON s.id = i.source_pk"
@@ -62,6 +69,7 @@ def test_plugged_heads_reach_postgres(
     for attributes, probabilities in garments:
         assert attributes["pattern"]["label"] in PATTERNS
         assert set(probabilities["pattern"]) == set(PATTERNS)
+        assert attributes["usage_vgg"]["label"] in KERAS_LABELS
         # the replaced head keeps our labels (the spec's class_map)
         assert set(probabilities["gender"]) == {"Boys", "Girls", "Men", "Unisex", "Women"}
 

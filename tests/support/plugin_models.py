@@ -121,3 +121,54 @@ def pattern_plugin(folder: Path) -> Path:
         classes=list(PATTERNS),
         class_map={},
     )
+
+
+KERAS_LABELS = ("Casual", "Ethnic", "Formal", "Sports", "Party")
+
+
+def vgg_style_keras_classifier(folder: Path, size: int = 64) -> tuple[Path, Path]:
+    """A Keras classifier with VGG19's shape (conv blocks of 2, 2, 4, 4, 4 3x3 convolutions,
+    each block max-pooled; narrow, so it converts in seconds) and a softmax head over
+    KERAS_LABELS, saved as .h5 as the Flask pipeline's were; random weights, the head scaled so
+    its probabilities spread (a near-uniform softmax would hide a wrong conversion). Returns
+    the .h5 and its labels file. Needs the `keras` extra."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((size, size, 3))]
+    for block, (convs, width) in enumerate(zip((2, 2, 4, 4, 4), (8, 16, 32, 32, 32), strict=True)):
+        layers += [
+            keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"b{block}c{i}")
+            for i in range(convs)
+        ]
+        layers.append(keras.layers.MaxPooling2D(name=f"b{block}pool"))
+    layers += [
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(len(KERAS_LABELS), activation="softmax", name="style"),
+    ]
+    model = keras.Sequential(layers)
+    dense = model.get_layer("style")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 40.0, bias])
+    path = folder / "vgg_style.h5"
+    model.save(path)
+    labels = folder / "vgg_style_labels.txt"
+    labels.write_text("\n".join(KERAS_LABELS) + "\n")
+    return path, labels
+
+
+def keras_plugin(folder: Path) -> Path:
+    """The spec of `vgg_style_keras_classifier` imported as `fashionstream import keras` does
+    (head "usage_vgg", caffe preprocessing as VGG19's)."""
+    from models.onnx_models.keras_import import import_keras
+
+    model, labels = vgg_style_keras_classifier(folder)
+    result = import_keras(
+        model,
+        head="usage_vgg",
+        labels=labels.read_text().split(),
+        out_dir=folder,
+        name="vgg_style",
+        preprocessing="caffe",
+    )
+    return result.spec_path

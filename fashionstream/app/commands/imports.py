@@ -1,5 +1,6 @@
 """`fashionstream import detector`: a pretrained ONNX detector into weights/, from a pinned
-source, with its model spec, licence text and manifest entry."""
+source, with its model spec, licence text and manifest entry. `fashionstream import keras`: a
+Keras classifier (.h5) to an ONNX graph and its model spec, for FASHIONSTREAM_PLUGINS."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from fashionstream.app.commands import Commands
-from fashionstream.app.extras import needs_training_stack
+from fashionstream.app.extras import needs_keras, needs_training_stack
 from fashionstream.core.settings import Settings
 
 log = logging.getLogger("fashionstream.import")
+# the photos a converted Keras graph is checked on, as garment crops of this side
+SAMPLE_CATALOGUE = Path(__file__).resolve().parents[1] / "samples" / "catalogue"
+CHECK_CROP = 224
 
 
 def register(commands: Commands) -> None:
@@ -56,6 +60,41 @@ def register(commands: Commands) -> None:
     )
     d.add_argument("--weights", type=Path, help="weights folder; default: settings")
     d.set_defaults(func=_import_detector)
+
+    from models.onnx_models.spec import PREPROCESSING
+
+    k = imports.add_parser(
+        "keras",
+        help="a Keras classifier (.h5) to ONNX + its model spec, for FASHIONSTREAM_PLUGINS",
+        description="Converts the Keras classifier MODEL (an .h5 file; square RGB input, one "
+        "output of class scores) with tf2onnx, checks the graph computes what Keras computes "
+        "on the sample catalogue's photos, and writes NAME.onnx and NAME.spec.json into OUT. "
+        "List OUT/NAME.spec.json in FASHIONSTREAM_PLUGINS to run it as the attribute head "
+        "HEAD. Needs the keras extra (TensorFlow).",
+    )
+    k.add_argument("model", type=Path, help="the Keras model, .h5")
+    k.add_argument("--head", required=True, help="the attribute head it gives, e.g. gender")
+    k.add_argument(
+        "--labels", type=Path, required=True, help="a text file: one label per line, in order"
+    )
+    k.add_argument("-o", "--out", type=Path, required=True, help="folder to write into")
+    k.add_argument("--name", help="the plug-in's name (default: the file's stem)")
+    k.add_argument(
+        "--preprocessing",
+        choices=sorted(PREPROCESSING),
+        default="none",
+        help="what the network expects of its pixels, as keras.applications' preprocess_input "
+        "modes: caffe (VGG16/19, ResNet50: BGR, mean pixel subtracted), tf ([-1, 1]), torch "
+        "([0, 1], ImageNet mean/std), none (0-255 RGB; preprocessing inside the model)",
+    )
+    k.add_argument(
+        "--class-map",
+        type=Path,
+        help='a JSON object: label -> ours (e.g. {"male": "Men"}), to replace a head of ours',
+    )
+    k.add_argument("--licence", default="", help="the model's licence (SPDX id)")
+    k.add_argument("--attribution", default="", help="who made it")
+    k.set_defaults(func=_import_keras)
 
 
 @needs_training_stack("import detector")
@@ -105,6 +144,40 @@ def _import_detector(settings: Settings, args: argparse.Namespace) -> int:
         json.dumps(
             {"entry": entry.name, "file": entry.file, "sha256": entry.sha256, "spec": entry.spec},
             indent=2,
+        )
+    )
+    return 0
+
+
+@needs_keras("import keras")
+def _import_keras(settings: Settings, args: argparse.Namespace) -> int:
+    from models.attributes.crop import prepare_crop
+    from models.detection.ccp import read_rgb
+    from models.onnx_models.keras_import import KerasImportFailed, import_keras
+    from models.onnx_models.spec import SpecError
+
+    samples = sorted(SAMPLE_CATALOGUE.glob("*.jpg"))
+    try:
+        labels = [line.strip() for line in args.labels.read_text().splitlines() if line.strip()]
+        class_map = json.loads(args.class_map.read_text()) if args.class_map else {}
+        result = import_keras(
+            args.model,
+            head=args.head,
+            labels=labels,
+            out_dir=args.out,
+            name=args.name or args.model.stem,
+            preprocessing=args.preprocessing,
+            class_map=class_map,
+            licence=args.licence,
+            attribution=args.attribution,
+            check_crops=[prepare_crop(read_rgb(p), None, None, CHECK_CROP) for p in samples],
+        )
+    except (OSError, ValueError, KerasImportFailed, SpecError) as exc:
+        print(f"import keras: {exc}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {"spec": str(result.spec_path), "max_difference": result.max_difference}, indent=2
         )
     )
     return 0
