@@ -90,7 +90,6 @@ def test_the_runtime_tags_as_the_full_install_does_without_torch(tmp_path: Path)
         from tests.models.test_runtime_install import _images, _summary
         from fashionstream.core.settings import Settings
         from models.tagger import FashionTagger
-from models.tags import ImageTags
         tagger = FashionTagger.from_settings(Settings.from_env())
         print(json.dumps({{
             "version": tagger.model_version,
