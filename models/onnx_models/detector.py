@@ -9,6 +9,9 @@ Tensor contract (the `yolox` decoder, YOLOX's export without decode_in_inference
          stride, strides in order) raw (dx, dy, log w, log h), objectness and C class
          probabilities; centre = (grid + d) * s, size = exp(log size) * s, score = obj * class.
 The `dets_labels` decoder (mmdeploy): (1, N, 5) xyxy + score in input pixels, (1, N) class ids.
+The `tf_od_api` decoder (TensorFlow Object Detection API exports, converted by `fashionstream
+import tf-detector`): the frame fed as it is, (1, H, W, 3) uint8 (the graph resizes it); out
+(1, N, 4) normalised (ymin, xmin, ymax, xmax), (1, N) scores, (1, N) class ids from 1, (1,) count.
 """
 
 from __future__ import annotations
@@ -48,8 +51,13 @@ class ClassBoxes:
 
 
 def fit_frame(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float]:
-    """RGB uint8 (H, W, 3) -> the network's (1, 3, h, w) float32 input and the scale applied
-    (input pixels per frame pixel). The frame keeps its aspect, top-left aligned."""
+    """RGB uint8 (H, W, 3) -> the network's input, (1, 3, h, w) float32 (or as the spec's
+    layout and dtype say), and the scale applied (input pixels per frame pixel). The frame
+    keeps its aspect, top-left aligned."""
+    if spec.resize == "graph":  # the graph resizes it: the frame as it is
+        pixels = image if spec.channels == "RGB" else image[:, :, ::-1]
+        batch = np.ascontiguousarray(pixels[None])
+        return (batch if spec.layout == "NHWC" else batch.transpose(0, 3, 1, 2)), 1.0
     height, width = image.shape[:2]
     ratio = min(spec.size[0] / height, spec.size[1] / width)
     new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))
@@ -69,6 +77,10 @@ def fit_frame(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, float]:
     std = np.asarray(spec.std, np.float32)
     # the pad is in raw pixel units like the image, so it is normalised with it
     canvas = (canvas / spec.scale - mean) / std
+    if spec.dtype == "uint8":
+        canvas = canvas.round().clip(0, 255).astype(np.uint8)
+    if spec.layout == "NHWC":
+        return np.ascontiguousarray(canvas[None]), ratio
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), ratio
 
 
@@ -94,6 +106,20 @@ def decode_yolox(
     size = np.exp(np.minimum(raw[:, 2:4], 20.0)) * step  # the clip keeps garbage finite
     boxes = np.concatenate((centre - size / 2, centre + size / 2), axis=1)
     return boxes, raw[:, 4:5] * raw[:, 5:]
+
+
+def decode_tf_od_api(
+    outputs: Sequence[np.ndarray], input_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TF Object Detection API's outputs -> boxes (n, 4) xyxy input pixels, scores (n,),
+    class indices (n,) into the spec's classes (the API counts from 1)."""
+    count = int(np.asarray(outputs[3]).reshape(-1)[0])
+    height, width = input_shape[1:3]  # NHWC: the frame as fed
+    ymin, xmin, ymax, xmax = np.asarray(outputs[0][0][:count], np.float32).T
+    boxes = np.stack((xmin * width, ymin * height, xmax * width, ymax * height), axis=1)
+    scores = np.asarray(outputs[1][0][:count], np.float32)
+    labels = np.asarray(outputs[2][0][:count]).astype(np.int64) - 1
+    return boxes.reshape(-1, 4), scores, labels
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -187,6 +213,9 @@ class OnnxSpecDetector:
         if self.spec.output.decode == "yolox":
             boxes, scores = decode_yolox(outputs[0], array.shape[2:], self.spec.output.strides)
             per_class = {i: (boxes, scores[:, i]) for i in self._ours if i < scores.shape[1]}
+        elif self.spec.output.decode == "tf_od_api":
+            boxes, scores, labels = decode_tf_od_api(outputs, array.shape)
+            per_class = {i: (boxes[labels == i], scores[labels == i]) for i in self._ours}
         else:  # dets_labels
             dets, labels = outputs[0][0], outputs[1][0].astype(np.int64)
             per_class = {i: (dets[labels == i, :4], dets[labels == i, 4]) for i in self._ours}
@@ -228,13 +257,24 @@ def check_session(ort_session: Any, spec: ModelSpec) -> None:
     names = [i.name for i in inputs]
     if spec.input.name not in names:
         raise SpecError(f"model spec {spec.name}: input.name: {spec.input.name!r} not in {names}")
-    shape = next(i.shape for i in inputs if i.name == spec.input.name)
-    if len(shape) != 4 or shape[1] not in (3, "3"):
-        raise SpecError(f"model spec {spec.name}: input.layout: NCHW with 3 channels, got {shape}")
-    fixed = [d for d in shape[2:] if isinstance(d, int)]
+    graph_input = next(i for i in inputs if i.name == spec.input.name)
+    shape = graph_input.shape
+    channels_at = 1 if spec.input.layout == "NCHW" else 3
+    if len(shape) != 4 or shape[channels_at] not in (3, "3"):
+        raise SpecError(
+            f"model spec {spec.name}: input.layout: {spec.input.layout} with 3 channels, got "
+            f"{shape}"
+        )
+    if graph_input.type != f"tensor({spec.input.dtype})":
+        raise SpecError(
+            f"model spec {spec.name}: input.dtype: the graph takes {graph_input.type}, the spec "
+            f"says {spec.input.dtype}"
+        )
+    spatial = shape[2:] if spec.input.layout == "NCHW" else shape[1:3]
+    fixed = [d for d in spatial if isinstance(d, int)]
     if fixed and (len(fixed) != 2 or tuple(fixed) != tuple(spec.input.size)):
         raise SpecError(
-            f"model spec {spec.name}: input.size: the graph takes {shape[2:]}, the spec says "
+            f"model spec {spec.name}: input.size: the graph takes {spatial}, the spec says "
             f"{list(spec.input.size)}"
         )
     if fixed and spec.input.resize != "letterbox":
@@ -243,7 +283,7 @@ def check_session(ort_session: Any, spec: ModelSpec) -> None:
             "letterbox fits it"
         )
     outputs = ort_session.get_outputs()
-    wanted = 1 if spec.output.decode == "yolox" else 2
+    wanted = {"yolox": 1, "dets_labels": 2, "tf_od_api": 4}[spec.output.decode]
     if len(outputs) != wanted:
         raise SpecError(
             f"model spec {spec.name}: output.decode: {spec.output.decode} reads {wanted} "

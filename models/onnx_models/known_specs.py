@@ -9,7 +9,8 @@ from typing import Any
 
 from models.onnx_models.spec import SpecError
 
-KNOWN = ("yolox_nano",)
+# `import detector` (ONNX sources) and `import tf-detector` (TensorFlow frozen graphs)
+KNOWN = ("yolox_nano", "pedestrian_ssdlite")
 
 
 def known_template(name: str) -> dict[str, Any]:

