@@ -31,6 +31,9 @@ from models.people.boxes import PersonBoxes
 from models.taxonomy import PERSON
 from models.weights import file_problem
 
+# the spec's input.dtype as ONNX Runtime names a graph input's type
+ORT_TYPES = {"float32": "tensor(float)", "uint8": "tensor(uint8)"}
+
 
 @dataclass(frozen=True)
 class ClassBoxes:
@@ -265,7 +268,7 @@ def check_session(ort_session: Any, spec: ModelSpec) -> None:
             f"model spec {spec.name}: input.layout: {spec.input.layout} with 3 channels, got "
             f"{shape}"
         )
-    if graph_input.type != f"tensor({spec.input.dtype})":
+    if graph_input.type != ORT_TYPES[spec.input.dtype]:
         raise SpecError(
             f"model spec {spec.name}: input.dtype: the graph takes {graph_input.type}, the spec "
             f"says {spec.input.dtype}"

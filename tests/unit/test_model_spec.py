@@ -87,7 +87,9 @@ def test_the_known_templates_become_valid_specs(name: str) -> None:
     spec = parse_spec({**known_template(name), "file": f"{name}.onnx", "sha256": "1" * 64})
     assert "person" in spec.mapped().values()
     assert spec.source.licence in ("Apache-2.0", "MIT", "BSD-3-Clause", "CC-BY-4.0")
-    assert len(spec.source.commit) == 40
+    # pinned: a repository at a commit, or a registry package at a version
+    pypi = spec.source.repository.startswith("pypi:") and "==" in spec.source.repository
+    assert len(spec.source.commit) == 40 or pypi
     assert len(spec.source.sha256) == 64
 
 
@@ -137,8 +139,8 @@ def test_nms_keeps_the_best_of_overlapping_boxes_and_the_separate_ones() -> None
 
 
 class _Arg:
-    def __init__(self, name: str, shape: list[Any]) -> None:
-        self.name, self.shape = name, shape
+    def __init__(self, name: str, shape: list[Any], type: str = "tensor(float)") -> None:
+        self.name, self.shape, self.type = name, shape, type
 
 
 class _Session:
