@@ -217,17 +217,23 @@ class FashionTagger:
             torch.set_num_threads(runtime.threads)
         threshold = settings.detection_threshold
         manifest = W.load_manifest(settings.weights_dir)  # read once, handed to every loader
-        detector, detector_entry = shipped.garment_detector(
-            settings.weights_dir, W.DETECTOR_ENTRY, runtime, threshold, manifest
-        )
-        shipped_runner, attributes_entry = shipped.attribute_classifier(
-            settings.weights_dir, runtime, manifest
-        )
         plugins = load_plugins(
             settings.plugins,
             runtime,
             person_threshold=settings.person_threshold,
             person_input_sizes=settings.person_input_sizes,
+            garment_threshold=threshold,
+        )
+        detector: Detector
+        if plugins.garments is not None:
+            detector, detector_version = plugins.garments, plugins.garments.version
+        else:
+            detector, detector_entry = shipped.garment_detector(
+                settings.weights_dir, W.DETECTOR_ENTRY, runtime, threshold, manifest
+            )
+            detector_version = detector_entry.version
+        shipped_runner, attributes_entry = shipped.attribute_classifier(
+            settings.weights_dir, runtime, manifest
         )
         runner: AttributeRunner = shipped_runner
         if plugins.classifiers:
@@ -235,9 +241,10 @@ class FashionTagger:
         # the shipped heads' calibrated thresholds say nothing of a plug-in's head
         calibration = thresholds_from(attributes_entry.metrics.get("calibration", {}))
         confidence = {h: t for h, t in calibration.items() if h not in plugins.heads}
-        version = f"det:{detector_entry.version}+attr:{attributes_entry.version}"
+        version = f"det:{detector_version}+attr:{attributes_entry.version}"
         people: PeopleDetector | None = None
-        person_threshold, crop_detector, gates = threshold, None, None
+        crop_detector: Detector | None = None
+        person_threshold, gates = threshold, None
         if W.PEOPLE_ENTRY in manifest or plugins.people is not None:
             person_threshold = settings.person_threshold
             if plugins.people is not None:
@@ -251,7 +258,9 @@ class FashionTagger:
                     input_sizes=settings.person_input_sizes,
                 )
                 version = f"{version}+people:{people_entry.version}"
-            if settings.garments_per_person and W.PERSON_CROPS_ENTRY in manifest:
+            if settings.garments_per_person and plugins.garments is not None:
+                crop_detector = plugins.garments  # it fits each person crop itself
+            elif settings.garments_per_person and W.PERSON_CROPS_ENTRY in manifest:
                 on_crops, crops_entry = shipped.garment_detector(
                     settings.weights_dir, W.PERSON_CROPS_ENTRY, runtime, threshold, manifest
                 )
@@ -259,16 +268,16 @@ class FashionTagger:
                     person_crops.CROP_WIDTH, person_crops.CROP_HEIGHT
                 )
                 version = f"{version}+crops:{crops_entry.version}"
-                if settings.garments_per_track:
-                    # ByteTrack starts tracks only 0.1 above its activation threshold: this
-                    # way every person kept can start one (measured on the tram stop: 27 of
-                    # 290 people otherwise untracked, so inferred in every frame)
-                    gates = TrackGates(
-                        GateRules(
-                            min_interval_s=settings.garment_refresh_s,
-                            activation=max(0.0, person_threshold - 0.1),
-                        )
+            if crop_detector is not None and settings.garments_per_track:
+                # ByteTrack starts tracks only 0.1 above its activation threshold: this way
+                # every person kept can start one (measured on the tram stop: 27 of 290 people
+                # otherwise untracked, so inferred in every frame)
+                gates = TrackGates(
+                    GateRules(
+                        min_interval_s=settings.garment_refresh_s,
+                        activation=max(0.0, person_threshold - 0.1),
                     )
+                )
         for plugged in plugins.versions:
             version = f"{version}+plugin:{plugged}"
         return cls(

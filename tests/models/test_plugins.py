@@ -26,6 +26,7 @@ pytestmark = pytest.mark.models
 WEIGHTS = REPO_ROOT / "weights"
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 CATALOGUE = REPO_ROOT / "fashionstream" / "app" / "samples" / "catalogue"
+CCP = REPO_ROOT.parent / "shared" / "data" / "street" / "ccp"
 
 
 def _images() -> list[np.ndarray]:
@@ -131,13 +132,39 @@ def test_a_spec_that_does_not_fit_its_graph_stops_the_tagger_naming_the_field(
         _tagger(tmp_path / "state", _broken(plugin_dir, tmp_path, **changes))
 
 
-def test_a_garment_detector_plugin_is_refused(tmp_path: Path) -> None:
+def _yolox_as(tmp_path: Path, name: str, class_map: dict[str, str]) -> Path:
+    """The shipped YOLOX-Nano (COCO) brought as a user's own detector under `name`."""
     shipped_spec = json.loads((WEIGHTS / "people-yolox_nano.spec.json").read_text())
-    shutil.copy(WEIGHTS / shipped_spec["file"], tmp_path / shipped_spec["file"])
-    spec = {**shipped_spec, "class_map": {"handbag": "bag"}}
-    (tmp_path / "bags.spec.json").write_text(json.dumps(spec))
-    with pytest.raises(SpecError, match="class_map: a plug-in detector replaces the person"):
-        _tagger(tmp_path / "state", tmp_path / "bags.spec.json")
+    shutil.copy(WEIGHTS / shipped_spec["file"], tmp_path / f"{name}.onnx")
+    spec = {**shipped_spec, "name": name, "file": f"{name}.onnx", "class_map": class_map}
+    path = tmp_path / f"{name}.spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_a_plugged_garment_detector_replaces_ours_with_boxes_for_masks(tmp_path: Path) -> None:
+    # COCO's bags as a user's own bag detector: it replaces the garment detectors on whole
+    # images and on person crops
+    spec = _yolox_as(tmp_path, "my_bags", {"handbag": "bag", "backpack": "bag", "suitcase": "bag"})
+    tagger = _tagger(tmp_path / "state", spec)
+    assert tagger.model_version.startswith("det:my_bags-")
+    assert "+crops:" not in tagger.model_version
+    # street photos of ../shared/data's CCP set with a handbag (0047), a backpack and a
+    # handbag (0069), looked at
+    photos = [ccp.read_rgb(CCP / "images" / f"{n}.jpg") for n in ("0047", "0069")]
+    found = [g for tags in tagger.tag(photos) for g in tags.garments]
+    assert len(found) >= 2
+    assert {g.category for g in found} == {"bag"}
+    for garment in found:
+        # the box stands in for the mask: the mask fills its box
+        x0, y0, x1, y1 = garment.box
+        assert garment.mask.area() == pytest.approx((x1 - x0) * (y1 - y0), rel=0.1, abs=50)
+
+
+def test_a_detector_mapping_onto_people_and_garments_is_refused(tmp_path: Path) -> None:
+    spec = _yolox_as(tmp_path, "mixed", {"person": "person", "handbag": "bag"})
+    with pytest.raises(SpecError, match=r"class_map: onto 'person' alone \(a person detector\)"):
+        _tagger(tmp_path / "state", spec)
 
 
 def test_two_plugins_for_one_head_are_refused(plugin_dir: Path, tmp_path: Path) -> None:
