@@ -10,7 +10,6 @@ models.detection.processing.score_floor): one file serves every detection thresh
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -143,7 +142,6 @@ class GraphAttributeRunner:
         self._mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
         self._std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
         self.max_batch = max_batch
-        self._lock = threading.Lock()
 
     def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return self.predict_embedded(crops)[0]
