@@ -29,6 +29,8 @@ class GarmentDetector(Detector, Protocol):
 
 
 def _needs_the_training_stack(runtime: Runtime, entry: W.WeightsEntry) -> bool:
+    """Whether `entry` runs through the training stack on `runtime` (the torch backend, or no
+    shipped graph); raises TrainingStackMissing, naming why, where that stack is not here."""
     if runtime.backend == "onnx" and entry.graph:
         return False
     why = (
