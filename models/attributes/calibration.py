@@ -80,8 +80,8 @@ def shipped_thresholds(weights_dir: Path) -> dict[str, float]:
     empty when the folder has no manifest or no attribute entry."""
     from models import weights as W
 
-    try:  # the classifier's entry name (classifier.MANIFEST_NAME: not imported, it needs torch)
-        entry = W.entry(weights_dir, "attributes")
+    try:
+        entry = W.entry(weights_dir, W.ATTRIBUTES_ENTRY)
     except W.WeightsError:  # no manifest, or no such entry
         return {}
     return thresholds_from(entry.metrics.get("calibration", {}))

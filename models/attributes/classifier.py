@@ -26,25 +26,22 @@ from models.backbones.efficientnet_lite0 import INPUT_MEAN, INPUT_STD
 from models.embedding.head import ARCHITECTURE as EMBEDDING_ARCHITECTURE
 from models.embedding.head import EmbeddingAttributeNet, EmbeddingHead, Guidance, load_head
 
-MANIFEST_NAME = "attributes"
-EMBEDDING_NAME = "embedding"
-
 
 def load_embedding(
     weights_dir: Path, attributes: W.WeightsEntry, manifest: W.Manifest | None = None
 ) -> tuple[EmbeddingHead, str]:
     """The manifest's embedding head (sha256 checked) and its version; it must have been
     trained on this attribute network's features."""
-    entry = W.entry(weights_dir, EMBEDDING_NAME, manifest)
+    entry = W.entry(weights_dir, W.EMBEDDING_ENTRY, manifest)
     if entry.architecture != EMBEDDING_ARCHITECTURE:
         raise W.WeightsError(
-            f"{EMBEDDING_NAME}: architecture {entry.architecture!r}, "
+            f"{W.EMBEDDING_ENTRY}: architecture {entry.architecture!r}, "
             f"expected {EMBEDDING_ARCHITECTURE!r}"
         )
     trained_on = entry.preprocessing.get("attributes_version")
     if trained_on != attributes.version:
         raise W.WeightsError(
-            f"{EMBEDDING_NAME}: trained on attributes {trained_on!r}, shipped with "
+            f"{W.EMBEDDING_ENTRY}: trained on attributes {trained_on!r}, shipped with "
             f"{attributes.version!r}; retrain it (fashionstream train embedding)"
         )
     path = entry.verified_path(weights_dir)
@@ -114,10 +111,11 @@ class AttributeClassifier:
         """The manifest's "attributes" model, its file's sha256 checked first (`manifest`:
         the manifest when the caller has read it already), with the manifest's "embedding"
         head when there is one (unless `with_embedding` is False)."""
-        entry = W.entry(weights_dir, MANIFEST_NAME, manifest)
+        entry = W.entry(weights_dir, W.ATTRIBUTES_ENTRY, manifest)
         if entry.architecture != ARCHITECTURE:
             raise W.WeightsError(
-                f"{MANIFEST_NAME}: architecture {entry.architecture!r}, expected {ARCHITECTURE!r}"
+                f"{W.ATTRIBUTES_ENTRY}: architecture {entry.architecture!r}, "
+                f"expected {ARCHITECTURE!r}"
             )
         path = entry.verified_path(weights_dir)
         heads = {h: tuple(labels) for h, labels in entry.classes.items()}
@@ -130,7 +128,7 @@ class AttributeClassifier:
         normalisation = entry.normalisation
         head, head_version = None, ""
         shipped = manifest if manifest is not None else W.load_manifest(weights_dir)
-        if with_embedding and EMBEDDING_NAME in shipped:
+        if with_embedding and W.EMBEDDING_ENTRY in shipped:
             head, head_version = load_embedding(weights_dir, entry, manifest)
         return cls(
             module,

@@ -30,7 +30,7 @@ from models.attributes import data as D
 from models.attributes import labels as L
 from models.attributes.augment import SOURCE_IDS, AugmentConfig, augment_batch, deployment_batch
 from models.attributes.cache import Cache, build_cache, load_cache
-from models.attributes.classifier import MANIFEST_NAME, AttributeClassifier
+from models.attributes.classifier import AttributeClassifier
 from models.attributes.crop import BOX_PAD, FILL
 from models.attributes.network import (
     ARCHITECTURE,
@@ -349,7 +349,7 @@ def ship(
     os.replace(tmp, path)
     sha = W.sha256_of(path)
     entry = W.WeightsEntry(
-        name=MANIFEST_NAME,
+        name=W.ATTRIBUTES_ENTRY,
         file=WEIGHTS_FILE,
         sha256=sha,
         architecture=ARCHITECTURE,

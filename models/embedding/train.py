@@ -197,7 +197,7 @@ def ship(
         else None
     )
     entry = W.WeightsEntry(
-        name="embedding",
+        name=W.EMBEDDING_ENTRY,
         file=path.name,
         sha256=sha,
         architecture=ARCHITECTURE,

@@ -150,7 +150,6 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     report: dict[str, Any]
     if args.calibrate:
         from models import weights as W
-        from models.attributes.classifier import MANIFEST_NAME
         from models.attributes.data import DataLayout
         from models.attributes.evaluate import calibrate_on_held_out
 
@@ -159,18 +158,17 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         )
         text = _calibration_table(report)
         if args.write_manifest:
-            entry = W.entry(args.weights, MANIFEST_NAME)
+            entry = W.entry(args.weights, W.ATTRIBUTES_ENTRY)
             metrics = {**entry.metrics, "calibration": report}
             W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": metrics}))
     elif args.held_out:
         from models import weights as W
-        from models.attributes.classifier import MANIFEST_NAME
         from models.attributes.data import DataLayout
 
         report = held_out_metrics(classifier, DataLayout(args.data), progress=_progress)
         text = held_out_table(report)
         if args.write_manifest:
-            entry = W.entry(args.weights, MANIFEST_NAME)
+            entry = W.entry(args.weights, W.ATTRIBUTES_ENTRY)
             # calibration is chosen by --calibrate; the held-out figures do not replace it
             metrics = {**report, **{k: v for k, v in entry.metrics.items() if k == "calibration"}}
             W.write_entry(args.weights, W.WeightsEntry(**{**entry.__dict__, "metrics": metrics}))

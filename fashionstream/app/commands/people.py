@@ -336,7 +336,7 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     )
     result = {"detector": name, "backend": runtime.backend, **scores.to_json()}
     if args.record:
-        entry = W.entry(weights_dir, "people")
+        entry = W.entry(weights_dir, W.PEOPLE_ENTRY)
         W.write_entry(
             weights_dir,
             dataclasses.replace(

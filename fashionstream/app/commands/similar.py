@@ -135,7 +135,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     import torch
 
     from models import weights as W
-    from models.attributes.classifier import MANIFEST_NAME, AttributeClassifier
+    from models.attributes.classifier import AttributeClassifier
     from models.attributes.data import DataLayout
     from models.embedding import features as F
     from models.embedding import guidance as G
@@ -147,7 +147,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("models.embedding").setLevel(logging.INFO)
     torch.set_num_threads(max(1, args.threads))
     started = time.monotonic()
-    attributes = W.entry(args.weights, MANIFEST_NAME)
+    attributes = W.entry(args.weights, W.ATTRIBUTES_ENTRY)
     # pooled features of the attribute network alone (a shipped head may be stale)
     classifier = AttributeClassifier.from_weights(args.weights, with_embedding=False)
     network = classifier.network
@@ -397,12 +397,12 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
 
     from fashionstream.app.bench_similar import BenchVectors, run
     from models import weights as W
-    from models.attributes.classifier import MANIFEST_NAME, AttributeClassifier
+    from models.attributes.classifier import AttributeClassifier
     from models.embedding import features as F
     from models.embedding import guidance as G
 
     torch.set_num_threads(2)
-    attributes = W.entry(args.weights, MANIFEST_NAME)
+    attributes = W.entry(args.weights, W.ATTRIBUTES_ENTRY)
     classifier = AttributeClassifier.from_weights(args.weights)
     if classifier.embedding is None:
         print("fashionstream bench similar: no embedding head is shipped", file=sys.stderr)
