@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,13 @@ import numpy as np
 from models import weights as W
 from models.onnx_models.classifier import OnnxSpecClassifier
 from models.onnx_models.sessions import session
-from models.onnx_models.spec import PREPROCESSING, SPEC_FORMAT, SpecError, parse_spec
+from models.onnx_models.spec import (
+    PREPROCESSING,
+    SPEC_FORMAT,
+    Converted,
+    SpecError,
+    parse_spec,
+)
 
 OPSET = 17
 # Keras and ONNX Runtime compute the same network in float32: the largest difference of a
@@ -28,12 +33,6 @@ TOLERANCE = 1e-4
 class KerasImportFailed(SpecError):
     """A model that is not a square-input classifier, labels that do not fit it, or a graph
     that does not compute what Keras computes."""
-
-
-@dataclass(frozen=True)
-class KerasImport:
-    spec_path: Path
-    max_difference: float  # between Keras and ONNX Runtime on the check crops
 
 
 def import_keras(
@@ -48,7 +47,7 @@ def import_keras(
     licence: str = "",
     attribution: str = "",
     check_crops: Sequence[np.ndarray] = (),
-) -> KerasImport:
+) -> Converted:
     """Convert the Keras classifier at `model_path`, check it, and write `<name>.onnx` and
     `<name>.spec.json` into `out_dir`. `check_crops`: RGB uint8 crops the graph and Keras must
     agree on (random pixels are added to them)."""
@@ -124,4 +123,4 @@ def import_keras(
         )
     spec_path = out_dir / f"{name}.spec.json"
     spec.write(spec_path)
-    return KerasImport(spec_path, difference)
+    return Converted(spec_path, difference)

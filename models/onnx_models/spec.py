@@ -72,6 +72,16 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class Converted:
+    """What an import that converts a model to ONNX wrote (`import keras`, `import
+    tf-detector`): the spec, and the largest difference between the graph and the original model
+    on the check inputs."""
+
+    spec_path: Path
+    max_difference: float
+
+
+@dataclass(frozen=True)
 class InputSpec:
     name: str  # the graph's input name
     size: tuple[int, int]  # (height, width) the frame is fitted into

