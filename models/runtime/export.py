@@ -151,18 +151,9 @@ def cached_export(
     atomic (temp file + rename), so workers starting together never read half a file."""
     key = f"opset{OPSET}-torch{torch.__version__.split('+')[0]}"
     path = cache_dir / f"{name}-{weights_sha256[:16]}-{key}.onnx"
-    if path.is_file():
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}-", suffix=".onnx")
-    os.close(fd)
-    try:
-        log.info("exporting %s to ONNX at %s", name, path)
-        export(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if not path.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _export_to(path, export)
     return path
 
 
@@ -221,6 +212,8 @@ def _check_detector_entry(entry: W.WeightsEntry, config: DetectorConfig) -> None
 
 
 def _export_to(path: Path, export: Callable[[Path], None]) -> None:
+    """`export` into a temp file beside `path`, then renamed onto it: whoever reads `path`
+    (workers starting together, git) never sees half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".onnx")
     os.close(fd)
     try:
