@@ -269,15 +269,7 @@ class FashionTagger:
                 )
                 version = f"{version}+crops:{crops_entry.version}"
             if crop_detector is not None and settings.garments_per_track:
-                # ByteTrack starts tracks only 0.1 above its activation threshold: this way
-                # every person kept can start one (measured on the tram stop: 27 of 290 people
-                # otherwise untracked, so inferred in every frame)
-                gates = TrackGates(
-                    GateRules(
-                        min_interval_s=settings.garment_refresh_s,
-                        activation=max(0.0, person_threshold - 0.1),
-                    )
-                )
+                gates = TrackGates(GateRules(min_interval_s=settings.garment_refresh_s))
         for plugged in plugins.versions:
             version = f"{version}+plugin:{plugged}"
         return cls(
@@ -588,9 +580,7 @@ class FashionTagger:
                 plans.append(None)
                 continue
             gate = self.gates.of(source)
-            planned = gate.plan(
-                image, [p.box for p in people[i]], [p.score for p in people[i]], source.captured_at
-            )
+            planned = gate.plan(image, [p.box for p in people[i]], source.captured_at)
             plans.append(
                 [Plan(None, True) if j in large[i] else plan for j, plan in enumerate(planned)]
             )

@@ -7,6 +7,11 @@ covered by other people, less cut by the frame's edge, or sharper) and at most o
 best crop: their labels, colour, style and embedding as they were, their boxes and masks moved
 and scaled with the person's box.
 
+People are followed by `models.tracking.appearance` (where they should be and how they look),
+not by the sightings tracker's ByteTrack: at 2 frames/s box overlap loses walkers, and each lost
+walker is a new track whose garments are inferred again (tram stop: 117 tracks in 31 frames with
+ByteTrack, 58 with this; measured in models/tracking/README.md).
+
 The plan is made before inference, frame by frame in capture order, so a whole batch of one
 camera's frames is planned at once (tracking moves ahead of the garment stage); `resolve` then
 walks the same frames in the same order once the inferred garments are known.
@@ -21,10 +26,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import supervision as sv
 
 from models.tags import FrameSource, GarmentTags, RleMask
-from models.tracking.people_ids import follow, new_byte_track
+from models.tracking.appearance import AppearanceRules, AppearanceTracker
 
 Box = tuple[float, float, float, float]
 
@@ -34,9 +38,8 @@ class GateRules:
     min_interval_s: float = 2.0  # a track's garments are inferred at most this often
     better_by: float = 1.25  # a crop is clearly better: quality at least this times the best
     sharper_by: float = 2.0  # or this much sharper (Laplacian variance) at 0.9 of the quality
-    activation: float = 0.25  # ByteTrack's: it starts tracks from scores 0.1 above this
-    lost_frames: int = 8  # ByteTrack keeps a lost track this many frames
-    match: float = 0.9  # ByteTrack's largest accepted 1 - IoU x score (2 fps: see tracking)
+    # how people are followed between frames
+    association: AppearanceRules = dataclasses.field(default_factory=AppearanceRules)
     idle_camera_s: float = 600.0  # a camera with no frame for this long is forgotten
 
     def __post_init__(self) -> None:
@@ -46,8 +49,9 @@ class GateRules:
 
 @dataclass(frozen=True)
 class Plan:
-    """One person of one frame: `track` (None: ByteTrack does not follow them, so inferred
-    and not kept), and whether their garments are inferred in this frame or carried."""
+    """One person of one frame: `track` (None: the person takes the whole-image path, inferred
+    in every frame and not kept), and whether their garments are inferred in this frame or
+    carried."""
 
     track: int | None
     infer: bool
@@ -78,43 +82,26 @@ class CameraGate:
 
     def __init__(self, rules: GateRules, stats: GateStats | None = None) -> None:
         self.rules = rules
-        self._byte_track = self._new_byte_track()
+        self._people = AppearanceTracker(rules.association)
         self._tracks: dict[int, _Track] = {}
         self.last_captured_at = -np.inf
         self.last_used = time.monotonic()
         self.stats = GateStats() if stats is None else stats
 
-    def _new_byte_track(self) -> sv.ByteTrack:
-        return new_byte_track(
-            activation=self.rules.activation,
-            lost_frames=self.rules.lost_frames,
-            match=self.rules.match,
-        )
-
-    def plan(
-        self, image: np.ndarray, boxes: Sequence[Box], scores: Sequence[float], captured_at: float
-    ) -> list[Plan]:
+    def plan(self, image: np.ndarray, boxes: Sequence[Box], captured_at: float) -> list[Plan]:
         """Each person's plan in this frame (see the module docstring)."""
         self.last_used = time.monotonic()
         if captured_at < self.last_captured_at:  # the stream restarted: old tracks mean nothing
-            self._byte_track = self._new_byte_track()
+            self._people = AppearanceTracker(self.rules.association)
             self._tracks.clear()
         self.last_captured_at = captured_at
-        array = np.asarray(boxes, np.float32).reshape(-1, 4)
-        ids = {j: t for t, j in follow(self._byte_track, array, np.asarray(scores))}
-        # ByteTrack forgets lost tracks after lost_frames; so does the gate
-        alive = {t.external_track_id for t in self._byte_track.tracked_tracks}
-        alive |= {t.external_track_id for t in self._byte_track.lost_tracks}
-        for gone in set(self._tracks) - alive:
+        ids = self._people.update(image, boxes, captured_at)
+        # the tracker forgets a track unseen for `lost_s`; so does the gate
+        for gone in set(self._tracks) - self._people.track_ids:
             del self._tracks[gone]
         plans = []
-        for j, box in enumerate(boxes):
+        for j, (box, track_id) in enumerate(zip(boxes, ids, strict=True)):
             self.stats.people += 1
-            track_id = ids.get(j)
-            if track_id is None:
-                plans.append(Plan(None, infer=True))
-                self.stats.inferred += 1
-                continue
             if track_id not in self._tracks:
                 self._tracks[track_id] = _Track()
                 self.stats.tracks += 1

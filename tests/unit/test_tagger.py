@@ -722,7 +722,7 @@ def test_a_tracked_persons_garments_are_inferred_once_and_carried_to_later_frame
         people=FakePeople(people),
         crop_detector=on_crops,
         thresholds=TaggerThresholds(large_person=1.01),
-        gates=TrackGates(GateRules(min_interval_s=2.0, activation=0.5)),
+        gates=TrackGates(GateRules(min_interval_s=2.0)),
     )
     sources = [FrameSource("cam", t) for t in (0.0, 0.5, 2.5)]
     tagged = tagger.tag([_street()] * 3, sources=sources)

@@ -17,13 +17,13 @@ def _frame() -> np.ndarray:
 
 
 def _plan(gate: CameraGate, box: tuple[float, float, float, float], t: float) -> bool:
-    (plan,) = gate.plan(_frame(), [box], [0.9], t)
+    (plan,) = gate.plan(_frame(), [box], t)
     assert plan.track is not None
     return plan.infer
 
 
 def test_first_seen_then_carried_until_a_clearly_better_crop_after_the_interval() -> None:
-    gate = CameraGate(GateRules(min_interval_s=2.0, better_by=1.25, activation=0.5))
+    gate = CameraGate(GateRules(min_interval_s=2.0, better_by=1.25))
     small = (100.0, 60.0, 130.0, 140.0)
     assert _plan(gate, small, 0.0)  # first seen
     assert not _plan(gate, (102.0, 60.0, 132.0, 140.0), 0.5)  # same size: carried
@@ -36,7 +36,7 @@ def test_first_seen_then_carried_until_a_clearly_better_crop_after_the_interval(
 
 
 def test_time_going_back_is_a_restarted_stream_whose_people_are_seen_afresh() -> None:
-    gate = CameraGate(GateRules(activation=0.5))
+    gate = CameraGate(GateRules())
     box = (100.0, 60.0, 130.0, 140.0)
     assert _plan(gate, box, 10.0)
     assert not _plan(gate, box, 10.5)
