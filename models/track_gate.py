@@ -9,8 +9,8 @@ and scaled with the person's box.
 
 People are followed by `models.tracking.appearance` (where they should be and how they look),
 not by the sightings tracker's ByteTrack: at 2 frames/s box overlap loses walkers, and each lost
-walker is a new track whose garments are inferred again (tram stop: 117 tracks in 31 frames with
-ByteTrack, 58 with this; measured in models/tracking/README.md).
+walker is a new track whose garments are inferred again (tram stop, 31 frames: 58 tracks with
+this, 101 with ByteTrack; `fashionstream eval association`, models/tracking/README.md).
 
 The plan is made before inference, frame by frame in capture order, so a whole batch of one
 camera's frames is planned at once (tracking moves ahead of the garment stage); `resolve` then

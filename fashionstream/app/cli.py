@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector.register(train, evaluate)
     people.register(data, train, evaluate)
     tagger.register(commands, bench)
-    video.register(commands, bench)
+    video.register(commands, bench, evaluate)
     demo.register(commands, bench)
     api.register(commands)
     imports.register(commands)

@@ -1,6 +1,7 @@
-"""ByteTrack as both trackers here use it: built for the sampling rate, and its tracks paired
-with the frame's person detections. The camera tracker (sightings) and the track gate (garments
-once per tracked person) share it, so a person is followed the same way by both."""
+"""ByteTrack as the camera tracker (sightings) uses it: built for the sampling rate, and its
+tracks paired with the frame's person detections. The track gate follows people with
+models.tracking.appearance instead; `eval association` scores both against ByteTrack run on
+every frame (models.tracking.association_eval)."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ RUNTIME_MODULES = (
     "fashionstream.app.report.page",
     "fashionstream.app.similar",
     "fashionstream.app.video_tracking",
+    "fashionstream.app.association",
     "fashionstream.app.video_annotation",
     "fashionstream.app.bench_pipeline",
     "fashionstream.app.bench_video",

@@ -51,6 +51,7 @@ RUNTIME = {
     "report",
     "track",
     "annotate",
+    "eval association",
     "similar",
     "produce images",
     "produce video",

@@ -22,8 +22,8 @@ log = logging.getLogger("fashionstream.video")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv")
 
 
-def register(commands: Commands, bench: Commands) -> None:
-    """Adds `track`, `bench video` and `bench live`."""
+def register(commands: Commands, bench: Commands, evaluate: Commands) -> None:
+    """Adds `track`, `eval association`, `bench video` and `bench live`."""
     t = commands.add_parser(
         "track",
         help="detect and track the people of one video file, without Kafka: one sighting each",
@@ -36,6 +36,21 @@ def register(commands: Commands, bench: Commands) -> None:
     _common_options(t)
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=_track)
+
+    a = evaluate.add_parser(
+        "association",
+        help="how well the trackers follow people between sampled frames, against every frame",
+        description="Detects people (the shipped person detector) in every frame of VIDEO; "
+        "ByteTrack over every frame, where people move a few pixels between frames, is the "
+        "reference. The track gate's tracker and ByteTrack as the sightings tracker runs it "
+        "then see only the frames the producer samples (--fps) and are scored by their links "
+        "(a track seen in one sampled frame and next in a later one): tracks, link precision "
+        "(same reference id; a lower bound), link recall, swaps. No labels needed.",
+    )
+    a.add_argument("video", type=Path, help="a video file")
+    a.add_argument("--fps", type=float, help="sampling rate (default: FASHIONSTREAM_VIDEO_FPS)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=_eval_association)
 
     b = bench.add_parser(
         "video",
@@ -127,6 +142,40 @@ def _check_video(command: str, video: Path) -> int | None:
         print(f"{command}: no such file {video}", file=sys.stderr)
         return 2
     return None
+
+
+def _eval_association(settings: Settings, args: argparse.Namespace) -> int:
+    from fashionstream.app.association import evaluate_association
+    from models.tagger import FashionTagger
+    from models.tracking import TrackingConfig
+
+    bad = _check_video("eval association", args.video)
+    if bad is not None:
+        return bad
+    configured = _configured(settings, args)
+    if isinstance(configured, str):
+        print(f"eval association: {configured}", file=sys.stderr)
+        return 2
+    report = evaluate_association(
+        args.video,
+        FashionTagger.from_settings(configured),
+        TrackingConfig.from_settings(configured),
+        configured.video_fps,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{report['video']}: {report['sampled_frames']} of {report['frames']} frames sampled at "
+        f"{report['sampled_fps']:g} fps, {report['people_per_sampled_frame']} people a frame, "
+        f"{report['reference_tracks']} reference tracks"
+    )
+    for name, s in report["trackers"].items():
+        print(
+            f"  {name:<30} tracks {s['tracks']:>4}  links {s['links']:>4}  precision "
+            f"{s['link_precision']:.3f}  recall {s['link_recall']:.3f}  swaps {s['swaps']}"
+        )
+    return 0
 
 
 def _track(settings: Settings, args: argparse.Namespace) -> int:
