@@ -25,7 +25,7 @@ class RleMask:
     def encode(cls, mask: np.ndarray) -> RleMask:
         if mask.ndim != 2:
             raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-        rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))  # one copy at most
         h, w = rle["size"]
         return cls(size=(int(h), int(w)), counts=rle["counts"].decode("ascii"))
 

@@ -62,8 +62,9 @@ class _Track:
     best_quality: float = 0.0
     best_sharpness: float = 0.0
     last_inferred_at: float = -np.inf
-    # the garments of its best crop and the person box they were found in
+    # the garments of its best crop, their masks' shapes and the person box they were found in
     garments: tuple[GarmentTags, ...] | None = None
+    shapes: tuple[np.ndarray, ...] = ()
     box: Box = (0.0, 0.0, 1.0, 1.0)
 
 
@@ -140,9 +141,13 @@ class CameraGate:
             track = self._tracks[plan.track]
             if plan.infer:
                 track.garments = tuple(g for g in garments if g.person_index == j)
+                track.shapes = tuple(shape_of(g) for g in track.garments)
                 track.box = boxes[j]
             elif track.garments is not None:
-                out.extend(carry(g, track.box, boxes[j], j, frame_shape) for g in track.garments)
+                out.extend(
+                    carry_shape(g, shape, track.box, boxes[j], j, frame_shape)
+                    for g, shape in zip(track.garments, track.shapes, strict=True)
+                )
         return out
 
 
@@ -193,6 +198,32 @@ def carry(
 ) -> GarmentTags:
     """`garment`, found on a person whose box was `was`, moved and scaled with the person to
     `now`: its box keeps its place in the person's box, its mask its shape inside its box."""
+    return carry_shape(garment, shape_of(garment), was, now, person, frame_shape)
+
+
+def shape_of(garment: GarmentTags) -> np.ndarray:
+    """The garment's mask inside its box, uint8 (at least 1 x 1): what `carry_shape` moves.
+    A track keeps its garments' shapes, so its carried frames do not decode the masks again."""
+    old = garment.mask.decode()
+    gx0, gy0, gx1, gy1 = garment.box
+    ox0, oy0 = max(0, int(gx0)), max(0, int(gy0))
+    ox1, oy1 = (
+        min(old.shape[1], max(ox0 + 1, int(np.ceil(gx1)))),
+        min(old.shape[0], max(oy0 + 1, int(np.ceil(gy1)))),
+    )
+    shape = old[oy0:oy1, ox0:ox1].astype(np.uint8)
+    return shape if shape.size else np.ones((1, 1), np.uint8)
+
+
+def carry_shape(
+    garment: GarmentTags,
+    shape: np.ndarray,
+    was: Box,
+    now: Box,
+    person: int,
+    frame_shape: tuple[int, int],
+) -> GarmentTags:
+    """`carry` with the garment's `shape_of` already known."""
     sx = (now[2] - now[0]) / max(was[2] - was[0], 1e-6)
     sy = (now[3] - now[1]) / max(was[3] - was[1], 1e-6)
     gx0, gy0, gx1, gy1 = garment.box
@@ -203,19 +234,11 @@ def carry(
         now[1] + (gy1 - was[1]) * sy,
     )
     height, width = frame_shape
-    old = garment.mask.decode()
-    ox0, oy0 = max(0, int(gx0)), max(0, int(gy0))
-    ox1, oy1 = (
-        min(old.shape[1], max(ox0 + 1, int(np.ceil(gx1)))),
-        min(old.shape[0], max(oy0 + 1, int(np.ceil(gy1)))),
-    )
     nx0, ny0 = round(box[0]), round(box[1])
     nw, nh = max(1, round(box[2] - box[0])), max(1, round(box[3] - box[1]))
-    shape = old[oy0:oy1, ox0:ox1].astype(np.uint8)
-    if shape.size == 0:
-        shape = np.ones((1, 1), np.uint8)
-    moved = cv2.resize(shape, (nw, nh), interpolation=cv2.INTER_NEAREST).astype(bool)
-    mask = np.zeros((height, width), bool)
+    moved = cv2.resize(shape, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    # column-major, as the RLE encoder reads it: no copy on the way in
+    mask = np.zeros((height, width), np.uint8, order="F")
     cx0, cy0 = max(0, nx0), max(0, ny0)
     cx1, cy1 = min(width, nx0 + nw), min(height, ny0 + nh)
     if cx1 > cx0 and cy1 > cy0:
