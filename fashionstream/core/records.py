@@ -34,7 +34,7 @@ import math
 import struct
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -201,7 +201,7 @@ class ImageRequest:
         return event_id_for_item(self.feed, self.item_id, self.image_url)
 
     def to_json(self) -> bytes:
-        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
+        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **_fields(self)})
 
     def to_kafka(self) -> tuple[bytes, bytes]:
         """The one way a request becomes a `fashion.images.v1` message: (key, value), keyed by
@@ -323,7 +323,7 @@ class Frame:
         if self.end_of_stream:
             pairs.append(("fs_end_of_stream", "1"))
         if self.catalogue != CatalogueFields():
-            pairs.append(("fs_catalogue", _dump(asdict(self.catalogue)).decode()))
+            pairs.append(("fs_catalogue", _dump(_fields(self.catalogue)).decode()))
         return [(k, str(v).encode()) for k, v in pairs]
 
     @classmethod
@@ -520,7 +520,7 @@ class TaggedImage:
         return self.source_id if self.source_kind is SourceKind.CAMERA else str(self.item_id)
 
     def to_json(self) -> bytes:
-        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **asdict(self)})
+        return _dump({"schema": self.SCHEMA, "version": self.VERSION, **_fields(self)})
 
     @classmethod
     def from_json(cls, value: bytes | None) -> TaggedImage:
@@ -678,7 +678,7 @@ class DeadLetter:
                 object.__setattr__(self, name, bounded_text(value, limit))
 
     def to_json(self) -> bytes:
-        return _dump({"schema": self.SCHEMA, **asdict(self)})
+        return _dump({"schema": self.SCHEMA, **_fields(self)})
 
     def to_kafka(self) -> tuple[bytes | None, bytes]:
         """The one way a dead letter becomes a `fashion.deadletter.v1` message: (key, value).
@@ -715,7 +715,18 @@ def _dump(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), allow_nan=False, default=_default).encode()
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, one level deep: `json.dumps` meets the nested records in
+    `_default`. dataclasses.asdict deep-copies every value first, which cost 7 ms of the
+    worker's event loop per busy camera frame (22 garments with every label's probability)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
 def _default(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _fields(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Decimal):

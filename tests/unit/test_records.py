@@ -230,6 +230,18 @@ def test_tagged_image_round_trips() -> None:
     assert TaggedImage.from_json(tagged.to_json()) == tagged
 
 
+def test_a_record_is_written_as_its_nested_fields_in_order_like_dataclasses_asdict() -> None:
+    # to_json meets nested records in the encoder instead of deep-copying them first: the
+    # bytes on the wire must not change (schema, version, then every field, nested alike)
+    tagged = dataclasses.replace(_tagged(), thumbnail=b"\xff\xd8\xffjpeg")
+    as_before = {"schema": tagged.SCHEMA, "version": tagged.VERSION, **dataclasses.asdict(tagged)}
+    as_before["thumbnail"] = "/9j/anBlZw=="  # base64, as ever
+    assert json.loads(tagged.to_json()) == json.loads(json.dumps(as_before))
+    assert list(json.loads(tagged.to_json())["garments"][0]) == [
+        f.name for f in dataclasses.fields(WireGarment)
+    ]
+
+
 def test_tagged_image_carries_the_stream_and_end_mark_of_its_frame() -> None:
     tagged = dataclasses.replace(_tagged(), stream_ref="clip.mp4:99", end_of_stream=True)
     assert TaggedImage.from_json(tagged.to_json()) == tagged
