@@ -12,6 +12,7 @@ a record there is committed once both the sink and the tracking agent released i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from stream_processors.fetching import FetchStage
 from stream_processors.sending import Send, checked, faust_sender
 from stream_processors.sinking import ItemSink, SinkStage
 from stream_processors.ssrf import AddressPolicy
+from stream_processors.tagger_process import TaggerProcess
 from stream_processors.tagging import TaggingStage
 from stream_processors.tracking import IDLE_CHECK_S, SightingStore, TrackingStage
 
@@ -226,9 +228,10 @@ class Pipeline:
         if tagger is None:
 
             def load_tagger() -> Tagger:
-                from models.tagger import FashionTagger  # torch: imported when a worker starts
-
-                return FashionTagger.from_settings(settings)
+                build = functools.partial(fashion_tagger, settings)
+                if settings.tagger_process:
+                    return TaggerProcess(build, log_level=settings.log_level)
+                return build()
 
             tagger = load_tagger
         if sink is None:
@@ -274,6 +277,11 @@ class Pipeline:
             self.track_executor,
         ):
             executor.shutdown(wait=False, cancel_futures=True)
+        built = self._tagger_future
+        if built is not None and built.done() and not built.cancelled() and not built.exception():
+            close = getattr(built.result(), "close", None)
+            if callable(close):  # a TaggerProcess: its child finishes the batch in flight
+                close()
 
     async def tagger(self) -> Tagger:
         """The tagger, built once in the inference thread (where it will run)."""
@@ -331,6 +339,13 @@ class Pipeline:
             if done is None or end is None:
                 continue
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - done))
+
+
+def fashion_tagger(settings: Settings) -> Tagger:
+    """The shipped models' tagger (module level: a TaggerProcess's child builds it)."""
+    from models.tagger import FashionTagger  # the models are loaded where they will run
+
+    return FashionTagger.from_settings(settings)
 
 
 def _is_tagger(source: Tagger | TaggerFactory) -> TypeGuard[Tagger]:

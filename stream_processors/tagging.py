@@ -2,7 +2,8 @@
 
 Batches come from `take_events(batch_size, within=batch_within_s)`. The event loop only moves
 bytes: JPEG decoding runs in one decode thread, inference in ONE dedicated inference thread (a
-single-worker executor, so torch's own thread pool is not multiplied). Two batches are in flight
+single-worker executor, so torch's own thread pool is not multiplied; the production tagger
+answers it from a process of its own, see `tagger_process.py`). Two batches are in flight
 at most: while batch k is inferred, batch k+1 is collected and decoded, so the model never waits
 for Kafka. Results are produced in batch order, and a batch's offsets are released (see
 `acks.HeldBatch`) only after the broker acknowledged every record produced for it.
@@ -175,20 +176,34 @@ class TaggingStage:
     ) -> None:
         """Infer (a batch with live frames in chunks, each published as soon as it is tagged
         once the previous batch is), then produce dead letters, await the broker's
-        acknowledgements, and release the batch's offsets."""
+        acknowledgements, and release the batch's offsets.
+
+        The inference lock covers inference only: a chunk's thumbnails and records are made
+        while the next chunk, or the next batch, is inferred (holding the lock through them
+        left the inference thread idle a quarter of the time on busy camera frames)."""
         tagger = await self._tagger()
         ready = [item for item in items if item.image is not None]
-        deliveries: list[Awaitable[Any]] = []
         # one batch's chunks at a time: a camera's frames reach the tagger in order
         newest = _newest_live(ready) if self._settings.live_newest_only else {}
-        async with self._infer_lock:
-            for chunk in self._chunks(ready):
-                results = await self._infer(tagger, chunk, newest)
-                thumbs = await self._thumbnails(chunk, results)
-                if previous is not None:
-                    await previous  # results in batch order; raises if the previous batch failed
-                    previous = None
-                deliveries.extend(await self._publish_results(chunk, results, thumbs))
+        publications: list[asyncio.Task[list[Awaitable[Any]]]] = []
+        try:
+            async with self._infer_lock:
+                for chunk in self._chunks(ready):
+                    results = await self._infer(tagger, chunk, newest)
+                    self._note_tagged(chunk, results)
+                    # results in batch order: each chunk's records after the previous chunk's,
+                    # the first after the previous batch's (which raises if that batch failed)
+                    after = publications[-1] if publications else previous
+                    publications.append(
+                        asyncio.create_task(self._publish_chunk(chunk, results, after))
+                    )
+            deliveries: list[Awaitable[Any]] = []
+            for publication in publications:
+                deliveries.extend(await publication)
+        except BaseException:
+            for publication in publications:
+                publication.cancel()
+            raise
         if previous is not None:
             await previous
         for item in items:
@@ -228,6 +243,24 @@ class TaggingStage:
         size = self._settings.live_batch_size
         return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
+    def _note_tagged(self, chunk: list[_Item], results: list[Outcome]) -> None:
+        """When each live camera last had a frame tagged: the next batch's chunks put the
+        cameras tagged longest ago first (`_chunks`)."""
+        now = time.monotonic()
+        for item, (tags, _) in zip(chunk, results, strict=True):
+            if isinstance(tags, ImageTags) and item.frame is not None and item.frame.live:
+                self._last_tagged[item.frame.source_id] = now
+
+    async def _publish_chunk(
+        self, chunk: list[_Item], results: list[Outcome], after: asyncio.Task[Any] | None
+    ) -> list[Awaitable[Any]]:
+        """A tagged chunk's thumbnails, then, once `after` (the chunk or batch before it) is
+        done, its records."""
+        thumbs = await self._thumbnails(chunk, results)
+        if after is not None:
+            await after
+        return await self._publish_results(chunk, results, thumbs)
+
     async def _publish_results(
         self, items: list[_Item], results: list[Outcome], thumbs: list[Thumbnails | None]
     ) -> list[Awaitable[Any]]:
@@ -257,8 +290,6 @@ class TaggingStage:
             except Exception as exc:
                 item.error, item.stage = unexpected(exc, DeadLetterReason.MODEL_ERROR), Stage.TAG
                 continue
-            if frame.live:
-                self._last_tagged[frame.source_id] = time.monotonic()
             try:
                 deliveries.append(await self._publish(record))
             except PipelineError as exc:  # e.g. a result over max_message_bytes

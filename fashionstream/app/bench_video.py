@@ -76,14 +76,30 @@ def decode_fps(source: Path, settings: Settings, seconds: float = 10.0) -> dict[
 
 
 def rss_mb(pid: int) -> float | None:
-    """Resident memory of a process in MB (Linux /proc), None when it cannot be read."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+    """Resident memory of a worker in MB (Linux /proc): the process and its children (the
+    tagger process), summed; None when it cannot be read."""
+    total_kb = 0
+    for process in [pid, *_descendants(pid)]:
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+        except OSError:
+            if process == pid:
+                return None
+            continue  # a child that just ended
+        total_kb += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return round(total_kb / 1024, 1)
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = [int(c) for c in tasks.read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
 
 
 def run_bench_video(

@@ -169,6 +169,12 @@ class Settings:
         Device.AUTO, "auto, cpu or cuda; auto = a GPU the backend can use (onnx: onnxruntime-gpu)"
     )
     torch_threads: int = _setting(0, "CPU threads for inference; 0 = all cores")
+    tagger_process: bool = _setting(
+        True,
+        "the worker runs its tagger in a child process with a GIL of its own, so that the"
+        " worker's own Python (records, sink, tracking) does not stall inference; false: in"
+        " the worker's inference thread",
+    )
     batch_size: int = _setting(8, "frames per inference batch (Faust take(N, ...))")
     # 0.5 s each made a live frame's row wait ~0.75 s after it was tagged (bench live, one
     # camera: capture-to-row p50 1.70 s -> 1.13 s at 0.2 / 0.1); a busy stream fills its batches
