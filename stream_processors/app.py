@@ -27,6 +27,7 @@ from fashionstream.core.settings import Settings
 from models.tags import Tagger
 from stream_processors.acks import Holds
 from stream_processors.deadletters import DeadLetterer
+from stream_processors.faust_transport import Transport as FetchTransport
 from stream_processors.fetch import FetchOptions, ImageFetcher
 from stream_processors.fetching import FetchStage
 from stream_processors.sending import Send, checked, faust_sender
@@ -53,7 +54,7 @@ def faust_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
     session_s = settings.kafka_session_timeout_s
     max_record = settings.max_message_bytes + RECORD_OVERHEAD_BYTES
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")]
-    return faust.App(
+    app = faust.App(
         app_id or settings.consumer_group,
         broker=brokers,
         autodiscover=False,
@@ -81,6 +82,9 @@ def faust_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         # batch while one is inferred, few enough that frames (up to MBs each) stay bounded.
         stream_buffer_maxsize=max(64, 4 * settings.batch_size, 2 * settings.sink_batch_size),
     )
+    # the consumer's fetches wait 250 ms, not Faust's fixed 1.5 s (see faust_transport.py)
+    app.transport = FetchTransport(app.conf.broker_consumer, app)
+    return app
 
 
 class Pipeline:

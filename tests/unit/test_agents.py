@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from PIL import Image
@@ -30,6 +30,7 @@ from fashionstream.core.records import (
 from fashionstream.core.settings import Settings
 from models.tags import FrameSource
 from stream_processors.app import Pipeline, faust_app
+from stream_processors.faust_transport import FETCH_MAX_WAIT_MS
 from stream_processors.fetch import FetchedImage
 from stream_processors.ssrf import AddressPolicy, validate_url
 from tests.support.agents import FakeSink, Recorder, put, run, until
@@ -413,6 +414,20 @@ def test_faust_app_is_configured_from_settings(tmp_path: Path) -> None:
     assert app.conf.web_enabled is False
     assert app.conf.stream_publish_on_commit is False
     assert app.conf.producer_acks == -1
+
+
+def test_the_workers_consumer_fetches_wait_a_quarter_second_not_fausts_one_and_a_half(
+    tmp_path: Path,
+) -> None:
+    app = faust_app(Settings.from_env({}, state_dir=tmp_path))
+
+    async def built() -> Any:  # aiokafka builds its consumer inside a running loop
+        thread = cast(Any, app.consumer)._thread
+        return thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(built())
+    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 250
+    assert consumer._group_id == app.conf.id  # otherwise Faust's own consumer, as before
 
 
 def test_pipeline_registers_one_actor_per_agent_on_the_four_topics(tmp_path: Path) -> None:
