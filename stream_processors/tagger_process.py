@@ -99,18 +99,10 @@ class TaggerProcess:
         """Stop the child: it finishes the call in flight, if any, then exits."""
         with self._lock:
             self._closed = True
-            conn, process = self._conn, self._process
-            self._conn = self._process = None
-        if conn is not None:
-            with contextlib.suppress(OSError):  # already gone
-                conn.send(None)
-            conn.close()
-        if process is not None:
-            process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                log.warning("the tagger process did not stop in %.0f s: killed", STOP_TIMEOUT_S)
-                process.kill()
-                process.join()
+            if self._conn is not None:
+                with contextlib.suppress(OSError):  # already gone
+                    self._conn.send(None)
+            self._reap()
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -142,7 +134,8 @@ class TaggerProcess:
         log.info("tagger process %d ready: model %s", process.pid, value)
 
     def _reap(self) -> int | None:
-        """Forget a child that died (or is being given up on): the next call starts another."""
+        """Forget the child (dead, given up on, or told to stop), killing it if it has not
+        ended within STOP_TIMEOUT_S; the next call starts another. Its exit code."""
         conn, process = self._conn, self._process
         self._conn = self._process = None
         if conn is not None:
@@ -151,6 +144,7 @@ class TaggerProcess:
             return None
         process.join(STOP_TIMEOUT_S)
         if process.is_alive():
+            log.warning("the tagger process did not end in %.0f s: killed", STOP_TIMEOUT_S)
             process.kill()
             process.join()
         return process.exitcode
