@@ -141,6 +141,22 @@ def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
     return np.asarray(_to_rgb(image))
 
 
+def check_jpeg(data: bytes, max_pixels: int) -> None:
+    """decode_jpeg's checks without keeping the pixels, for a frame that may never be tagged (a
+    live frame the worker may skip): the whole stream is read, so a truncated or corrupt JPEG
+    raises as in decode_jpeg, but libjpeg scales it down 8x as it decodes (5-10x faster).
+
+    Raises DecodeError (NOT_AN_IMAGE, DECOMPRESSION_BOMB, TRUNCATED_IMAGE, CORRUPT_IMAGE).
+    """
+    image, fmt = open_image(data, max_pixels)
+    if fmt == "JPEG":
+        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _failure(f"{fmt} does not decode", exc) from None
+
+
 def _failure(what: str, exc: BaseException) -> DecodeError:
     """TRUNCATED_IMAGE when the data ends early (Pillow says so in its message), else
     CORRUPT_IMAGE."""

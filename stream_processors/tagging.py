@@ -3,17 +3,25 @@
 Batches come from `take_events(batch_size, within=batch_within_s)`. The event loop only moves
 bytes: JPEG decoding runs in one decode thread, inference in ONE dedicated inference thread (a
 single-worker executor, so torch's own thread pool is not multiplied; the production tagger
-answers it from a process of its own, see `tagger_process.py`). Two batches are in flight
-at most: while batch k is inferred, batch k+1 is collected and decoded, so the model never waits
-for Kafka. Results are produced in batch order, and a batch's offsets are released (see
-`acks.HeldBatch`) only after the broker acknowledged every record produced for it.
+answers it from a process of its own, see `tagger_process.py`). Two batches holding decoded
+pixels are in flight at most: while batch k is inferred, batch k+1 is collected and decoded, so
+the model never waits for Kafka (batches of live frames only: see below). Results are
+produced in batch order, and a batch's offsets are released (see `acks.HeldBatch`) only after
+the broker acknowledged every record produced for it.
 
 Live camera frames are for now, not for later: a batch that holds them is inferred in chunks of
 `live_batch_size`, each published as soon as it is tagged, and a live frame is skipped (counted
-per camera, released without a row) when a newer frame of its camera waits in the same batch
-(`live_newest_only`) or it is already older than `live_max_age_s` when its chunk starts, so a
-worker behind its cameras tags their newest frames with a bounded delay instead of an ever
+per camera, released without a row) when a newer frame of its camera has already reached the
+worker (`live_newest_only`) or it is already older than `live_max_age_s` when its chunk starts,
+so a worker behind its cameras tags their newest frames with a bounded delay instead of an ever
 longer queue. Recordings and catalogue photos are never skipped.
+
+Live frames are decoded only once their chunk is to be tagged, so a batch of them holds JPEG
+bytes, not pixels, and up to `LIVE_BATCHES_IN_FLIGHT` such batches are taken ahead of the one
+being inferred. The worker then sees its cameras' newest frames, not only the next batch: with
+eight cameras behind one worker, the frames the old two-batch window offered were already
+older than `live_max_age_s`, and which camera got tagged depended on which partition Faust's
+buffer had filled from (4 to 56 frames per camera in two minutes).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +45,16 @@ from models.tags import FrameSource, ImageTags, Tagger
 from stream_processors.acks import HeldBatch, Holds
 from stream_processors.adapters import tagged_image
 from stream_processors.deadletters import DeadLetterer, internal_error, unexpected
-from stream_processors.images import decode_jpeg
+from stream_processors.images import check_jpeg, decode_jpeg
 from stream_processors.sending import Send
 from stream_processors.thumbnails import Thumbnails, thumbnails
 
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 2
+# batches holding no decoded pixels (live frames, decoded when their chunk starts): ~50-400 KB
+# of JPEG per frame, so looking this far ahead costs a few MB to tens of MB
+LIVE_BATCHES_IN_FLIGHT = 16
 
 
 @dataclass
@@ -94,26 +105,36 @@ class TaggingStage:
     async def run(self, stream: Any) -> None:
         """The agent body."""
         settings = self._settings
-        in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        # each batch in flight, and whether it holds decoded pixels
+        in_flight: collections.deque[tuple[asyncio.Task[None], bool]] = collections.deque()
         previous: asyncio.Task[None] | None = None
+
+        def full() -> bool:
+            limit = (
+                MAX_BATCHES_IN_FLIGHT
+                if any(pixels for _, pixels in in_flight)
+                else LIVE_BATCHES_IN_FLIGHT
+            )
+            return len(in_flight) >= limit or in_flight[0][0].done()
+
         try:
             async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
                 held = self._holds.hold(events)
                 self._metrics.messages_in.labels(Topic.FRAMES).inc(len(events))
                 self._metrics.batch_size.labels(Stage.INFER).observe(len(events))
-                items = await self._decode(events)
+                items = self._parse(events)
+                # in the decode thread, while the batch before is inferred
+                await self._decode(items, live_pixels=False)
                 task = asyncio.create_task(self._complete(items, held, previous))
                 task.add_done_callback(self._batch_done)
-                in_flight.append(task)
+                in_flight.append((task, any(item.image is not None for item in items)))
                 previous = task
-                while in_flight and (
-                    len(in_flight) >= MAX_BATCHES_IN_FLIGHT or in_flight[0].done()
-                ):
-                    await in_flight.popleft()  # re-raises a batch's failure: the worker crashes
+                while in_flight and full():
+                    await in_flight.popleft()[0]  # re-raises a batch's failure: the worker crashes
             while in_flight:
-                await in_flight.popleft()
+                await in_flight.popleft()[0]
         finally:
-            for task in in_flight:
+            for task, _ in in_flight:
                 task.cancel()  # stopping: unreleased offsets are simply read again
 
     def _saw(self, frame: Frame) -> None:
@@ -134,8 +155,8 @@ class TaggingStage:
                 log.error("a tagging batch failed; stopping the worker", exc_info=exc)
                 self._on_failure(exc)
 
-    async def _decode(self, events: Sequence[Any]) -> list[_Item]:
-        """Parse headers (cheap, on the loop) and decode JPEGs in the decode thread."""
+    def _parse(self, events: Sequence[Any]) -> list[_Item]:
+        """Parse headers (cheap, on the loop); a record that does not parse keeps its error."""
         items: list[_Item] = []
         for event in events:
             item = _Item(event)
@@ -148,15 +169,27 @@ class TaggingStage:
             else:
                 self._saw(item.frame)
             items.append(item)
+        return items
+
+    async def _decode(self, items: Sequence[_Item], *, live_pixels: bool = True) -> None:
+        """Decode the items' JPEGs in the decode thread; a failure is kept on its item. With
+        `live_pixels` false, live frames are only checked (`check_jpeg`: a bad one still gets
+        its dead letter) and decoded when their chunk starts, as most of them are skipped."""
+        items = [item for item in items if item.frame is not None and item.error is None]
+        if not items:
+            return
         max_pixels = self._settings.fetch_max_pixels
 
         def decode_all() -> None:
             for item in items:
-                if item.frame is None:
+                if item.frame is None:  # filtered above; keeps mypy honest
                     continue
                 began = time.perf_counter()
                 try:
-                    item.image = decode_jpeg(item.frame.jpeg, max_pixels)
+                    if live_pixels or not item.frame.live:
+                        item.image = decode_jpeg(item.frame.jpeg, max_pixels)
+                    else:
+                        check_jpeg(item.frame.jpeg, max_pixels)
                 except PipelineError as exc:
                     item.error, item.stage = exc, Stage.DECODE
                 except Exception as exc:
@@ -169,7 +202,6 @@ class TaggingStage:
         for item in items:
             if item.image is not None:
                 decode_metric.observe(item.decode_s)
-        return items
 
     async def _complete(
         self, items: list[_Item], held: HeldBatch, previous: asyncio.Task[None] | None
@@ -182,14 +214,13 @@ class TaggingStage:
         while the next chunk, or the next batch, is inferred (holding the lock through them
         left the inference thread idle a quarter of the time on busy camera frames)."""
         tagger = await self._tagger()
-        ready = [item for item in items if item.image is not None]
-        # one batch's chunks at a time: a camera's frames reach the tagger in order
-        newest = _newest_live(ready) if self._settings.live_newest_only else {}
+        # decoded, or live and decoded when its chunk starts
+        ready = [item for item in items if item.image is not None or _live(item)]
         publications: list[asyncio.Task[list[Awaitable[Any]]]] = []
         try:
             async with self._infer_lock:
                 for chunk in self._chunks(ready):
-                    results = await self._infer(tagger, chunk, newest)
+                    results = await self._infer(tagger, chunk)
                     self._note_tagged(chunk, results)
                     # results in batch order: each chunk's records after the previous chunk's,
                     # the first after the previous batch's (which raises if that batch failed)
@@ -272,7 +303,8 @@ class TaggingStage:
                 self._skips.count(item.frame, tags)
                 continue
             if isinstance(tags, PipelineError):
-                item.error, item.stage = tags, Stage.INFER
+                if item.error is None:  # a live frame whose decode failed has its own stage
+                    item.error, item.stage = tags, Stage.INFER
                 continue
             frame = item.frame
             if frame is None:  # ready items always have a frame; keeps mypy honest
@@ -327,32 +359,28 @@ class TaggingStage:
         self._metrics.message_bytes_out.labels(Topic.ITEMS).inc(len(value))
         return await self._send(Topic.ITEMS, record.key.encode(), value, None)
 
-    async def _infer(
-        self, tagger: Tagger, items: list[_Item], newest: Mapping[str, float]
-    ) -> list[Outcome]:
-        """Tag the batch in the inference thread. Live frames superseded by a newer one of
-        their camera (`newest`: camera -> newest capture time in the batch, empty when
-        `live_newest_only` is off) or already older than `live_max_age_s` when inference can
-        start are skipped there (`Skipped`), so a worker that cannot keep up with its cameras
-        tags their newest frames instead of queueing ever older ones. When the batch fails,
-        each image is tagged alone so that one poisoned image is dead-lettered (MODEL_ERROR),
-        not the batch."""
+    async def _infer(self, tagger: Tagger, items: list[_Item]) -> list[Outcome]:
+        """Tag the chunk in the inference thread. Decided now, under the inference lock, when
+        it is known how old the chunk's frames are as tagging starts: a live frame whose
+        camera already has a newer frame in this worker (`live_newest_only`), or that is older
+        than `live_max_age_s`, is skipped (`Skipped`), so a worker that cannot keep up with its
+        cameras tags their newest frames instead of queueing ever older ones. The live frames
+        left are decoded then. When the batch fails, each image is tagged alone so that one
+        poisoned image is dead-lettered (MODEL_ERROR), not the batch."""
         loop = asyncio.get_running_loop()
         started = time.time()
         for item in items:
             if item.frame is not None:
                 item.queued_s = max(0.0, started - _entered_frames_topic(item))
+        newest = self._heard_at if self._settings.live_newest_only else {}
         max_age = self._settings.live_max_age_s
+        skipped = [_skip(item.frame, started, max_age, newest) for item in items]
+        chosen = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
+        await self._decode([item for item in chosen if _live(item)])
+        fresh = [item for item in chosen if item.image is not None]
 
-        def tag_batch() -> tuple[list[Skipped | None], list[ImageTags] | Exception, float]:
-            # decided here, in the inference thread: a batch may have waited for the previous
-            # one, and only now is it known how old its frames are when tagging starts
-            now = time.time()
-            skipped = [_skip(item.frame, now, max_age, newest) for item in items]
-            fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
+        def tag_fresh() -> tuple[list[ImageTags] | Exception, float]:
             began = time.perf_counter()
-            if not fresh:
-                return skipped, [], 0.0
             try:
                 out = tagger.tag(
                     [item.image for item in fresh if item.image is not None],
@@ -360,15 +388,23 @@ class TaggingStage:
                     sources=[_source(item.frame) for item in fresh],
                 )
             except Exception as exc:  # judged below, per image, on the loop
-                return skipped, exc, time.perf_counter() - began
-            return skipped, out, time.perf_counter() - began
+                return exc, time.perf_counter() - began
+            return out, time.perf_counter() - began
 
-        skipped, outcome, seconds = await loop.run_in_executor(self._infer_executor, tag_batch)
-        fresh = [item for item, skip in zip(items, skipped, strict=True) if skip is None]
+        tagged: Iterator[tuple[ImageTags | PipelineError, float]] = iter(())
         if fresh:
+            outcome, seconds = await loop.run_in_executor(self._infer_executor, tag_fresh)
             self._metrics.stage_duration.labels(Stage.INFER).observe(seconds)
-        tagged = iter(await self._judge(tagger, fresh, outcome, seconds))
-        return [(skip, 0.0) if skip is not None else next(tagged) for skip in skipped]
+            tagged = iter(await self._judge(tagger, fresh, outcome, seconds))
+        results: list[Outcome] = []
+        for item, skip in zip(items, skipped, strict=True):
+            if skip is not None:
+                results.append((skip, 0.0))
+            elif item.image is None and item.error is not None:  # its decode failed just now
+                results.append((item.error, 0.0))
+            else:
+                results.append(next(tagged))
+        return results
 
     async def _judge(
         self,
@@ -414,7 +450,7 @@ class Skipped:
 
 
 STALE = "stale"  # older than live_max_age_s when its inference could start
-SUPERSEDED = "superseded"  # a newer frame of the camera waited in the same batch
+SUPERSEDED = "superseded"  # a newer frame of the camera had reached the worker
 Outcome = tuple[ImageTags | PipelineError | Skipped, float]  # and the inference seconds
 
 
@@ -454,8 +490,8 @@ SKIP_LOG_EVERY_S = 30.0
 def _skip(
     frame: Frame | None, now: float, max_age_s: float, newest: Mapping[str, float]
 ) -> Skipped | None:
-    """Skipped when `frame` is a live camera frame and a newer frame of its camera waits in the
-    same batch (`newest`: camera -> newest capture time there; the worker is behind the
+    """Skipped when `frame` is a live camera frame and a newer frame of its camera has reached
+    the worker (`newest`: camera -> newest capture time received; the worker is behind the
     camera), or it was captured more than `max_age_s` ago."""
     if frame is None or not frame.live:
         return None
@@ -467,14 +503,9 @@ def _skip(
     return None
 
 
-def _newest_live(items: Sequence[_Item]) -> dict[str, float]:
-    """Camera -> newest capture time among the live frames of `items`."""
-    newest: dict[str, float] = {}
-    for item in items:
-        frame = item.frame
-        if frame is not None and frame.live:
-            newest[frame.source_id] = max(newest.get(frame.source_id, 0.0), frame.captured_at)
-    return newest
+def _live(item: _Item) -> bool:
+    """A live camera frame that parsed: decoded only when its chunk is about to be tagged."""
+    return item.error is None and item.frame is not None and item.frame.live
 
 
 def _is_product(item: _Item) -> bool:

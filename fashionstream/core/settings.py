@@ -149,8 +149,8 @@ class Settings:
 
     live_newest_only: bool = _setting(
         True,
-        "a live frame is skipped when a newer frame of its camera waits in the same batch (the"
-        " worker is behind that camera: it tags the newest); false: only live_max_age_s skips",
+        "a live frame is skipped when a newer frame of its camera has reached the worker (it is"
+        " behind that camera: it tags the newest); false: only live_max_age_s skips",
     )
     live_batch_size: int = _setting(
         1,

@@ -845,10 +845,57 @@ def test_a_live_frame_with_a_newer_one_of_its_camera_waiting_is_skipped(tmp_path
     waiting = [live_frame(n, now - 1.5 + 0.5 * n) for n in range(4)]  # within live_max_age_s
     other = live_frame(0, now - 1.0, camera="cam-other")
     items = tag_all(p, send, [*waiting, other], rows=2)
-    # the newest of each camera (if Faust took them in one batch, as it does here)
+    # the newest of each camera
     assert [t.event_id for t in items] == [waiting[-1].event_id, other.event_id]
     assert skipped(p, "cam-live", "superseded") == 3
     assert skipped(p, "cam-other", "superseded") is None
+
+
+def test_a_live_frame_is_skipped_when_a_newer_one_reached_the_worker_in_a_later_batch(
+    tmp_path: Path,
+) -> None:
+    """The worker takes live batches ahead of the one being inferred (they hold JPEG bytes,
+    not pixels), so it tags each camera's newest frame, not the next one in the log."""
+    send = Recorder()
+    tagger = FakeTagger(seconds_per_image=0.4)
+    p = live_pipeline(tmp_path, send, tagger, batch_size=1)
+
+    async def go() -> None:
+        async with p.tag_agent.test_context() as agent:
+            first = live_frame(0, time.time(), camera="cam-a")
+            await put(agent, first.key.encode(), first.jpeg, first.headers())
+            await until(lambda: len(tagger.batches) == 1, "cam-a's first frame being tagged")
+            # while it is: one batch each, all taken before the next inference starts
+            for n, camera in ((1, "cam-a"), (0, "cam-b"), (2, "cam-a")):
+                f = live_frame(n, time.time(), camera=camera)
+                await put(agent, f.key.encode(), f.jpeg, f.headers())
+            await until(lambda: len(send.on(Topic.ITEMS)) == 3, "3 tagged images")
+
+    run(go())
+    items = [TaggedImage.from_json(v) for _k, v, _h in send.on(Topic.ITEMS)]
+    assert [(t.source_id, t.frame_number) for t in items] == [
+        ("cam-a", 0),
+        ("cam-b", 0),
+        ("cam-a", 2),
+    ]
+    assert skipped(p, "cam-a", "superseded") == 1
+    assert tagger.batches == [1, 1, 1]  # the skipped frame was never inferred
+
+
+def test_a_bad_live_frame_is_dead_lettered_though_a_newer_one_supersedes_it(
+    tmp_path: Path,
+) -> None:
+    """Live frames are decoded only when their chunk is tagged, but every one is checked when
+    taken: a truncated frame gets its dead letter, skipped or not."""
+    send = Recorder()
+    p = live_pipeline(tmp_path, send, FakeTagger(), batch_size=8, batch_within_s=0.3)
+    now = time.time()
+    broken = dataclasses.replace(live_frame(0, now - 0.5), jpeg=jpeg(size=(640, 480))[:700])
+    newer = live_frame(1, now)
+    items = tag_all(p, send, [broken, newer], rows=1)
+    assert [t.event_id for t in items] == [newer.event_id]
+    (letter,) = send.dead_letters()
+    assert (letter.reason, letter.stage) == (DeadLetterReason.TRUNCATED_IMAGE, "decode")
 
 
 def test_live_max_age_zero_and_not_newest_only_never_skip(tmp_path: Path) -> None:

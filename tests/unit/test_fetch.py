@@ -21,13 +21,22 @@ from PIL import Image
 
 from fashionstream.core.errors import DeadLetterReason, DecodeError, FetchError
 from stream_processors.fetch import FetchOptions, GuardedResolver, ImageFetcher
-from stream_processors.images import check_pixels, decode_jpeg, prepare_image, sniff_format
+from stream_processors.images import (
+    check_jpeg,
+    check_pixels,
+    decode_jpeg,
+    prepare_image,
+    sniff_format,
+)
 from stream_processors.ssrf import AddressPolicy
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fashionstream" / "app" / "samples" / "catalogue"
 TEST_HOST = "127.0.0.2"  # loopback on Linux, and the only address the tests' policy allows
 POLICY = AddressPolicy.from_cidrs([f"{TEST_HOST}/32"])
 IMAGE = (SAMPLES / "dress-1.jpg").read_bytes()
+
+
+FRAMES = Path(__file__).parents[1] / "fixtures" / "frames"
 
 
 def jpeg_bytes(width: int = 64, height: int = 48, exif: Any = None, quality: int = 90) -> bytes:
@@ -166,6 +175,26 @@ def test_decode_jpeg_gives_rgb_uint8() -> None:
     with pytest.raises(DecodeError) as caught:
         decode_jpeg(jpeg_bytes(64, 48), max_pixels=100)
     assert caught.value.reason is DeadLetterReason.DECOMPRESSION_BOMB
+
+
+@pytest.mark.parametrize(
+    "cut", [None, 0.999, 0.9, 0.5, 0.05], ids=["whole", "end", "90%", "half", "header"]
+)
+def test_check_jpeg_judges_a_frame_as_decoding_it_does(cut: float | None) -> None:
+    """A live frame is only checked when taken (it may be skipped): same verdict and reason
+    as the full decode, on a real camera frame cut short."""
+    whole = (FRAMES / "intel_person_0360.jpg").read_bytes()
+    data = whole if cut is None else whole[: int(len(whole) * cut)]
+
+    def verdict(judge: Callable[[bytes, int], object]) -> DeadLetterReason | None:
+        try:
+            judge(data, 10**7)
+        except DecodeError as exc:
+            return exc.reason
+        return None
+
+    assert verdict(check_jpeg) == verdict(decode_jpeg)
+    assert (verdict(check_jpeg) is None) == (cut is None)
 
 
 # ---------------------------------------------------------------------------------------------
