@@ -178,6 +178,7 @@ def _one_run(
         "frames_tagged": len(rows),
         "tagged_fps": round(len(rows) / duration_s, 2),
         "needed_fps": round(n_cameras * settings.video_fps, 2),
+        "tagged_per_camera": [tagged[c] for c in cams],  # a fair worker gives each its turn
         "skipped_per_camera": [sent.get(c, 0) - tagged[c] for c in cams],
         "people_per_frame": round(people / len(rows), 1),
         "garments_per_frame": round(garments / len(rows), 1),

@@ -338,8 +338,8 @@ def _bench_live(settings: Settings, args: argparse.Namespace) -> int:
     for row in report["runs"]:
         print(
             f"{row['cameras']} camera(s): {row['frames_tagged']} of {row['frames_sent']} frames "
-            f"tagged ({row['tagged_fps']}/s, cameras send {row['needed_fps']}/s), skipped per "
-            f"camera {row['skipped_per_camera']}; {row['people_per_frame']} people and "
+            f"tagged ({row['tagged_fps']}/s, cameras send {row['needed_fps']}/s), tagged per "
+            f"camera {row['tagged_per_camera']}; {row['people_per_frame']} people and "
             f"{row['garments_per_frame']} garments per frame; capture-to-row latency p50 "
             f"{row['latency_p50_s']} s / p95 {row['latency_p95_s']} s / max "
             f"{row['latency_max_s']} s (first tenth {row['latency_first_tenth_s']} s, last "
