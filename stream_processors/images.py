@@ -95,10 +95,7 @@ def prepare_image(data: bytes, *, max_pixels: int, max_side: int, quality: int) 
         image.draft(
             "RGB", (max(1, int(source_size[0] * scale)), max(1, int(source_size[1] * scale)))
         )
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise _failure(f"{fmt} does not decode", exc) from None
+    _load(image, fmt)
     upright = ImageOps.exif_transpose(image)
     rgb = _to_rgb(upright)
     if max(rgb.size) > max_side:
@@ -134,10 +131,7 @@ def decode_jpeg(data: bytes, max_pixels: int) -> np.ndarray:
     Raises DecodeError (NOT_AN_IMAGE, DECOMPRESSION_BOMB, TRUNCATED_IMAGE, CORRUPT_IMAGE).
     """
     image, fmt = open_image(data, max_pixels)
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise _failure(f"{fmt} does not decode", exc) from None
+    _load(image, fmt)
     return np.asarray(_to_rgb(image))
 
 
@@ -151,9 +145,14 @@ def check_jpeg(data: bytes, max_pixels: int) -> None:
     image, fmt = open_image(data, max_pixels)
     if fmt == "JPEG":
         image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+    _load(image, fmt)
+
+
+def _load(image: Image.Image, fmt: str) -> None:
+    """Decode an opened image's pixels; a failure becomes its dead letter's reason."""
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise _failure(f"{fmt} does not decode", exc) from None
 
 
