@@ -407,6 +407,8 @@ class WirePerson:
 
 # an embedding longer than this is refused: pgvector indexes at most 2,000 dimensions
 MAX_EMBEDDING_DIM = 2000
+# high byte of a little-endian float16 -> 1 where the value is inf or NaN, else 0
+_FLOAT16_NOT_FINITE = bytes(int(b & 0x7C == 0x7C) for b in range(256))
 
 
 @dataclass(frozen=True)
@@ -434,7 +436,10 @@ class WireEmbedding:
             raise BadRecordError(
                 f"WireEmbedding.data holds {len(raw)} bytes, expected {2 * self.dim} (float16)"
             )
-        if not all(math.isfinite(v) for v in struct.unpack(f"<{self.dim}e", raw)):
+        # a float16 is inf or NaN when its exponent bits, 0x7C of its high (little-endian:
+        # second) byte, are all set; checked over the bytes at C speed, where unpacking each
+        # value was a third of parsing a busy frame's record, which two agents parse
+        if 1 in raw[1::2].translate(_FLOAT16_NOT_FINITE):
             raise BadRecordError("WireEmbedding.data holds a value that is not finite")
 
     @classmethod

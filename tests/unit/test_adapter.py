@@ -163,7 +163,8 @@ def test_an_image_without_garments_is_still_a_record() -> None:
         (tags(garment(box=(30.0, 10.0, 20.0, 30.0))), "inverted"),
         (tags(garment(box=(0.0, 0.0, math.inf, 1.0))), "box is inf"),
         (tags(garment(colour=ColourReading("Red", (1, 2, 3), 1.5))), "not in [0, 1]"),
-        (tags(garment(probabilities={"gender": {"Women": -0.5}})), "not in [0, 1]"),
+        (tags(garment(probabilities={"gender": {"Women": -0.5}})), "gender/Women = -0.5"),
+        (tags(garment(probabilities={"gender": {"Men": 0.1, "Women": math.nan}})), "Women is nan"),
         (tags(model_version=""), "model version"),
         (tags(timings={"detect": math.nan}), "timings"),
     ],
@@ -173,6 +174,14 @@ def test_contract_violations_are_model_errors(broken: ImageTags, message: str) -
         tagged_image(feed_frame(), broken, {})
     assert caught.value.reason is DeadLetterReason.MODEL_ERROR
     assert message in caught.value.detail
+
+
+def test_label_probabilities_travel_to_six_decimals_and_slight_overshoots_are_clamped() -> None:
+    probs = {"Women": 0.123456789, "Men": 1.0 + 4e-7, "Unisex": -4e-7, "Boys": 1.0 + 9e-7}
+    record = tagged_image(feed_frame(), tags(garment(probabilities={"gender": probs})), {})
+    sent = TaggedImage.from_json(record.to_json()).garments[0].probabilities["gender"]
+    assert sent == {"Women": 0.123457, "Men": 1.0, "Unisex": 0.0, "Boys": 1.0}
+    assert b"-0.0" not in record.to_json()
 
 
 def test_mask_of_another_size_is_a_model_error() -> None:

@@ -138,3 +138,16 @@ def test_a_bad_product_is_a_bad_record(product: object, message: str) -> None:
     data["product"] = product
     with pytest.raises(BadRecordError, match=message):
         TaggedImage.from_json(json.dumps(data).encode())
+
+
+def test_every_float16_is_accepted_exactly_when_it_is_finite() -> None:
+    patterns = np.arange(1 << 16, dtype=np.uint16)
+    for bits, value in zip(patterns.tolist(), patterns.view(np.float16).tolist(), strict=True):
+        # first and second of two values (the other one 1.0): every position is checked
+        for raw in (struct.pack("<2H", bits, 0x3C00), struct.pack("<2H", 0x3C00, bits)):
+            data = base64.b64encode(raw).decode()
+            if np.isfinite(value):
+                WireEmbedding("emb-v1", 2, data)
+            else:
+                with pytest.raises(BadRecordError, match="finite"):
+                    WireEmbedding("emb-v1", 2, data)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import psycopg2
 import psycopg2.extensions
 import pytest
@@ -16,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from psycopg2 import sql
 
 from fashionstream.core.metrics import Metrics
-from fashionstream.core.records import SourceKind, TaggedImage
+from fashionstream.core.records import MAX_EMBEDDING_DIM, SourceKind, TaggedImage, WireEmbedding
 from sinks.errors import PostgresUnavailableError, RecordsRejectedError, is_outage
-from sinks.postgres import SCHEMA_PROBE, PostgresSink
+from sinks.postgres import SCHEMA_PROBE, PostgresSink, embedding_literal, vector_literal
 from tests.support.records import tagged_image
 
 TABLE = re.compile(
@@ -455,3 +456,13 @@ def test_end_to_end_latency_runs_from_submission_not_from_an_old_capture() -> No
     total = registry.get_sample_value("fashionstream_end_to_end_latency_seconds_sum", labels)
     assert total is not None
     assert 2.0 <= total < 60.0
+
+
+def test_an_embedding_is_written_as_the_exact_text_of_its_float16_values() -> None:
+    # every finite float16, in vectors of the largest size the wire allows
+    finite = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    finite = finite[np.isfinite(finite)]
+    for start in range(0, finite.size, MAX_EMBEDDING_DIM):
+        values = finite[start : start + MAX_EMBEDDING_DIM].astype(np.float64).tolist()
+        embedding = WireEmbedding.encode("v1", values)
+        assert embedding_literal(embedding) == vector_literal(values)
