@@ -95,6 +95,7 @@ def run_worker(
         override_logging=False,
         redirect_stdouts=False,
     )
+    pipeline.put_inference_first()  # before Faust starts its threads: they inherit it
     code = 0
     try:
         worker.execute_from_commandline()

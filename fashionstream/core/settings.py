@@ -175,6 +175,12 @@ class Settings:
         " worker's own Python (records, sink, tracking) does not stall inference; false: in"
         " the worker's inference thread",
     )
+    worker_nice: int = _setting(
+        10,
+        "how much lower than its inference the worker's other threads run (Linux nice steps,"
+        " 0-19): records, sink and tracking then take the cores inference leaves, not half of"
+        " them; 0 = equal",
+    )
     batch_size: int = _setting(8, "frames per inference batch (Faust take(N, ...))")
     # 0.5 s each made a live frame's row wait ~0.75 s after it was tagged (bench live, one
     # camera: capture-to-row p50 1.70 s -> 1.13 s at 0.2 / 0.1); a busy stream fills its batches
@@ -295,6 +301,8 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.api_port < 65536:
             raise ValueError(f"api_port must be in 1..65535, got {self.api_port}")
+        if not 0 <= self.worker_nice <= 19:
+            raise ValueError(f"worker_nice must be in 0..19, got {self.worker_nice}")
         if self.live_max_age_s < 0:
             raise ValueError(f"live_max_age_s must be >= 0, got {self.live_max_age_s}")
         if self.garment_refresh_s < 0:
