@@ -129,10 +129,11 @@ class TaggerThresholds:
     # one garment found on two overlapping people's crops: the same category with masks
     # overlapping this much (IoU) is one garment, the higher score kept
     duplicate_iou: float = 0.5
-    # a person at least this share of the image's height tall (a catalogue model shot, a
-    # close-up) gets garments from the whole-image garment detector: it was trained on such
-    # people and beats the crops there (eval detector --person-height: mask AP50 0.573 vs 0.516
-    # at 400 px of 480; the crops win from 200 px, 0.496 vs 0.403, down)
+    # a person at least this share of the image's height tall in a photo that is not a camera
+    # frame (a catalogue model shot) gets garments from the whole-image garment detector: it
+    # was trained on such photos. A camera frame's people always go through the crops: on the
+    # demo's store clip the whole image made a man's black jacket a dress or missed it, where
+    # his crop found it (outerwear, top) beside his trousers and shoes (weights/person_crops.md)
     large_person: float = 0.6
     # catalogue fallback: a border is "flat" when this share of its pixels is within
     # `border_distance` (RGB Euclidean) of the border's median colour; product pixels are
@@ -502,10 +503,11 @@ class FashionTagger:
         clock: _StageClock,
     ) -> tuple[list[tuple[list[_Garment], list[_Person]]], list[list[Plan] | None]]:
         """People from the person detector, garments from each small person's crop (one
-        garment detector call for every crop of the chunk); large people (catalogue model shots,
-        close-ups), studio photos and images with nobody in them (product shots) from the
-        whole-image garment detector and its catalogue fallback. With the track gate, a camera
-        frame's small people whose garments their track carries get no crop (their plans)."""
+        garment detector call for every crop of the chunk); large people of photos that are not
+        camera frames (catalogue model shots), studio photos and images with nobody in them
+        (product shots) from the whole-image garment detector and its catalogue fallback. With
+        the track gate, a camera frame's people whose garments their track carries get no crop
+        (their plans)."""
         if self.people is None or self.crop_detector is None:
             raise RuntimeError("garments per person need the person detector")
         people = [
@@ -520,7 +522,11 @@ class FashionTagger:
             {
                 j
                 for j, p in enumerate(persons)
-                if studio[i] or p.box[3] - p.box[1] >= self.thresholds.large_person * image.shape[0]
+                if studio[i]
+                or (
+                    sources[i] is None
+                    and p.box[3] - p.box[1] >= self.thresholds.large_person * image.shape[0]
+                )
             }
             for i, (image, persons) in enumerate(zip(images, people, strict=True))
         ]

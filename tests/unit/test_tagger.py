@@ -501,6 +501,18 @@ def test_an_image_whose_people_are_all_large_goes_through_the_detector_whole() -
     assert tags.garments[0].person_index == 0  # its wearer by overlap, as before
 
 
+def test_a_large_person_in_a_camera_frame_goes_through_their_crop() -> None:
+    # the same 100 of 120 px person as above, in a camera frame: a close-up, not a model shot
+    whole = FakeDetector([_detections([("top", 0.9, (15, 20, 55, 60))])])
+    on_crops = CropDetector([("trousers", 0.9, (80, 100, 150, 180))])
+    people = [_people((0.9, (10.0, 10.0, 60.0, 110.0)))]
+    tagger = _per_person_tagger(whole, on_crops, people, TaggerThresholds())
+    (tags,) = tagger.tag([_street()], sources=[FrameSource("cam", 0.0)])
+    assert whole.calls == []
+    assert on_crops.calls == [1]
+    assert [(g.category, g.person_index) for g in tags.garments] == [("trousers", 0)]
+
+
 def test_a_large_persons_garments_come_from_the_whole_image_a_small_ones_from_their_crop() -> None:
     # person 0: 100 of 120 px (large); person 1: 50 px (small), standing at x 100-120
     people = [_people((0.9, (10.0, 10.0, 60.0, 110.0)), (0.9, (100.0, 60.0, 120.0, 110.0)))]

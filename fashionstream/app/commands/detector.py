@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fashionstream.app.commands import Commands
 from fashionstream.app.commands.tagger import DEFAULT_VIDEO
 from fashionstream.app.extras import needs_training_stack
 from fashionstream.core.settings import Backend, Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from models.tags import ImageTags
 
 log = logging.getLogger("fashionstream.detector")
 DEFAULT_BACKGROUND = DEFAULT_VIDEO
@@ -333,6 +339,7 @@ def _evaluate_on_camera_scenes(settings: Settings, args: argparse.Namespace) -> 
 
     from models.detection import camera_scenes, ccp
     from models.tagger import FashionTagger
+    from models.tags import FrameSource
 
     heights = [int(v) for v in args.person_height.split(",")]
     settings = dataclasses.replace(
@@ -346,11 +353,19 @@ def _evaluate_on_camera_scenes(settings: Settings, args: argparse.Namespace) -> 
     ids = ccp.image_ids(args.ccp, args.split)
     if args.limit:
         ids = ids[: args.limit]
+    scene_numbers = itertools.count()
+
+    def tag_as_camera_frames(images: Sequence[np.ndarray]) -> list[ImageTags]:
+        # each scene a frame of a camera of its own: the tagger takes its camera path, and no
+        # track carries one scene's garments to the next
+        cameras = [FrameSource(f"scene-{next(scene_numbers)}", 0.0) for _ in images]
+        return tagger.tag(images, sources=cameras)
+
     report: dict[str, Any] = {"model": tagger.model_version, "photos": len(ids), "heights": {}}
     for height in heights:
         scenes = camera_scenes.camera_scenes(ccp.iter_samples(args.ccp, ids), backgrounds, height)
         metrics = camera_scenes.evaluate_tagger_on_scenes(
-            tagger.tag,
+            tag_as_camera_frames,
             scenes,
             batch_size=settings.batch_size,
             progress=_counter(f"{height} px", len(ids)),
