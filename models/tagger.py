@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from models.attributes.calibration import UNKNOWN, stated
-from models.attributes.labels import labels_agreeing
+from models.attributes.labels import GENDER_HEAD, labels_agreeing
 from models.colour import read_colour
 from models.detection import crops as person_crops
 from models.detection.processing import Detector
@@ -54,7 +54,6 @@ from models.track_gate import GateRules, GateStats, Plan, TrackGates
 Box = tuple[float, float, float, float]
 CATEGORY_HEAD = "category"
 STYLE_HEAD = "usage"
-GENDER_HEAD = "gender"
 
 
 class AttributeRunner(Protocol):
@@ -457,13 +456,17 @@ class FashionTagger:
         and its embedding."""
         labels = self.classifier.heads[CATEGORY_HEAD]
         category = str(labels[int(np.argmax(probabilities[CATEGORY_HEAD]))])
-        gender = None
-        if GENDER_HEAD in self.classifier.heads:
-            said = self._stated(
-                GENDER_HEAD, self.classifier.heads[GENDER_HEAD], probabilities[GENDER_HEAD]
-            )
-            gender = None if said.label == UNKNOWN else said.label
+        gender = self._gender(probabilities)
         return ProductTags(category, gender, Embedding(self.embedding_version, vector))
+
+    def _gender(self, probabilities: Mapping[str, np.ndarray]) -> str | None:
+        """The gender head's label as calibrated; None when unsure or there is no such head."""
+        if GENDER_HEAD not in self.classifier.heads:
+            return None
+        said = self._stated(
+            GENDER_HEAD, self.classifier.heads[GENDER_HEAD], probabilities[GENDER_HEAD]
+        )
+        return None if said.label == UNKNOWN else said.label
 
     def _split(
         self, image: np.ndarray, detections: Detections, person_boxes: PersonBoxes | None
@@ -663,9 +666,13 @@ class FashionTagger:
             probs = dict(garment_probs)
             if garment.person in genders:
                 probs[GENDER_HEAD] = genders[garment.person]
+            wearer = self._gender(probs)
             top = {
                 head: self._stated(
-                    head, labels, probs[head], self._agreeing(head, labels, garment.category)
+                    head,
+                    labels,
+                    probs[head],
+                    self._agreeing(head, labels, garment.category, wearer),
                 )
                 for head, labels in self.classifier.heads.items()
             }
@@ -712,14 +719,16 @@ class FashionTagger:
         return {j: np.mean(v, axis=0) for j, v in votes.items()}
 
     def _agreeing(
-        self, head: str, labels: Sequence[str], category: str | None
+        self, head: str, labels: Sequence[str], category: str | None, gender: str | None
     ) -> np.ndarray | None:
-        """Which of `head`'s labels a garment the detector named `category` can have
-        (models.attributes.labels: labels_agreeing); None when any can: the catalogue fallback
-        (no detection), a head the category decides nothing of, or one none of whose labels
-        agree. Why: the detector saw the whole garment on its wearer, the classifier only the
-        crop, so a pair of trousers seen from behind is not stated as a dress."""
-        allowed = None if category is None else labels_agreeing(category, head)
+        """Which of `head`'s labels a garment the detector named `category`, worn by someone
+        of `gender` (None: unsure), can have (models.attributes.labels: labels_agreeing); None
+        when any can: the catalogue fallback (no detection), a head the category decides
+        nothing of, or one none of whose labels agree. Why: the detector saw the whole garment
+        on its wearer, the classifier only the crop, so a pair of trousers seen from behind is
+        not stated as a dress; and gender is voted over the whole person, so a man's dark shoes
+        are not stated as Heels."""
+        allowed = None if category is None else labels_agreeing(category, head, gender)
         if allowed is None:
             return None
         keep = np.array([label in allowed for label in labels])

@@ -29,6 +29,7 @@ CATALOGUE_HEADS: tuple[str, ...] = (
     "usage",
 )
 HEAD_NAMES: tuple[str, ...] = ("category", "clothing", *CATALOGUE_HEADS)
+GENDER_HEAD = "gender"
 
 CLOTHING_CLASSES: tuple[str, ...] = (
     "dress",
@@ -130,16 +131,38 @@ _CATEGORY_PARENTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
 }
 
 
-def labels_agreeing(category: str, head: str) -> frozenset[str] | None:
+# --- garment article types the catalogue sells to one side only: of each type of
+# ARTICLE_TO_CATEGORY with at least 5 training photos (held-out photos not counted), under 2%
+# are of the other side's genders (Men and Boys / Women and Girls; Unisex counts for both).
+# Counted from styles.csv; tests/unit/test_attribute_labels.py recounts it. Why: a man's shoes
+# are not Heels. The catalogue calls no men's shoe that, but the classifier, which sees only the
+# shoe, leans to it for dark shoes seen small (the demo's store clip), where the wearer's gender,
+# voted over the whole person, is surer.
+NOT_SOLD_TO: Mapping[str, frozenset[str]] = {
+    "Men": frozenset({
+        "Capris", "Camisoles", "Clutches", "Dresses", "Flats", "Heels", "Jeggings", "Kurtas",
+        "Kurtis", "Leggings", "Mobile Pouch", "Nightdress", "Skirts", "Tops", "Tunics",
+    }),
+    "Women": frozenset({"Formal Shoes", "Lounge Shorts"}),
+}  # fmt: skip
+GENDER_SIDE: Mapping[str, str] = {"Men": "Men", "Boys": "Men", "Women": "Women", "Girls": "Women"}
+
+
+def labels_agreeing(category: str, head: str, gender: str | None = None) -> frozenset[str] | None:
     """The labels of `head` a garment of detector `category` can have; None when the category
     decides nothing of the head (colour, season, usage, gender; a bag's clothing class) or is
-    not a garment category."""
+    not a garment category. With the wearer's `gender` (a gender head label), article types
+    the catalogue does not sell to that gender's side are left out too, unless that would
+    leave none: the detector's category, which saw the garment, outranks the gender."""
     if category not in _CATEGORY_PARENTS:
         return None
     if head == "category":
         return frozenset({category})
     if head == "articleType":
         found = frozenset(t for t, c in ARTICLE_TO_CATEGORY.items() if c == category)
+        side = GENDER_SIDE.get(gender or "")
+        if side is not None:
+            found = found - NOT_SOLD_TO[side] or found
     elif head == "clothing":
         found = frozenset(k for k, v in CLOTHING_TO_HEADS.items() if v["category"] == category)
     else:

@@ -43,11 +43,11 @@ from fashionstream.core.sightings import (
     SightingGarment,
     sighting_id,
 )
-from models.attributes.calibration import shipped_thresholds, stated
-from models.attributes.labels import labels_agreeing
+from models.attributes.calibration import UNKNOWN, shipped_thresholds, stated
+from models.attributes.labels import GENDER_HEAD, labels_agreeing
 from models.tracking.frames import Box, FrameDetections
 from models.tracking.people_ids import follow, new_byte_track
-from models.tracking.votes import GarmentSlots, SlotRules
+from models.tracking.votes import GarmentSlot, GarmentSlots, SlotRules
 
 # Bump when the pickled layout changes; a state of another format is not loaded. Adding a field
 # with a default (BestView.thumbnail) does not change it: a dataclass default is also a class
@@ -457,6 +457,17 @@ def _view_quality(box: Box, score: float, width: int, height: int) -> float:
     return score * math.sqrt(area) * (0.5 if cut else 1.0)
 
 
+def _stated_gender(slot: GarmentSlot, thresholds: Mapping[str, float]) -> str | None:
+    """The garment's voted gender (its wearer's: the tagger gives each of a person's garments
+    the person's gender), None when there is no vote or it is under its threshold."""
+    vote = slot.attributes.get(GENDER_HEAD)
+    won = None if vote is None else vote.winner()
+    if won is None:
+        return None
+    label = stated(won[0], won[1], thresholds.get(GENDER_HEAD, 0.0))
+    return None if label == UNKNOWN else label
+
+
 def _garments(
     slots: GarmentSlots, person_frames: int, thresholds: Mapping[str, float]
 ) -> list[SightingGarment]:
@@ -468,6 +479,7 @@ def _garments(
             continue
         weight = max(slot.category.weight, 1e-9)
         rgb = slot.colour_rgb_sum / weight
+        gender = _stated_gender(slot, thresholds)
         out.append(
             SightingGarment(
                 category=category,
@@ -475,11 +487,11 @@ def _garments(
                 frames=slot.frames,
                 score_mean=slot.score_sum / slot.detections,
                 # as the tagger states a frame's garment: among the labels that agree with
-                # the category it was voted
+                # the category it was voted and with its wearer's voted gender
                 attributes={
                     head: Label(stated(won[0], won[1], thresholds.get(head, 0.0)), won[1])
                     for head, vote in sorted(slot.attributes.items())
-                    if (won := vote.winner(labels_agreeing(category, head))) is not None
+                    if (won := vote.winner(labels_agreeing(category, head, gender))) is not None
                 },
                 colour=Label(*colour),
                 colour_rgb=(

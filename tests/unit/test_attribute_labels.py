@@ -127,3 +127,44 @@ def test_every_garment_category_says_which_catalogue_labels_agree_with_it() -> N
     ]
     assert len(rows) > 9000
     assert len(disagree) <= 10
+
+
+def test_a_wearers_gender_leaves_out_the_article_types_the_catalogue_never_sells_them() -> None:
+    footwear = L.labels_agreeing("footwear", "articleType") or frozenset()
+    mens = L.labels_agreeing("footwear", "articleType", "Men") or frozenset()
+    assert {"Heels", "Flats"} <= footwear
+    assert not {"Heels", "Flats"} & mens
+    assert {"Casual Shoes", "Formal Shoes"} <= mens
+    assert L.labels_agreeing("footwear", "articleType", "Boys") == mens
+    womens = L.labels_agreeing("footwear", "articleType", "Women") or frozenset()
+    assert "Heels" in womens
+    assert "Formal Shoes" not in womens
+    # unsure, unisex or no gender: the category alone decides
+    for gender in (None, "Unisex", "unknown"):
+        assert L.labels_agreeing("footwear", "articleType", gender) == footwear
+    # the detector saw a dress: a man's gender does not empty it
+    assert L.labels_agreeing("dress", "articleType", "Men") == L.labels_agreeing(
+        "dress", "articleType"
+    )
+    # gender decides only article types
+    assert L.labels_agreeing("footwear", "subCategory", "Men") == L.labels_agreeing(
+        "footwear", "subCategory"
+    )
+
+
+def test_the_not_sold_to_table_is_the_catalogues_own_count() -> None:
+    from collections import Counter
+    from pathlib import Path
+
+    from models.attributes import data as D
+
+    rows = D.read_styles(Path(__file__).resolve().parents[2].parent / "shared/data/products")
+    train = [r for r in rows if not D.is_held_out(r["id"], D.CATALOGUE_HELD_OUT)]
+    sides = {"Men": {"Men", "Boys", "Unisex"}, "Women": {"Women", "Girls", "Unisex"}}
+    totals = Counter(r["articleType"] for r in train)
+    for side, genders in sides.items():
+        sold = Counter(r["articleType"] for r in train if r["gender"] in genders)
+        counted = {
+            t for t in L.ARTICLE_TO_CATEGORY if totals[t] >= 5 and sold[t] < 0.02 * totals[t]
+        }
+        assert counted == L.NOT_SOLD_TO[side], side

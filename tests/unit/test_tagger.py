@@ -711,6 +711,51 @@ def test_an_agreeing_label_is_stated_only_as_sure_as_the_classifier_is_of_it() -
     assert garment.attributes["articleType"].prob == pytest.approx(0.3)
 
 
+class ShoeClassifier(FakeClassifier):
+    """Leans to Heels for every crop (Heels 0.6, Casual Shoes 0.3, Flats 0.1), and says every
+    crop, the wearer's included, is of `men` probability Men."""
+
+    def __init__(self, men: float) -> None:
+        super().__init__()
+        self.men = men
+
+    @property
+    def heads(self) -> Mapping[str, Sequence[str]]:
+        return {**super().heads, "articleType": ("Heels", "Casual Shoes", "Flats")}
+
+    def predict(self, crops: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        out = super().predict(crops)
+        for probs in out:
+            probs["articleType"] = np.array([0.6, 0.3, 0.1], np.float32)
+            probs["gender"] = np.array([self.men, 1 - self.men], np.float32)
+        return out
+
+
+@pytest.mark.parametrize(
+    ("men", "gender_threshold", "stated"),
+    [
+        (0.8, 0.0, "Casual Shoes"),  # a man's shoes are not Heels
+        (0.2, 0.0, "Heels"),  # a woman's may be
+        (0.8, 0.9, "Heels"),  # unsure of the wearer: the shoe's own answer
+    ],
+)
+def test_a_wearers_gender_leaves_out_article_types_not_sold_to_them(
+    men: float, gender_threshold: float, stated: str
+) -> None:
+    detections = _detections(
+        [("person", 0.9, (10, 10, 60, 110)), ("footwear", 0.9, (20, 100, 28, 108))]
+    )
+    tagger = _tagger(
+        FakeDetector([detections]), ShoeClassifier(men), confidence={"gender": gender_threshold}
+    )
+    (shoe,) = tagger.tag([_street()])[0].garments
+    assert shoe.attributes["articleType"].label == stated
+    # the classifier's probabilities are stored unchanged
+    assert shoe.probabilities["articleType"] == pytest.approx(
+        {"Heels": 0.6, "Casual Shoes": 0.3, "Flats": 0.1}
+    )
+
+
 def test_the_catalogue_fallback_is_named_by_the_classifier_alone() -> None:
     studio = np.full((H, W, 3), 255, np.uint8)
     studio[30:90, 50:110] = (20, 20, 200)

@@ -325,6 +325,33 @@ def test_a_sightings_attribute_under_its_calibrated_threshold_is_unknown() -> No
     assert trousers.attributes["articleType"].prob == pytest.approx(0.3)
 
 
+def _shoes_of(gender: Mapping[str, float], config: TrackingConfig | None = None) -> SightingGarment:
+    """The shoes of a sighting whose classifier leans to Heels in each of 6 frames, worn by
+    someone of `gender` (the tagger gives each garment its wearer's gender)."""
+    p = Person(x=300, wears=())
+    frames = []
+    for n in range(6):
+        f = frame(n, (p,), end=n == 5)
+        article = (("Heels", 0.6), ("Casual Shoes", 0.3), ("Flats", 0.1))
+        g = garment(0, 0, p.box(n), "footwear", "Black", 0.9, article)
+        g = dataclasses.replace(g, probabilities={**g.probabilities, "gender": dict(gender)})
+        frames.append(dataclasses.replace(f, garments=(g,)))
+    (sighting,) = run(frames, config).sightings
+    (shoes,) = sighting.garments
+    return shoes
+
+
+def test_a_sightings_article_type_agrees_with_its_wearers_gender() -> None:
+    mens = _shoes_of({"Men": 0.8, "Women": 0.2})
+    assert mens.attributes["gender"].label == "Men"
+    assert mens.attributes["articleType"].label == "Casual Shoes"
+    assert _shoes_of({"Men": 0.2, "Women": 0.8}).attributes["articleType"].label == "Heels"
+    unsure = TrackingConfig(fps=FPS, attribute_thresholds={"gender": 0.9})
+    assert _shoes_of({"Men": 0.8, "Women": 0.2}, unsure).attributes["articleType"].label == (
+        "Heels"
+    )
+
+
 def test_tracking_settings_read_the_shipped_classifiers_thresholds(tmp_path: Path) -> None:
     from fashionstream.core.settings import Settings
 
