@@ -179,7 +179,9 @@ class Settings:
     # worker's main thread also runs the Kafka group protocol, and one run of
     # tests/integration/test_scale_out.py (three workers and live producers on 2 cores) ended
     # with a worker rejoining its group every 8 s until the test gave up (alone, with it on, the
-    # test passed): not yet understood
+    # test passed): not yet understood. Lowering only the helper threads (decode, sink,
+    # tracking) and not the event loop was tried (2026-12-07): in 5 alternating bench pipeline
+    # runs each, pipeline frames/s had the same median (about 5.8) with 0 and 10, so not kept
     worker_nice: int = _setting(
         0,
         "how much lower than its inference the worker's other threads run (Linux nice steps,"
