@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from fashionstream.core.settings import REPO_ROOT, Backend, Settings
+from models.attributes.calibration import UNKNOWN
+from models.attributes.labels import labels_agreeing
 from models.detection import ccp
 from models.onnx_models.spec import SpecError
 from models.tagger import FashionTagger
@@ -76,8 +78,20 @@ def test_a_plugged_head_replaces_the_shipped_one_and_an_added_one_joins_it(
             assert sum(mine.probabilities["pattern"].values()) == pytest.approx(1.0, abs=1e-4)
             assert mine.attributes["pattern"].label in PATTERNS
             # the shipped heads the plug-ins leave alone are untouched
-            for head in ("articleType", "baseColour", "usage"):
+            for head in ("baseColour", "usage"):
                 assert mine.attributes[head] == reference.attributes[head]
+            assert mine.probabilities["articleType"] == pytest.approx(
+                reference.probabilities["articleType"], abs=1e-6
+            )
+            # the stated article type follows the wearer's stated gender, which the plugged
+            # head states without a calibrated threshold (the shipped one may say unknown)
+            article, worn_by = mine.attributes["articleType"], mine.attributes["gender"].label
+            if worn_by == reference.attributes["gender"].label:
+                assert article == reference.attributes["articleType"]
+            elif article.label not in (UNKNOWN, reference.attributes["articleType"].label):
+                assert article.label in (
+                    labels_agreeing(mine.category, "articleType", worn_by) or ()
+                )
     assert garments >= 5
 
 
