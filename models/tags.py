@@ -23,11 +23,32 @@ class RleMask:
 
     @classmethod
     def encode(cls, mask: np.ndarray) -> RleMask:
+        """The same counts as pycocotools' encode of the whole mask, from the runs of only
+        the columns the mask touches. Why: a person or garment is a narrow strip of a camera
+        frame, and copying the whole frame into column order for pycocotools cost 0.29 ms a
+        mask against 0.05 ms this way (tens of masks a frame)."""
         if mask.ndim != 2:
             raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-        rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))  # one copy at most
-        h, w = rle["size"]
-        return cls(size=(int(h), int(w)), counts=rle["counts"].decode("ascii"))
+        mask = np.asarray(mask, dtype=bool)
+        h, w = mask.shape
+        columns = np.flatnonzero(mask.any(axis=0))
+        if columns.size == 0:
+            runs = [h * w]
+        else:
+            first, end = int(columns[0]), int(columns[-1]) + 1
+            pixels = mask[:, first:end].T.ravel()  # column-major, as COCO counts
+            changes = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
+            runs = np.diff(np.concatenate(([0], changes, [pixels.size]))).tolist()
+            if pixels[0]:
+                runs.insert(0, 0)  # counts start with a run of zeros, empty or not
+            runs[0] += first * h
+            if end < w:
+                if len(runs) % 2:  # the last run is of zeros: the empty columns extend it
+                    runs[-1] += (w - end) * h
+                else:
+                    runs.append((w - end) * h)
+        rle = coco_mask.frPyObjects({"counts": runs, "size": [h, w]}, h, w)
+        return cls(size=(h, w), counts=rle["counts"].decode("ascii"))
 
     def decode(self) -> np.ndarray:
         """The (H, W) bool mask."""

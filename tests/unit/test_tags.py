@@ -13,6 +13,34 @@ def test_rle_mask_round_trips_and_measures_area() -> None:
     assert rle.area() == 12
 
 
+def _pycocotools_counts(mask: np.ndarray) -> str:
+    from pycocotools import mask as coco_mask
+
+    counts: bytes = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"]
+    return counts.decode("ascii")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (6, 7), (48, 64)])
+def test_rle_mask_counts_are_pycocotools_own(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    masks = [np.zeros(shape, bool), np.ones(shape, bool)]
+    for density in (0.02, 0.3, 0.9):
+        masks += [rng.random(shape) < density for _ in range(20)]
+    for y, x in [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]:  # one pixel in each corner
+        corner = np.zeros(shape, bool)
+        corner[y, x] = True
+        masks.append(corner)
+    strip = np.zeros(shape, bool)
+    strip[:, w // 2 :] = True  # through the last column and the last row
+    masks.append(strip)
+    for mask in masks:
+        rle = RleMask.encode(mask)
+        assert rle.counts == _pycocotools_counts(mask)
+        assert rle.size == shape
+        assert np.array_equal(rle.decode(), mask)
+
+
 def test_rle_mask_refuses_a_stack_of_masks() -> None:
     with pytest.raises(ValueError, match=r"must be \(H, W\)"):
         RleMask.encode(np.zeros((2, 5, 7), bool))
