@@ -296,19 +296,31 @@ def test_label_vote_among_the_agreeing_labels() -> None:
     assert vote.winner(frozenset({"Skirts"})) == ("Dresses", pytest.approx(0.5))
 
 
-def _trousers_seen_as_a_dress(config: TrackingConfig | None = None) -> SightingGarment:
-    """The one garment of a sighting: trousers seen from behind, which the classifier leans
-    to call a dress in every one of its 6 frames."""
+def _the_garment_of_six_frames(
+    category: str,
+    colour: str,
+    article: Sequence[tuple[str, float]],
+    config: TrackingConfig | None = None,
+    **more: Mapping[str, float],
+) -> SightingGarment:
+    """The one garment of a one-person sighting seen in 6 frames, the classifier giving it
+    these article-type probabilities (and `more` heads' ones) in every frame."""
     p = Person(x=300, wears=())
     frames = []
     for n in range(6):
         f = frame(n, (p,), end=n == 5)
-        article = (("Dresses", 0.5), ("Trousers", 0.3), ("Jeans", 0.2))
-        g = garment(0, 0, p.box(n), "trousers", "Blue", 0.9, article)
+        g = garment(0, 0, p.box(n), category, colour, 0.9, article)
+        g = dataclasses.replace(g, probabilities={**g.probabilities, **more})
         frames.append(dataclasses.replace(f, garments=(g,)))
     (sighting,) = run(frames, config).sightings
-    (trousers,) = sighting.garments
-    return trousers
+    (only,) = sighting.garments
+    return only
+
+
+def _trousers_seen_as_a_dress(config: TrackingConfig | None = None) -> SightingGarment:
+    """Trousers seen from behind, which the classifier leans to call a dress in every frame."""
+    article = (("Dresses", 0.5), ("Trousers", 0.3), ("Jeans", 0.2))
+    return _the_garment_of_six_frames("trousers", "Blue", article, config)
 
 
 def test_a_sightings_garment_states_the_labels_that_agree_with_its_category() -> None:
@@ -326,19 +338,10 @@ def test_a_sightings_attribute_under_its_calibrated_threshold_is_unknown() -> No
 
 
 def _shoes_of(gender: Mapping[str, float], config: TrackingConfig | None = None) -> SightingGarment:
-    """The shoes of a sighting whose classifier leans to Heels in each of 6 frames, worn by
-    someone of `gender` (the tagger gives each garment its wearer's gender)."""
-    p = Person(x=300, wears=())
-    frames = []
-    for n in range(6):
-        f = frame(n, (p,), end=n == 5)
-        article = (("Heels", 0.6), ("Casual Shoes", 0.3), ("Flats", 0.1))
-        g = garment(0, 0, p.box(n), "footwear", "Black", 0.9, article)
-        g = dataclasses.replace(g, probabilities={**g.probabilities, "gender": dict(gender)})
-        frames.append(dataclasses.replace(f, garments=(g,)))
-    (sighting,) = run(frames, config).sightings
-    (shoes,) = sighting.garments
-    return shoes
+    """Shoes the classifier leans to call Heels in every frame, worn by someone of `gender`
+    (the tagger gives each garment its wearer's gender)."""
+    article = (("Heels", 0.6), ("Casual Shoes", 0.3), ("Flats", 0.1))
+    return _the_garment_of_six_frames("footwear", "Black", article, config, gender=gender)
 
 
 def test_a_sightings_article_type_agrees_with_its_wearers_gender() -> None:
